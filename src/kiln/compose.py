@@ -1,0 +1,332 @@
+"""Layers -> an ordered, merged Plan. Missing layers, cycles, conflicts and bad params reported."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from kiln.errors import DefinitionError, KilnError, Problem
+from kiln.load import Project
+from kiln.model import (
+    Config,
+    Image,
+    ImageBase,
+    Layer,
+    ParamSpec,
+    ParamValue,
+    Plan,
+    Section,
+    Where,
+)
+from kiln.schema import LAYER_FIELDS, NAME_RE, PORT_RE
+
+PARAM_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?$")
+MERGE = {f.key: f.merge for f in LAYER_FIELDS}
+KEYED_BY = {"files": "dest", "users": "name", "groups": "name"}
+
+
+def compose(project: Project, name: str) -> Plan:
+    return _compose(project, name, ())
+
+
+def _compose(project: Project, name: str, chain: tuple[str, ...]) -> Plan:
+    image = project.image(name)
+    if name in chain:
+        cycle = " -> ".join((*chain, name))
+        raise DefinitionError([_at(image.where("base"), f"base images form a cycle: {cycle}",
+                                   "an image cannot be built on itself")])
+    parent = None
+    if isinstance(image.base, ImageBase):
+        if image.base.image not in project.image_names():
+            raise DefinitionError([_at(image.where("base.image"),
+                                       f"base image '{image.base.image}' does not exist",
+                                       f"create images/{image.base.image}.yaml")])
+        parent = _compose(project, image.base.image, (*chain, name))
+    problems: list[Problem] = []
+    inherited = parent.all_layers if parent else ()
+    layers = _order(project, image, {layer.name for layer in inherited}, problems)
+    if problems:
+        raise DefinitionError(problems)
+    _check_conflicts(image, (*inherited, *layers), problems)
+    params = _resolve_params(image, parent, layers, problems)
+    if problems:
+        raise DefinitionError(problems)
+    values = dict(params)
+    resolved = tuple(_check_resolved(_substitute(layer, values, problems), problems)
+                     for layer in layers)
+    if problems:
+        raise DefinitionError(problems)
+    config = _merge(image, parent, (*inherited, *resolved), problems)
+    if problems:
+        raise DefinitionError(problems)
+    return Plan(image=image, parent=parent, layers=resolved, params=params,
+                sections=_sections(parent, resolved), config=config)
+
+
+def _check_resolved(layer: Layer, problems: list[Problem]) -> Layer:
+    """Checks that could only wait until params were substituted; ports get their /tcp."""
+    for i, pkg in enumerate(layer.packages):
+        if not PACKAGE_RE.match(pkg):
+            problems.append(_at(layer.where(f"packages[{i}]"), f"invalid package '{pkg}'",
+                                "a Debian package name, optionally name=version"))
+    for i, port in enumerate(layer.expose):
+        if not PORT_RE.match(port):
+            problems.append(_at(layer.where(f"expose[{i}]"), f"invalid port '{port}'",
+                                "write 8080 or 53/udp"))
+    for key in ("users", "groups"):
+        for i, account in enumerate(getattr(layer, key)):
+            for attr in ("name", "group"):
+                value = getattr(account, attr, None)
+                if value is not None and not NAME_RE.match(value):
+                    problems.append(_at(layer.where(f"{key}[{i}].{attr}"),
+                                        f"{key}[{i}].{attr}: invalid name '{value}'",
+                                        "use lowercase letters, digits, '.', '_' and '-'"))
+    expose = tuple(dict.fromkeys(p if "/" in p else f"{p}/tcp" for p in layer.expose))
+    return dataclasses.replace(layer, expose=expose)
+
+
+def _at(where: Where, message: str, hint: str = "") -> Problem:
+    return Problem(where.path, where.line, message, hint)
+
+
+def _order(project: Project, image: Image, done: set[str], problems: list[Problem]
+           ) -> tuple[Layer, ...]:
+    """Image layers in order, each preceded by what it requires (depth first)."""
+    ordered: list[Layer] = []
+    placed = set(done)
+
+    def visit(name: str, path: tuple[str, ...], where: Where) -> None:
+        if name in placed:
+            return
+        if name in path:
+            cycle = " -> ".join((*path[path.index(name):], name))
+            problems.append(_at(where, f"layers require each other in a cycle: {cycle}",
+                                "remove one of these requires"))
+            return
+        if not project.has_layer(name):
+            known = ", ".join(project.layer_names())
+            problems.append(_at(where, f"layer '{name}' does not exist",
+                                f"create layers/{name}/layer.yaml; known layers: {known}"))
+            return
+        try:
+            layer = project.layer(name)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+            return
+        for i, req in enumerate(layer.requires):
+            visit(req, (*path, name), layer.where(f"requires[{i}]"))
+        if name not in placed:
+            placed.add(name)
+            ordered.append(layer)
+
+    seen: set[str] = set()
+    for i, name in enumerate(image.layers):
+        if name in seen:
+            problems.append(_at(image.where(f"layers[{i}]"), f"layer '{name}' is listed twice"))
+        seen.add(name)
+        visit(name, (), image.where(f"layers[{i}]"))
+    return tuple(ordered)
+
+
+def _check_conflicts(image: Image, layers: Iterable[Layer], problems: list[Problem]) -> None:
+    present = {layer.name for layer in layers}
+    for layer in layers:
+        for i, other in enumerate(layer.conflicts):
+            if other in present:
+                problems.append(_at(layer.where(f"conflicts[{i}]"),
+                                    f"layer '{layer.name}' conflicts with layer '{other}', "
+                                    f"and image '{image.name}' has both",
+                                    f"remove one of them from {image.path}"))
+
+
+def _resolve_params(image: Image, parent: Plan | None, layers: Iterable[Layer],
+                    problems: list[Problem]) -> tuple[tuple[str, ParamValue], ...]:
+    inherited = dict(parent.params) if parent else {}
+    declared: dict[str, tuple[ParamSpec, Layer]] = {}
+    for layer in (*(parent.all_layers if parent else ()), *layers):
+        for spec in layer.params:
+            if spec.name in declared:
+                first, owner = declared[spec.name]
+                if (first.type, first.default) != (spec.type, spec.default):
+                    problems.append(_at(layer.where(f"params.{spec.name}"),
+                                        f"param '{spec.name}' is declared differently by layer "
+                                        f"'{owner.name}' ({owner.where(f'params.{spec.name}')})",
+                                        "declare it once, in the layer both require"))
+                continue
+            declared[spec.name] = (spec, layer)
+    values: dict[str, ParamValue] = {n: s.default for n, (s, _) in declared.items()}
+    values.update(inherited)
+    for name, value in image.params:
+        where = image.where(f"params.{name}")
+        if name not in declared:
+            problems.append(_at(where, f"param '{name}' is not declared by any of its layers",
+                                "known params: " + (", ".join(sorted(declared)) or "none")))
+            continue
+        spec, owner = declared[name]
+        if name in inherited:
+            problems.append(_at(where, f"param '{name}' belongs to layer '{owner.name}', which "
+                                f"is built into base image '{parent.image.name if parent else ''}'",
+                                "override it in that image's definition"))
+            continue
+        typed = _typed(value, spec)
+        if typed is None:
+            problems.append(_at(where, f"param '{name}' must be a {spec.type}, got {value!r}",
+                                f"declared in {owner.where(f'params.{name}')}"))
+            continue
+        values[name] = typed
+    return tuple(sorted(values.items()))
+
+
+def _typed(value: ParamValue, spec: ParamSpec) -> ParamValue | None:
+    if spec.type == "boolean":
+        return value if isinstance(value, bool) else None
+    if spec.type == "integer":
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if isinstance(value, str) else (str(value) if isinstance(value, int)
+                                                 and not isinstance(value, bool) else None)
+
+
+def _substitute(layer: Layer, params: dict[str, ParamValue], problems: list[Problem]) -> Layer:
+    """Replace {{ name }} in every string of the layer by the param's value."""
+
+    def text(value: ParamValue) -> str:
+        return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+    def walk(value: Any, key: str) -> Any:
+        if isinstance(value, str):
+            def repl(m: re.Match[str]) -> str:
+                if m.group(1) not in params:
+                    problems.append(_at(layer.where(key), f"unknown param '{m.group(1)}'",
+                                        "declare it under params: in this or a required layer"))
+                    return m.group(0)
+                return text(params[m.group(1)])
+            return PARAM_RE.sub(repl, value)
+        if isinstance(value, tuple):
+            return tuple(walk(v, f"{key}[{i}]") for i, v in enumerate(value))
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.replace(value, **{
+                f.name: walk(getattr(value, f.name), f"{key}.{f.name}")
+                for f in dataclasses.fields(value)})
+        return value
+
+    changes = {f.key: walk(getattr(layer, f.key), f.key) for f in LAYER_FIELDS
+               if f.key not in ("description", "requires", "conflicts", "params")}
+    # env and labels are pairs: walk gave tuples of tuples, keyed like "env[0][1]"; relabel
+    # is unnecessary for errors since the nearest key ("env") has a line.
+    return dataclasses.replace(layer, **changes)
+
+
+def _merge(image: Image, parent: Plan | None, layers: tuple[Layer, ...],
+           problems: list[Problem]) -> Config:
+    merged: dict[str, Any] = {}
+    owner: dict[str, Layer] = {}
+    keyed: dict[tuple[str, str], tuple[Any, Layer, int]] = {}
+    for layer in layers:
+        for key, rule in MERGE.items():
+            value = getattr(layer, key)
+            if rule == "none" or value is None or value == ():
+                continue
+            if rule in ("union", "append"):
+                have = merged.setdefault(key, [])
+                have.extend(v for v in value if rule == "append" or v not in have)
+            elif rule == "map":
+                merged.setdefault(key, {}).update(dict(value))
+            elif rule == "override":
+                merged[key] = value
+            elif rule == "exclusive":
+                if key in merged and merged[key] != value:
+                    first = owner[key]
+                    problems.append(_at(layer.where(key),
+                                        f"'{key}' is set by layer '{layer.name}' and differently "
+                                        f"by layer '{first.name}' ({first.where(key)})",
+                                        f"set '{key}' in one layer only"))
+                merged.setdefault(key, value)
+                owner.setdefault(key, layer)
+            elif rule == "keyed":
+                for i, item in enumerate(value):
+                    ident = getattr(item, KEYED_BY[key])
+                    if (key, ident) in keyed and keyed[key, ident][0] != item:
+                        _, first, j = keyed[key, ident]
+                        problems.append(_at(layer.where(f"{key}[{i}]"),
+                                            f"{key}: '{ident}' is defined by layer "
+                                            f"'{layer.name}' and differently by layer "
+                                            f"'{first.name}' ({first.where(f'{key}[{j}]')})",
+                                            "define it once, in one layer"))
+                    keyed.setdefault((key, ident), (item, layer, i))
+    labels = dict(merged.get("labels", {}))
+    for img in _image_chain(image, parent):
+        labels.update(dict(img.labels))
+    return Config(
+        env=tuple(merged.get("env", {}).items()),
+        workdir=merged.get("workdir"),
+        user=merged.get("user"),
+        expose=tuple(merged.get("expose", ())),
+        volumes=tuple(merged.get("volumes", ())),
+        entrypoint=merged.get("entrypoint"),
+        cmd=merged.get("cmd"),
+        stopsignal=merged.get("stopsignal"),
+        healthcheck=merged.get("healthcheck"),
+        labels=tuple(sorted(labels.items())),
+    )
+
+
+def _image_chain(image: Image, parent: Plan | None) -> list[Image]:
+    chain = [image]
+    while parent:
+        chain.insert(0, parent.image)
+        parent = parent.parent
+    return chain
+
+
+def _sections(parent: Plan | None, layers: tuple[Layer, ...]) -> tuple[Section, ...]:
+    installed = set(parent.packages if parent else ())
+    created = {(k, getattr(item, KEYED_BY[k])) for layer in (parent.all_layers if parent else ())
+               for k in ("users", "groups") for item in getattr(layer, k)}
+    sections = []
+    for layer in layers:
+        packages = tuple(p for p in dict.fromkeys(layer.packages) if p not in installed)
+        installed.update(packages)
+        groups = tuple(g for g in layer.groups if ("groups", g.name) not in created)
+        users = tuple(u for u in layer.users if ("users", u.name) not in created)
+        created.update(("groups", g.name) for g in groups)
+        created.update(("users", u.name) for u in users)
+        sections.append(Section(layer.name, layer.env, groups, users, packages, layer.files,
+                                layer.run))
+    return tuple(sections)
+
+
+def compose_all(project: Project) -> list[Plan]:
+    """Every image, parents before children; all definition problems reported together."""
+    project.check_all()
+    plans: dict[str, Plan] = {}
+    problems: list[Problem] = []
+    for name in project.image_names():
+        try:
+            plans[name] = compose(project, name)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise DefinitionError(problems)
+    return build_order(plans.values())
+
+
+def build_order(plans: Iterable[Plan]) -> list[Plan]:
+    ordered: list[Plan] = []
+    seen: set[str] = set()
+
+    def visit(plan: Plan) -> None:
+        if plan.parent:
+            visit(plan.parent)
+        if plan.image.name not in seen:
+            seen.add(plan.image.name)
+            ordered.append(plan)
+
+    for plan in sorted(plans, key=lambda p: p.image.name):
+        visit(plan)
+    return ordered
+
+
+__all__ = ["KilnError", "build_order", "compose", "compose_all"]

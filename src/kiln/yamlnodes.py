@@ -1,0 +1,127 @@
+"""Strict YAML: a located node tree, with the traps of YAML 1.1 closed.
+
+PyYAML resolves plain scalars by YAML 1.1 rules (`no` -> False, `1.10` -> 1.1, `0755` -> 493).
+kiln never lets PyYAML construct values: it composes the document into nodes, rejects anchors,
+aliases, explicit tags and duplicate keys, and keeps every scalar as the text that was written.
+Typed conversion happens later, against the schema, which decides on purpose what `no` means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from kiln.errors import DefinitionError, Problem
+
+
+@dataclass(frozen=True)
+class Scalar:
+    text: str
+    plain: bool  # written without quotes: only plain scalars can mean null, bool or a number
+    line: int
+
+
+@dataclass(frozen=True)
+class Seq:
+    items: tuple[Node, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class Map:
+    entries: tuple[tuple[str, int, Node], ...]  # key, key line, value
+    line: int
+
+    def keys(self) -> list[str]:
+        return [k for k, _, _ in self.entries]
+
+
+Node = Scalar | Seq | Map
+
+
+def describe(node: Node) -> str:
+    if isinstance(node, Map):
+        return "a mapping"
+    if isinstance(node, Seq):
+        return "a list"
+    if node.plain and node.text in ("", "~", "null", "Null", "NULL"):
+        return "null"
+    return f"'{node.text}'"
+
+
+def parse(path: Path, shown: str) -> Node:
+    """Parse one YAML file into nodes; `shown` is the path printed in errors."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DefinitionError([Problem(shown, 0, f"not UTF-8 text ({exc.reason})")]) from None
+    except OSError as exc:
+        raise DefinitionError([Problem(shown, 0, f"cannot read: {exc.strerror}")]) from None
+    problems: list[Problem] = []
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = event.start_mark.line + 1
+            if isinstance(event, yaml.AliasEvent):
+                problems.append(
+                    Problem(shown, line, f"YAML alias '*{event.anchor}' is not allowed",
+                            "write the value out; definitions must read the same to every tool")
+                )
+            elif getattr(event, "anchor", None):
+                problems.append(
+                    Problem(shown, line, f"YAML anchor '&{event.anchor}' is not allowed",
+                            "write the value out; reuse belongs in a layer")
+                )
+            if getattr(event, "tag", None) not in (None, "!"):
+                problems.append(
+                    Problem(shown, line, f"explicit YAML tag '{event.tag}' is not allowed",
+                            "remove the tag; quote the value if it must stay a string")
+                )
+        if problems:
+            raise DefinitionError(problems)
+        docs = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        raise DefinitionError(
+            [Problem(shown, line, f"invalid YAML: {exc.problem or exc.context}",
+                     "check indentation and quoting")]
+        ) from None
+    if len(docs) > 1:
+        raise DefinitionError([Problem(shown, 0, "more than one YAML document",
+                                       "keep one definition per file")])
+    if not docs or docs[0] is None:
+        return Map((), 1)
+    root = _convert(docs[0], shown, problems)
+    if problems:
+        raise DefinitionError(problems)
+    return root
+
+
+def _convert(node: yaml.Node, shown: str, problems: list[Problem]) -> Node:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.ScalarNode):
+        return Scalar(str(node.value), node.style is None, line)
+    if isinstance(node, yaml.SequenceNode):
+        return Seq(tuple(_convert(n, shown, problems) for n in node.value), line)
+    assert isinstance(node, yaml.MappingNode)
+    entries: list[tuple[str, int, Node]] = []
+    seen: dict[str, int] = {}
+    for knode, vnode in node.value:
+        kline = knode.start_mark.line + 1
+        if not isinstance(knode, yaml.ScalarNode):
+            problems.append(Problem(shown, kline, "mapping keys must be plain strings"))
+            continue
+        key = str(knode.value)
+        if key == "<<":
+            problems.append(Problem(shown, kline, "YAML merge key '<<' is not allowed",
+                                    "write the keys out"))
+            continue
+        if key in seen:
+            problems.append(Problem(shown, kline, f"duplicate key '{key}' (first at line {seen[key]})",
+                                    "keep one; YAML would silently drop the other"))
+            continue
+        seen[key] = kline
+        entries.append((key, kline, _convert(vnode, shown, problems)))
+    return Map(tuple(entries), line)
