@@ -68,6 +68,9 @@ class Project:
         return (self.root / "layers" / name / "layer.yaml").is_file()
 
     def image(self, name: str) -> Image:
+        if name == "all":
+            raise KilnError("images/all.yaml: 'all' is reserved (it means every image); "
+                            "rename the image")
         if name not in self._images:
             if not NAME_RE.match(name) or not (self.root / "images" / f"{name}.yaml").is_file():
                 known = ", ".join(self.image_names()) or "none"
@@ -135,10 +138,14 @@ def _check_source(reader: Reader, layer_dir: Path, src: str, key: str) -> None:
     if path.is_dir():
         for inner in sorted(path.rglob("*")):
             real_inner = inner.resolve()
+            rel = inner.relative_to(layer_dir)
             if files_dir not in real_inner.parents:
-                rel = inner.relative_to(layer_dir)
                 reader.problem(line, f"{key}: '{rel}' leads outside the layer (to {real_inner})",
                                "copy the file into the layer instead of linking to it")
+            elif inner.is_symlink() and inner.is_dir():
+                # the context walk does not follow it: its files would silently be left out
+                reader.problem(line, f"{key}: '{rel}' is a link to a folder",
+                               "copy the folder, or link each file")
 
 
 def load_image(root: Path, name: str) -> Image:

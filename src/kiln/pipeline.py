@@ -1,0 +1,207 @@
+"""build -> (verify -> publish): named steps in order, as the README tells it.
+
+Specs (Plan, Prepared) are frozen; the mutable build state is the Context.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from kiln.bootstrap import bootstrap, import_rootfs
+from kiln.compose import compose, compose_all
+from kiln.engine import Engine, Output, Step
+from kiln.errors import BuildError, KilnError
+from kiln.fingerprint import base_ref, fingerprint, image_ref, image_repository
+from kiln.load import Project
+from kiln.model import BootstrapBase, ImageBase, Plan, RefBase, RootfsBase
+from kiln.render import ContextEntry, Rendered, context_entries, render_dockerfile
+from kiln.render.context import write_context_tar
+from kiln.ui import UI
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything about an image that can be known without an engine."""
+
+    plan: Plan
+    fingerprint: str
+    base_ref: str
+    rendered: Rendered
+    entries: tuple[ContextEntry, ...]
+
+    @property
+    def ref(self) -> str:
+        return image_ref(self.plan.image.name, self.fingerprint)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image: str
+    ref: str
+    image_id: str
+    fingerprint: str
+    action: Literal["built", "up to date"]
+    seconds: float
+    tags: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"image": self.image, "ref": self.ref, "id": self.image_id,
+                "fingerprint": self.fingerprint, "action": self.action,
+                "seconds": round(self.seconds, 2), "tags": list(self.tags)}
+
+
+@dataclass
+class Context:
+    """Mutable state of one kiln run."""
+
+    project: Project
+    engine: Engine
+    ui: UI
+    nocache: bool = False
+    force: bool = False
+    results: dict[str, BuildResult] = field(default_factory=dict)
+
+
+def prepare(project: Project, name: str) -> Prepared:
+    plan = compose(project, name)
+    fp = fingerprint(project.root, plan)
+    ref = base_ref(project.root, plan)
+    return Prepared(plan, fp, ref, render_dockerfile(plan, ref, fp),
+                    tuple(context_entries(project.root, plan)))
+
+
+def validate(project: Project) -> list[Plan]:
+    """Every definition, checked at once: nothing is built while any of them is invalid."""
+    return compose_all(project)
+
+
+def build_image(ctx: Context, name: str) -> BuildResult:
+    if name in ctx.results:
+        return ctx.results[name]
+    prepared = prepare(ctx.project, name)
+    ensure_base(ctx, prepared)
+    result = reuse_existing(ctx, prepared) or run_build(ctx, prepared)
+    tag_image(ctx, prepared, result.image_id)
+    ctx.results[name] = result
+    return result
+
+
+def build_all(ctx: Context) -> list[BuildResult]:
+    return [build_image(ctx, plan.image.name) for plan in validate(ctx.project)]
+
+
+# steps ---------------------------------------------------------------------------------------
+def ensure_base(ctx: Context, prepared: Prepared) -> None:
+    """Make the base the Dockerfile's FROM names exist in the engine, building it if need be."""
+    base, ref = prepared.plan.image.base, prepared.base_ref
+    if isinstance(base, ImageBase):
+        build_image(ctx, base.image)
+        return
+    if ctx.engine.image_id(ref):
+        return
+    if isinstance(base, BootstrapBase):
+        with ctx.ui.task(f"bootstrap {ref} from {base.mirror} with mmdebstrap"):
+            bootstrap(ctx.engine, base, ref)
+    elif isinstance(base, RootfsBase):
+        with ctx.ui.task(f"import {base.path} as {ref}"):
+            import_rootfs(ctx.engine, ctx.project.root, base, ref)
+    else:
+        assert isinstance(base, RefBase)
+        with ctx.ui.task(f"pull {ref}"):
+            ctx.engine.pull(ref)
+
+
+def reuse_existing(ctx: Context, prepared: Prepared) -> BuildResult | None:
+    """Same fingerprint, same image: an unchanged definition is never built again."""
+    if ctx.force or ctx.nocache:
+        return None
+    image_id = ctx.engine.image_id(prepared.ref)
+    if image_id is None:
+        return None
+    ctx.ui.info(f"[bold]{prepared.plan.image.name}[/]: up to date ({prepared.ref}, "
+                "fingerprint unchanged)")
+    return _result(prepared, image_id, "up to date", 0.0)
+
+
+def run_build(ctx: Context, prepared: Prepared) -> BuildResult:
+    image = prepared.plan.image
+    instructions = prepared.rendered.instructions
+    tail: deque[str] = deque(maxlen=40)
+    current = Step(0, len(instructions), "")
+    with ctx.ui.task(f"build {image.name} -> {prepared.ref}"), \
+            tempfile.TemporaryFile(prefix="kiln-context-") as context:
+        write_context_tar(context, prepared.rendered.dockerfile, prepared.entries)
+        context.seek(0)
+        try:
+            for event in ctx.engine.build(context, prepared.ref, nocache=ctx.nocache, tail=tail):
+                if isinstance(event, Step):
+                    current = event
+                    layer = _layer_of(instructions, event.number)
+                    ctx.ui.step(f"{layer} · step {event.number}/{event.total} "
+                                f"{_first_line(event.text)}")
+                elif isinstance(event, Output):
+                    ctx.ui.output(event.line)
+        except BuildError as exc:
+            raise BuildError(_build_failure(prepared, current, str(exc), tail)) from None
+        seconds = ctx.ui.elapsed()
+    image_id = ctx.engine.image_id(prepared.ref)
+    if image_id is None:
+        raise BuildError(f"{image.path}: the engine reported success but {prepared.ref} "
+                         "does not exist")
+    ctx.ui.info(f"[bold green]built[/] {image.name} {image_id[:19]} in {seconds:.1f}s")
+    return _result(prepared, image_id, "built", seconds)
+
+
+def tag_image(ctx: Context, prepared: Prepared, image_id: str) -> None:
+    for ref in _tags(prepared):
+        ctx.engine.tag(image_id, ref)
+
+
+# helpers -------------------------------------------------------------------------------------
+def _tags(prepared: Prepared) -> tuple[str, ...]:
+    image = prepared.plan.image
+    repo = image_repository(image.name)
+    extra = dict.fromkeys(("latest", image.version, *image.tags))
+    return (prepared.ref, *(f"{repo}:{tag}" for tag in extra))
+
+
+def _result(prepared: Prepared, image_id: str, action: Literal["built", "up to date"],
+            seconds: float) -> BuildResult:
+    return BuildResult(prepared.plan.image.name, prepared.ref, image_id, prepared.fingerprint,
+                       action, seconds, _tags(prepared))
+
+
+def _layer_of(instructions: tuple[Any, ...], number: int) -> str:
+    if 0 < number <= len(instructions):
+        return instructions[number - 1].layer or "kiln"
+    return "kiln"
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().split("\n")[0].rstrip("\\ ")
+    return line if len(line) <= 90 else line[:87] + "..."
+
+
+def _build_failure(prepared: Prepared, step: Step, error: str, tail: deque[str]) -> str:
+    image = prepared.plan.image
+    layer = _layer_of(prepared.rendered.instructions, step.number)
+    where = (f"layer '{layer}' (layers/{layer}/layer.yaml)" if layer != "kiln"
+             else "kiln's own instructions")
+    lines = [f"{image.path}: build of '{image.name}' failed in {where}, "
+             f"step {step.number}/{step.total}: {_first_line(step.text)}",
+             f"  {error}"]
+    lines += [f"  | {line}" for line in tail]
+    return "\n".join(lines)
+
+
+def context_size(entries: tuple[ContextEntry, ...]) -> int:
+    return sum(Path(e.source).stat().st_size for e in entries if e.source)
+
+
+__all__ = ["BuildResult", "Context", "KilnError", "Prepared", "build_all", "build_image",
+           "prepare", "validate"]

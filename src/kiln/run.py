@@ -1,0 +1,51 @@
+"""The one place that runs a subprocess: argv lists only, a scrubbed environment, clear errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from kiln.errors import CommandError
+
+# What a child process inherits from us; everything else is dropped so that builds do not
+# depend on whoever happens to run them.
+PASSED = ("PATH", "HOME", "TMPDIR", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH",
+          "DOCKER_TLS_VERIFY", "http_proxy", "https_proxy", "no_proxy")
+TAIL = 30
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in PASSED}
+    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    env.update({"LC_ALL": "C.UTF-8", "TZ": "UTC"})
+    env.update(extra or {})
+    return env
+
+
+def run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
+        cwd: Path | None = None, timeout: float | None = None) -> str:
+    """Run `argv`, return its stdout+stderr; raise CommandError with the tail on failure."""
+    args = [str(a) for a in argv]
+    try:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=clean_env(env), cwd=cwd, text=True,
+                                errors="replace")
+    except FileNotFoundError:
+        raise CommandError(f"{args[0]}: command not found (install it; see README.md)") from None
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+        code = proc.wait(timeout=timeout)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if code != 0:
+        tail = "".join(deque(lines, maxlen=TAIL)).rstrip()
+        raise CommandError(f"`{' '.join(args)}` exited with {code}:\n{tail}")
+    return "".join(lines)
