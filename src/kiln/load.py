@@ -1,4 +1,4 @@
-"""YAML definitions -> frozen model. Strict keys, no aliases, errors as path:line: message (hint)."""
+"""YAML definitions -> frozen model: strict keys, no aliases, errors as path:line: message."""
 
 from __future__ import annotations
 

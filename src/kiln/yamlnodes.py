@@ -81,6 +81,12 @@ def parse(path: Path, shown: str) -> Node:
         if problems:
             raise DefinitionError(problems)
         docs = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.reader.ReaderError as exc:  # a control character: not a MarkedYAMLError
+        raise DefinitionError(
+            [Problem(shown, text.count("\n", 0, exc.position) + 1,
+                     f"invalid YAML: character #x{exc.character:04x} is not allowed",
+                     "remove control characters from the file")]
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
@@ -119,7 +125,8 @@ def _convert(node: yaml.Node, shown: str, problems: list[Problem]) -> Node:
                                     "write the keys out"))
             continue
         if key in seen:
-            problems.append(Problem(shown, kline, f"duplicate key '{key}' (first at line {seen[key]})",
+            problems.append(Problem(shown, kline,
+                                    f"duplicate key '{key}' (first at line {seen[key]})",
                                     "keep one; YAML would silently drop the other"))
             continue
         seen[key] = kline

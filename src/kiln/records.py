@@ -1,0 +1,104 @@
+"""Local records tied to an image ID: what was verified, when, and with what result.
+
+An image's ID is the digest of its config, so a record keyed by it can never be confused with
+another image's. Records live in the project's state folder (.kiln/, not committed) or in
+KILN_STATE_DIR. An image without a passing record is unverified; nothing downstream takes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from kiln.errors import KilnError
+
+Outcome = Literal["passed", "failed", "error", "skipped"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    layer: str  # the layer (or "image:<name>") whose tests/ the check comes from
+    test: str  # pytest node id
+    outcome: Outcome
+    message: str = ""  # the failing assertion, for failures
+
+
+@dataclass(frozen=True)
+class VerifyRecord:
+    image: str
+    image_id: str
+    fingerprint: str
+    target: str  # "container" or "vm"
+    suite: str  # sha256 of the test files that ran
+    passed: bool
+    checks: tuple[CheckResult, ...] = ()
+    started: str = ""  # ISO 8601, UTC
+    seconds: float = 0.0
+    reason: str = ""  # why it did not pass, or why it never ran (--no-verify)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
+        for check in self.checks:
+            out[check.outcome] += 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["counts"] = self.counts
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> VerifyRecord:
+        data = dict(data)
+        data.pop("counts", None)
+        checks = tuple(CheckResult(**c) for c in data.pop("checks", ()))
+        return cls(checks=checks, **data)
+
+
+def state_dir(project_root: Path) -> Path:
+    return Path(os.environ.get("KILN_STATE_DIR") or project_root / ".kiln")
+
+
+def _path(project_root: Path, image_id: str, target: str) -> Path:
+    digest = image_id.removeprefix("sha256:")
+    return state_dir(project_root) / "verified" / target / f"{digest}.json"
+
+
+def save(project_root: Path, record: VerifyRecord) -> Path:
+    """Write atomically: a reader sees the old record or the new one, never half of one."""
+    path = _path(project_root, record.image_id, record.target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+        json.dump(record.to_json(), f, indent=2, sort_keys=True)
+    os.replace(f.name, path)
+    return path
+
+
+def load(project_root: Path, image_id: str, target: str = "container") -> VerifyRecord | None:
+    path = _path(project_root, image_id, target)
+    try:
+        return VerifyRecord.from_json(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError) as exc:
+        raise KilnError(f"{path}: unreadable verification record ({exc}); "
+                        "delete it and verify again") from None
+
+
+def require_verified(project_root: Path, image: str, image_id: str,
+                     target: str = "container") -> VerifyRecord:
+    """The gate: the record of a passing verification of exactly this image, or an error."""
+    record = load(project_root, image_id, target)
+    if record is None:
+        raise KilnError(f"{image} ({image_id[:19]}) was never verified "
+                        f"(run `invoke verify {image}` or build without --no-verify)")
+    if not record.passed:
+        raise KilnError(f"{image} ({image_id[:19]}) failed verification on {record.started}: "
+                        f"{record.reason or 'see `invoke verify`'}")
+    return record
