@@ -57,7 +57,7 @@ class Engine:
     # images ------------------------------------------------------------------------------
     def image_id(self, ref: str) -> str | None:
         try:
-            return str(self.api.inspect_image(ref)["Id"])
+            return str(self.api.inspect_image(ref)["Id"])  # type: ignore[no-untyped-call]
         except docker.errors.ImageNotFound:
             return None
         except docker.errors.APIError as exc:
@@ -67,7 +67,7 @@ class Engine:
 
     def inspect_image(self, ref: str) -> dict[str, Any]:
         try:
-            return dict(self.api.inspect_image(ref))
+            return dict(self.api.inspect_image(ref))  # type: ignore[no-untyped-call]
         except docker.errors.DockerException as exc:
             raise EngineError(f"{ref}: no such image in the engine ({_reason(exc)})") from None
 

@@ -62,20 +62,20 @@ def parse(path: Path, shown: str) -> Node:
     problems: list[Problem] = []
     try:
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            line = event.start_mark.line + 1
+            line = event.start_mark.line + 1 if event.start_mark else 0
             if isinstance(event, yaml.AliasEvent):
                 problems.append(
                     Problem(shown, line, f"YAML alias '*{event.anchor}' is not allowed",
                             "write the value out; definitions must read the same to every tool")
                 )
-            elif getattr(event, "anchor", None):
+            elif anchor := getattr(event, "anchor", None):
                 problems.append(
-                    Problem(shown, line, f"YAML anchor '&{event.anchor}' is not allowed",
+                    Problem(shown, line, f"YAML anchor '&{anchor}' is not allowed",
                             "write the value out; reuse belongs in a layer")
                 )
-            if getattr(event, "tag", None) not in (None, "!"):
+            if (tag := getattr(event, "tag", None)) not in (None, "!"):
                 problems.append(
-                    Problem(shown, line, f"explicit YAML tag '{event.tag}' is not allowed",
+                    Problem(shown, line, f"explicit YAML tag '{tag}' is not allowed",
                             "remove the tag; quote the value if it must stay a string")
                 )
         if problems:

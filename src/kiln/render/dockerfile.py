@@ -37,7 +37,9 @@ def render_dockerfile(plan: Plan, base_ref: str, fingerprint: str) -> Rendered:
     if parent_user not in (None, "root", "0"):
         out.append(Instruction(None, "USER root"))
     for section in plan.sections:
-        add = lambda text, layer=section.layer: out.append(Instruction(layer, text))  # noqa: E731
+        def add(text: str, layer: str = section.layer) -> None:
+            out.append(Instruction(layer, text))
+
         if section.env:
             add("ENV " + " ".join(f"{k}={_quote(v)}" for k, v in section.env))
         accounts = [_groupadd(g) for g in section.groups] + [_useradd(u) for u in section.users]
@@ -60,7 +62,10 @@ def render_dockerfile(plan: Plan, base_ref: str, fingerprint: str) -> Rendered:
             else:
                 add(f"RUN set -eu; {script.strip()}")
     config = plan.config
-    kiln = lambda text: out.append(Instruction(None, text))  # noqa: E731
+
+    def kiln(text: str) -> None:
+        out.append(Instruction(None, text))
+
     if config.workdir:
         kiln(f"WORKDIR {config.workdir}")
     if config.expose:
