@@ -19,7 +19,7 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from kiln.engine import KILN_LABEL, Engine
+from kiln.engine import Engine
 from kiln.errors import EngineError
 from kiln.load import Project
 from kiln.pipeline import Context

@@ -122,5 +122,5 @@ def test_invalid_definition_builds_nothing(make_project, kiln_ctx, engine):
 def test_tampered_rootfs_is_refused(make_project, kiln_ctx, engine):
     project = make_project(LAYERS)
     (project.root / "rootfs" / "busybox.tar").write_bytes(b"not the pinned tarball")
-    with pytest.raises(Exception, match="sha256 is .* but the image pins"):
+    with pytest.raises(Exception, match=r"sha256 is .* but the image pins"):
         build_image(kiln_ctx(project), "small")
