@@ -55,8 +55,13 @@ def _compose(project: Project, name: str, chain: tuple[str, ...]) -> Plan:
     if problems:
         raise DefinitionError(problems)
     values = dict(params)
-    resolved = tuple(_check_resolved(_substitute(layer, values, problems), problems)
-                     for layer in layers)
+    substituted: list[Layer] = []
+    for layer in layers:
+        before = len(problems)
+        done = _substitute(layer, values, problems)
+        # a value left with an unknown {{ param }} in it is reported once, not also as invalid
+        substituted.append(_check_resolved(done, problems) if len(problems) == before else done)
+    resolved = tuple(substituted)
     if problems:
         raise DefinitionError(problems)
     config = _merge(image, parent, (*inherited, *resolved), problems)
@@ -173,7 +178,9 @@ def _resolve_params(image: Image, parent: Plan | None, layers: Iterable[Layer],
             continue
         typed = _typed(value, spec)
         if typed is None:
-            problems.append(_at(where, f"param '{name}' must be a {spec.type}, got {value!r}",
+            article = "an" if spec.type == "integer" else "a"
+            problems.append(_at(where, f"param '{name}' must be {article} {spec.type}, "
+                                f"got {value!r}",
                                 f"declared in {owner.where(f'params.{name}')}"))
             continue
         values[name] = typed

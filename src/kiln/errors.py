@@ -22,7 +22,9 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
         tail = f" ({self.hint})" if self.hint else ""
-        return f"{where}: {self.message}{tail}"
+        text = f"{where}: {self.message}{tail}"
+        # One problem, one line: a value holding a newline or NUL is shown escaped.
+        return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 class DefinitionError(KilnError):

@@ -105,8 +105,8 @@ class Reader:
             self.problem(node.line, f"{key}: expected a string, integer or boolean, "
                          f"got {describe(node)}")
             return None
-        if node.plain and INT_RE.match(node.text):
-            return int(node.text, 10)
+        if node.plain and INT_RE.match(node.text) and str(int(node.text, 10)) == node.text:
+            return int(node.text, 10)  # "0027" or "+5" stay as written, like any string
         if node.plain and node.text.lower() in BOOLS:
             return BOOLS[node.text.lower()]
         return node.text
@@ -130,7 +130,8 @@ class Reader:
             for k, line, _ in node.entries:
                 self.lines[f"{key}.{k}" if key else k] = line
             return node.entries
-        self.problem(node.line, f"{key}: expected a mapping, got {describe(node)}")
+        where = f"{key}: " if key else ""  # "" is the file's top level
+        self.problem(node.line, f"{where}expected a mapping, got {describe(node)}")
         return ()
 
     def string_map(self, node: Node, key: str, key_re: re.Pattern[str] | None = None
@@ -185,8 +186,11 @@ class Reader:
         value = self.string(node, key)
         if value is None:
             return None
-        if not value.startswith("/") or "/../" in f"{value}/" or "\0" in value:
-            self.problem(node.line, f"{key}: '{value}' must be an absolute path without '..'")
+        # No control characters: a newline would end the Dockerfile instruction (WORKDIR).
+        if (not value.startswith("/") or "/../" in f"{value}/"
+                or any(ord(c) < 32 or c == "\x7f" for c in value)):
+            self.problem(node.line, f"{key}: '{value}' must be an absolute path without '..' "
+                         "or control characters")
             return None
         return value
 

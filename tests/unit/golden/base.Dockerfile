@@ -1,0 +1,35 @@
+# Rendered by kiln 0.1.0 (render 1) from images/base.yaml. Do not edit: change the definitions and run `invoke render`.
+FROM kiln-bootstrap/bookworm-minbase:061826fa2cb6d104
+
+# --- layer: minimal ---
+COPY files/minimal/dpkg-nodoc.cfg /etc/dpkg/dpkg.cfg.d/90-kiln-nodoc
+COPY files/minimal/apt-minimal.conf /etc/apt/apt.conf.d/90-kiln-minimal
+RUN set -eu; find /usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete; find /usr/share/doc -mindepth 1 -type d -empty -delete; rm -rf /usr/share/man/* /usr/share/info/* /usr/share/locale/*
+
+# --- layer: core ---
+ENV LANG="C.UTF-8" TZ="Etc/UTC"
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      ca-certificates tzdata \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
+RUN set -eu; ln -sf "/usr/share/zoneinfo/Etc/UTC" /etc/localtime && echo "Etc/UTC" > /etc/timezone
+
+# --- layer: hardening ---
+COPY files/hardening/umask.sh /etc/profile.d/kiln-umask.sh
+RUN set -eu; find / -xdev -type f -perm /6000 -exec chmod a-s {} +
+RUN set -eu; rm -f /etc/machine-id /var/lib/dbus/machine-id && rm -rf /var/cache/ldconfig/aux-cache /tmp/* /var/tmp/*
+
+# --- layer: user ---
+RUN groupadd --gid 10001 app \
+ && useradd --no-log-init --uid 10001 --gid app --create-home --home-dir /home/app --shell /usr/sbin/nologin app
+
+# --- image configuration ---
+WORKDIR /home/app
+USER app
+LABEL dev.kiln.fingerprint="3f61e4e17595859bc5389d58d8201fc859ee16f2973ac828470727063a2a38f8" \
+      dev.kiln.image="base" \
+      dev.kiln.layers="minimal,core,hardening,user" \
+      dev.kiln.version="0.1.0" \
+      org.opencontainers.image.description="Debian bookworm with CA certificates, UTC, C.UTF-8, hardened defaults and a non-root user." \
+      org.opencontainers.image.title="base" \
+      org.opencontainers.image.version="12.1"

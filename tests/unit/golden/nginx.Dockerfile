@@ -1,0 +1,28 @@
+# Rendered by kiln 0.1.0 (render 1) from images/nginx.yaml. Do not edit: change the definitions and run `invoke render`.
+FROM kiln/base:3f61e4e17595859b
+USER root
+
+# --- layer: nginx ---
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      nginx-light \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
+COPY files/nginx/nginx.conf /etc/nginx/nginx.conf
+COPY files/nginx/www /srv/www/
+RUN set -eu; sed -i "s/@PORT@/8080/" /etc/nginx/nginx.conf && rm -rf /etc/nginx/sites-enabled /etc/nginx/sites-available /var/www/html && nginx -t -q && rm -rf /tmp/nginx*
+
+# --- image configuration ---
+WORKDIR /home/app
+EXPOSE 8080/tcp
+STOPSIGNAL SIGQUIT
+HEALTHCHECK --interval=10s --timeout=3s --start-period=2s --retries=3 CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q '200 OK' <&3"]
+ENTRYPOINT ["nginx", "-e", "stderr", "-g", "daemon off;"]
+USER app
+LABEL dev.kiln.fingerprint="4c371688633ffa3d3d68d8acf92276cf0d34a9419018d6d04a3fd7b3ffb2a136" \
+      dev.kiln.image="nginx" \
+      dev.kiln.layers="minimal,core,hardening,user,nginx" \
+      dev.kiln.version="0.1.0" \
+      org.opencontainers.image.description="nginx web server on the base image, unprivileged, on port 8080." \
+      org.opencontainers.image.documentation="nginx listens on 8080; GET /healthz answers 200" \
+      org.opencontainers.image.title="nginx" \
+      org.opencontainers.image.version="1.22"
