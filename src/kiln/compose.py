@@ -23,6 +23,11 @@ from kiln.model import (
 from kiln.schema import LAYER_FIELDS, NAME_RE, PORT_RE
 
 PARAM_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+ABSPATH_RE = re.compile(r"^(?!.*(^|/)\.\.(/|$))/[^\s\x00-\x1f\x7f]*$")
+DEST_RE = re.compile(r"^(?!.*(^|/)\.\.(/|$))/[^\x00-\x1f\x7f]*$")
+OWNER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
+SIGNAL_RE = re.compile(r"^(SIG[A-Z0-9+]+|[0-9]+)$")
+DURATION_RE = re.compile(r"^([0-9]+(ns|us|ms|s|m|h))+$")
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?$")
 MERGE = {f.key: f.merge for f in LAYER_FIELDS}
 KEYED_BY = {"files": "dest", "users": "name", "groups": "name"}
@@ -72,15 +77,27 @@ def _compose(project: Project, name: str, chain: tuple[str, ...]) -> Plan:
 
 
 def _check_resolved(layer: Layer, problems: list[Problem]) -> Layer:
-    """Checks that could only wait until params were substituted; ports get their /tcp."""
+    """Checks that could only wait until params were substituted; ports get their /tcp.
+
+    Every string that lands in a Dockerfile instruction is checked here, after substitution,
+    so a param cannot smuggle a newline, a space or a '..' into one.
+    """
+    def bad(key: str, value: str, hint: str) -> None:
+        problems.append(_at(layer.where(key), f"{key}: invalid value '{value}'", hint))
+
+    def check(key: str, value: str | None, pattern: re.Pattern[str], hint: str) -> None:
+        if value is not None and not pattern.match(value):
+            bad(key, value, hint)
+
     for i, pkg in enumerate(layer.packages):
         if not PACKAGE_RE.match(pkg):
             problems.append(_at(layer.where(f"packages[{i}]"), f"invalid package '{pkg}'",
                                 "a Debian package name, optionally name=version"))
     for i, port in enumerate(layer.expose):
-        if not PORT_RE.match(port):
+        number = port.split("/")[0]
+        if not PORT_RE.match(port) or not 0 < int(number) < 65536:
             problems.append(_at(layer.where(f"expose[{i}]"), f"invalid port '{port}'",
-                                "write 8080 or 53/udp"))
+                                "write a port from 1 to 65535, like 8080 or 53/udp"))
     for key in ("users", "groups"):
         for i, account in enumerate(getattr(layer, key)):
             for attr in ("name", "group"):
@@ -89,6 +106,26 @@ def _check_resolved(layer: Layer, problems: list[Problem]) -> Layer:
                     problems.append(_at(layer.where(f"{key}[{i}].{attr}"),
                                         f"{key}[{i}].{attr}: invalid name '{value}'",
                                         "use lowercase letters, digits, '.', '_' and '-'"))
+            for attr in ("home", "shell"):
+                check(f"{key}[{i}].{attr}", getattr(account, attr, None), ABSPATH_RE,
+                      "an absolute path without '..', spaces or control characters")
+    check("user", layer.user, OWNER_RE, "a user name or uid, optionally :group")
+    check("stopsignal", layer.stopsignal, SIGNAL_RE, "a signal like SIGQUIT or 3")
+    check("workdir", layer.workdir, ABSPATH_RE,
+          "an absolute path without '..', spaces or control characters")
+    for i, volume in enumerate(layer.volumes):
+        check(f"volumes[{i}]", volume, ABSPATH_RE, "an absolute path without '..'")
+    for i, spec in enumerate(layer.files):
+        check(f"files[{i}].owner", spec.owner, OWNER_RE, "user:group, names or ids")
+        check(f"files[{i}].dest", spec.dest, DEST_RE,
+              "an absolute path without '..' or control characters")
+    if hc := layer.healthcheck:
+        for attr in ("interval", "timeout", "start_period"):
+            check(f"healthcheck.{attr}", getattr(hc, attr), DURATION_RE, "a duration like 30s")
+    for key in ("env", "labels"):
+        for name, value in getattr(layer, key):
+            if any(ord(c) < 32 and c not in "\t" for c in value):
+                bad(f"{key}.{name}", value, "no newlines or control characters")
     expose = tuple(dict.fromkeys(p if "/" in p else f"{p}/tcp" for p in layer.expose))
     return dataclasses.replace(layer, expose=expose)
 
@@ -255,7 +292,10 @@ def _merge(image: Image, parent: Plan | None, layers: tuple[Layer, ...],
             elif rule == "keyed":
                 for i, item in enumerate(value):
                     ident = getattr(item, KEYED_BY[key])
-                    if (key, ident) in keyed and keyed[key, ident][0] != item:
+                    first_item, first_layer, _ = keyed.get((key, ident), (item, layer, i))
+                    # Two layers copying to one dest conflict even with equal specs: the
+                    # sources are different files.
+                    if first_item != item or (key == "files" and first_layer.name != layer.name):
                         _, first, j = keyed[key, ident]
                         problems.append(_at(layer.where(f"{key}[{i}]"),
                                             f"{key}: '{ident}' is defined by layer "

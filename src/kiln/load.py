@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,9 @@ def load_layer(root: Path, name: str) -> Layer:
     if reader.problems:
         raise DefinitionError(reader.problems)
     values = {k: v for k, v in values.items() if v is not None}
+    # "./conf/" and "conf" name one source: one context entry, one hash.
+    values["files"] = tuple(dataclasses.replace(spec, src=posixpath.normpath(spec.src))
+                            for spec in values.get("files", ()))
     return Layer(name=name, path=f"layers/{name}", lines=reader.lines, **values)
 
 

@@ -120,7 +120,26 @@ COMPOSE_ERRORS: list[tuple[str, dict[str, Definition], dict[str, Definition], st
     ("invalid port after substitution", {
         "a": "params:\n  port: {type: string, default: \"80\"}\nexpose: [\"{{ port }}\"]\n"},
      {"i": image("a", extra="params:\n  port: http\n")}, "i",
-     "layers/a/layer.yaml:3: invalid port 'http' (write 8080 or 53/udp)"),
+     "layers/a/layer.yaml:3: invalid port 'http' "
+     "(write a port from 1 to 65535, like 8080 or 53/udp)"),
+    ("port out of range", {"a": "expose: [99999]\n"}, {"i": image("a")}, "i",
+     "layers/a/layer.yaml:1: invalid port '99999/tcp' "
+     "(write a port from 1 to 65535, like 8080 or 53/udp)"),
+    ("dest climbing out after substitution", {
+        "a": "params:\n  d: {type: string, default: etc}\nfiles:\n"
+             "  - {src: f, dest: \"/{{ d }}/x\"}\n", "a/files/f": "x\n"},
+     {"i": image("a", extra="params:\n  d: \"../..\"\n")}, "i",
+     "layers/a/layer.yaml:4: files[0].dest: invalid value '/../../x' "
+     "(an absolute path without '..' or control characters)"),
+    ("user with a space after substitution", {
+        "a": "params:\n  who: {type: string, default: app}\nuser: \"{{ who }}\"\n"},
+     {"i": image("a", extra="params:\n  who: app RUN rm\n")}, "i",
+     "layers/a/layer.yaml:3: user: invalid value 'app RUN rm' "
+     "(a user name or uid, optionally :group)"),
+    ("healthcheck duration", {"a": "healthcheck:\n  test: [true]\n  interval: soon\n"},
+     {"i": image("a")}, "i",
+     "layers/a/layer.yaml:3: healthcheck.interval: invalid value 'soon' "
+     "(a duration like 30s)"),
     ("invalid user name after substitution", {
         "a": "params:\n  who: {type: string, default: app}\nusers:\n  - name: \"{{ who }}\"\n"},
      {"i": image("a", extra="params:\n  who: Bob Smith\n")}, "i",
@@ -299,9 +318,6 @@ MERGE_CASES: list[tuple[str, Mapping[str, Any], Mapping[str, Any], str, Getter, 
      lambda p: p.config.expose, ("80/tcp", "443/tcp", "53/udp")),
     ("volumes union", {"volumes": ["/data", "/logs"]}, {"volumes": ["/cache", "/data"]}, "",
      lambda p: p.config.volumes, ("/data", "/logs", "/cache")),
-    ("the same file twice is fine", {"files": [{"src": "x", "dest": "/x", "mode": "0600"}]},
-     {"files": [{"src": "x", "dest": "/x", "mode": "600"}]}, "",
-     lambda p: [s.files for s in p.sections], [(FileSpec("x", "/x", 0o600),)] * 2),
     ("files with different dests", {"files": [{"src": "x", "dest": "/x"}]},
      {"files": [{"src": "x", "dest": "/y"}]}, "",
      lambda p: [f.dest for s in p.sections for f in s.files], ["/x", "/y"]),
@@ -328,6 +344,11 @@ def test_merge_rule(make_project: MakeProject, a: Mapping[str, Any], b: Mapping[
 
 # (id, layer a, layer b, the one problem): layer b's key is on line 2 of its file.
 MERGE_ERRORS = [
+    # equal specs still name two different files (layers/a/files/x, layers/b/files/x)
+    ("same dest, same spec", "files: [{src: x, dest: /x, mode: \"0600\"}]\n",
+     "description: b\nfiles: [{src: x, dest: /x, mode: \"600\"}]\n",
+     "layers/b/layer.yaml:2: files: '/x' is defined by layer 'b' and differently by layer 'a' "
+     "(layers/a/layer.yaml:1) (define it once, in one layer)"),
     ("user", "user: app\n", "description: b\nuser: root\n",
      "layers/b/layer.yaml:2: 'user' is set by layer 'b' and differently by layer 'a' "
      "(layers/a/layer.yaml:1) (set 'user' in one layer only)"),

@@ -18,7 +18,7 @@ STOPSIGNAL SIGQUIT
 HEALTHCHECK --interval=10s --timeout=3s --start-period=2s --retries=3 CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q '200 OK' <&3"]
 ENTRYPOINT ["nginx", "-e", "stderr", "-g", "daemon off;"]
 USER app
-LABEL dev.kiln.fingerprint="4c371688633ffa3d3d68d8acf92276cf0d34a9419018d6d04a3fd7b3ffb2a136" \
+LABEL dev.kiln.fingerprint="554e1e8ae26a6ef1eda0ce0556d4e6c3de466f90567a9faed460fd495a1da281" \
       dev.kiln.image="nginx" \
       dev.kiln.layers="minimal,core,hardening,user,nginx" \
       dev.kiln.version="0.1.0" \
