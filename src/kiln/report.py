@@ -1,0 +1,107 @@
+"""The nightly report: what an on-call engineer reads in the morning.
+
+One model, three renderings: a rich table on the terminal, Markdown and JSON files for CI to
+attach. Pure: no engine, no registry.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Status = Literal["unchanged", "rebuilt", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class PackageChange:
+    name: str
+    old: str | None  # None: newly installed
+    new: str | None  # None: no longer installed
+    security: bool = False  # the new version came from the security suite
+
+    def __str__(self) -> str:
+        mark = " [security]" if self.security else ""
+        return f"{self.name}: {self.old or '(new)'} -> {self.new or '(removed)'}{mark}"
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    image: str
+    status: Status
+    reason: str = ""  # why it rebuilt, failed or was skipped
+    packages: tuple[PackageChange, ...] = ()
+    tag: str = ""  # the new immutable tag
+    digest: str = ""
+    channels: tuple[str, ...] = ()  # channels moved to the new digest
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class NightlyReport:
+    started: str
+    finished: str
+    outcomes: tuple[ImageOutcome, ...] = field(default_factory=tuple)
+
+    @property
+    def failed(self) -> bool:
+        return any(o.status == "failed" for o in self.outcomes)
+
+    @property
+    def changed(self) -> bool:
+        return any(o.status != "unchanged" for o in self.outcomes)
+
+    def count(self, status: Status) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    def summary(self) -> str:
+        parts = [f"{self.count(s)} {s}" for s in ("rebuilt", "failed", "skipped", "unchanged")
+                 if self.count(s)]
+        return ", ".join(parts) or "no images"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["summary"] = self.summary()
+        data["failed"] = self.failed
+        return data
+
+    def to_markdown(self) -> str:
+        lines = [f"# kiln nightly: {self.summary()}", "",
+                 f"Started {self.started}, finished {self.finished}.", "",
+                 "| image | status | tag | digest | channels | why |",
+                 "| --- | --- | --- | --- | --- | --- |"]
+        for o in self.outcomes:
+            lines.append(f"| {o.image} | {o.status} | {o.tag or '-'} | "
+                         f"{o.digest[:19] if o.digest else '-'} | "
+                         f"{', '.join(o.channels) or '-'} | {_cell(o.reason) or '-'} |")
+        for o in self.outcomes:
+            if not o.packages:
+                continue
+            lines += ["", f"## {o.image}: package changes", ""]
+            lines += [f"- {'**security** ' if p.security else ''}`{p.name}`: "
+                      f"{p.old or '(new)'} -> {p.new or '(removed)'}" for p in o.packages]
+        return "\n".join(lines) + "\n"
+
+    def rows(self) -> list[tuple[str, ...]]:
+        out = []
+        for o in self.outcomes:
+            packages = "\n".join(str(p) for p in o.packages)
+            out.append((o.image, o.status, o.tag or "-", o.digest[7:19] if o.digest else "-",
+                        ", ".join(o.channels) or "-", "\n".join(filter(None, (o.reason,
+                                                                              packages)))))
+        return out
+
+    def write(self, folder: Path) -> tuple[Path, Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        md, js = folder / "nightly.md", folder / "nightly.json"
+        md.write_text(self.to_markdown())
+        js.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+        return md, js
+
+
+COLUMNS = ("image", "status", "tag", "digest", "channels", "why / package changes")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br>")
