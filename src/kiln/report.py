@@ -84,7 +84,7 @@ class NightlyReport:
         return "\n".join(lines) + "\n"
 
     def rows(self) -> list[tuple[str, ...]]:
-        out = []
+        out: list[tuple[str, ...]] = []
         for o in self.outcomes:
             packages = "\n".join(str(p) for p in o.packages)
             out.append((o.image, o.status, o.tag or "-", o.digest[7:19] if o.digest else "-",
