@@ -6,6 +6,7 @@ errors inside the stream, so build() reads the stream and raises.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import deque
 from collections.abc import Iterator
@@ -36,6 +37,13 @@ class Output:
 
 
 BuildEvent = Step | Output
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
 
 
 class Engine:
@@ -111,6 +119,61 @@ class Engine:
         assert image_id is not None
         return image_id
 
+    def save(self, ref: str) -> Iterator[bytes]:
+        """`docker save` as a stream of tar bytes (read it once, never whole in memory)."""
+        try:
+            yield from self.api.get_image(ref, chunk_size=1 << 20)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot export {ref}: {_reason(exc)}") from None
+
+    def pull_stream(self, repository: str, tag_or_digest: str) -> str:
+        """Pull `repository:tag` or `repository@sha256:...`; errors come in the stream."""
+        self._read_stream(lambda: self.api.pull(repository, tag=tag_or_digest, stream=True,
+                                                decode=True),
+                          f"pull {repository}@{tag_or_digest}")
+        sep = "@" if tag_or_digest.startswith("sha256:") else ":"
+        image_id = self.image_id(f"{repository}{sep}{tag_or_digest}")
+        if image_id is None:
+            raise EngineError(f"the engine pulled {repository}{sep}{tag_or_digest} but has no "
+                              "such image")
+        return image_id
+
+    def push(self, ref: str) -> str:
+        """`docker push` (used by the benchmark); returns the digest the engine reports."""
+        repository, _, tag = ref.rpartition(":")
+        events = self._read_stream(lambda: self.api.push(repository, tag=tag, stream=True,
+                                                         decode=True), f"push {ref}")
+        for event in events:
+            digest = (event.get("aux") or {}).get("Digest")
+            if digest:
+                return str(digest)
+        raise EngineError(f"push {ref}: the engine reported no digest")
+
+    def run_output(self, image: str, argv: list[str], timeout: float = 120) -> tuple[int, str]:
+        """Run argv (as entrypoint) in a throwaway container: (exit code, stdout)."""
+        container = self.run_container(image, entrypoint=argv, command=[], user="0")
+        try:
+            code = int(container.wait(timeout=timeout).get("StatusCode", -1))
+            out: bytes = container.logs(stdout=True, stderr=False)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"running {argv[0]} in {image[:19]} failed: {_reason(exc)}") from None
+        finally:
+            with contextlib.suppress(EngineError):
+                self.remove_container(container)
+        return code, out.decode(errors="replace")
+
+    def _read_stream(self, start: Any, what: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        try:
+            for event in start():
+                if "error" in event:
+                    detail = (event.get("errorDetail") or {}).get("message") or event["error"]
+                    raise EngineError(f"{what} failed: {str(detail).strip()}")
+                events.append(event)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"{what} failed: {_reason(exc)}") from None
+        return events
+
     def build(self, context: IO[bytes], tag: str, *, nocache: bool = False,
               tail: deque[str] | None = None) -> Iterator[BuildEvent]:
         """Build from an uncompressed context tar; yields steps and output, returns via tag.
@@ -151,17 +214,85 @@ class Engine:
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot start a container of {image}: {_reason(exc)}") from None
 
-    def remove_container(self, container: Container) -> None:
+    def remove_container(self, container: Container | str) -> None:
+        """Remove a container (by object, id or name), killing it first; gone already is fine."""
+        ref = container if isinstance(container, str) else str(container.id)
         try:
-            container.remove(force=True, v=True)
+            self.api.remove_container(ref, force=True, v=True)
         except docker.errors.NotFound:
             pass
         except docker.errors.DockerException as exc:
-            raise EngineError(f"cannot remove container {container.short_id}: "
-                              f"{_reason(exc)}") from None
+            raise EngineError(f"cannot remove container {ref}: {_reason(exc)}") from None
 
     def containers(self, label: str = KILN_LABEL) -> list[Container]:
         return list(self.client.containers.list(all=True, filters={"label": label}))
+
+    def create_container(self, image: str, name: str, *, entrypoint: list[str] | None = None,
+                         labels: dict[str, str] | None = None,
+                         healthcheck: dict[str, Any] | None = None) -> str:
+        """Create (not start) a labelled container; its id. Unset options come from the image."""
+        try:
+            created = self.api.create_container(
+                image, name=name, entrypoint=entrypoint, healthcheck=healthcheck,
+                labels={KILN_LABEL: "1", **(labels or {})})
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot create a container of {image}: {_reason(exc)}") from None
+        return str(created["Id"])
+
+    def start_container(self, ref: str) -> None:
+        try:
+            self.api.start(ref)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot start container {ref}: {_reason(exc)}") from None
+
+    def inspect_container(self, ref: str) -> dict[str, Any]:
+        try:
+            return dict(self.api.inspect_container(ref))
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot inspect container {ref}: {_reason(exc)}") from None
+
+    def container_logs(self, ref: str, tail: int = 30) -> str:
+        try:
+            data: bytes = self.api.logs(ref, stdout=True, stderr=True, tail=tail)
+        except docker.errors.DockerException as exc:
+            return f"(no logs: {_reason(exc)})"
+        return data.decode(errors="replace")
+
+    def stat_path(self, ref: str, path: str) -> dict[str, Any] | None:
+        """What the engine knows of a path inside a (created or running) container, or None."""
+        try:
+            stream, stat = self.api.get_archive(ref, path)
+            for _ in stream:  # read to the end, so the connection goes back to the pool
+                pass
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot look for {path} in container {ref}: "
+                              f"{_reason(exc)}") from None
+        return dict(stat or {})
+
+    def exec(self, ref: str, argv: list[str], user: str | None = None) -> ExecResult:
+        """Run a command in a running container, as `docker exec` does, without the CLI."""
+        try:
+            exec_id = self.api.exec_create(ref, argv, user=user or "")["Id"]
+            stdout, stderr = self.api.exec_start(exec_id, demux=True)
+            code = self.api.exec_inspect(exec_id)["ExitCode"]
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot run {argv[0]} in container {ref}: {_reason(exc)}") from None
+        return ExecResult(int(code if code is not None else -1), stdout or b"", stderr or b"")
+
+    def exec_attached(self, ref: str, argv: list[str], user: str | None = None) -> Any:
+        """Start a command with its stdin attached; its socket (multiplexed stream frames).
+
+        docker-py hands out the read-only SocketIO of the HTTP response; the socket under it
+        is what can be written to (sendall) and read from (recv).
+        """
+        try:
+            exec_id = self.api.exec_create(ref, argv, stdin=True, user=user or "")["Id"]
+            raw = self.api.exec_start(exec_id, socket=True)
+            return getattr(raw, "_sock", raw)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot run {argv[0]} in container {ref}: {_reason(exc)}") from None
 
 
 def _reason(exc: Exception) -> str:

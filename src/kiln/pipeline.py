@@ -6,7 +6,6 @@ Specs (Plan, Prepared) are frozen; the mutable build state is the Context.
 from __future__ import annotations
 
 import tempfile
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +18,11 @@ from kiln.errors import BuildError, KilnError
 from kiln.fingerprint import base_ref, fingerprint, image_ref, image_repository
 from kiln.load import Project
 from kiln.model import BootstrapBase, ImageBase, Plan, RefBase, RootfsBase
+from kiln.records import VerifyRecord
 from kiln.render import ContextEntry, Rendered, context_entries, render_dockerfile
 from kiln.render.context import write_context_tar
 from kiln.ui import UI
+from kiln.verify import Target, gate
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,10 @@ class Context:
     ui: UI
     nocache: bool = False
     force: bool = False
+    verify: bool = True  # False: --no-verify, the image is left unverified
+    keep: bool = False  # keep the verification container for debugging
     results: dict[str, BuildResult] = field(default_factory=dict)
+    verified: dict[str, VerifyRecord] = field(default_factory=dict)
 
 
 def prepare(project: Project, name: str) -> Prepared:
@@ -87,6 +91,7 @@ def build_image(ctx: Context, name: str) -> BuildResult:
     ensure_base(ctx, prepared)
     result = reuse_existing(ctx, prepared) or run_build(ctx, prepared)
     tag_image(ctx, prepared, result.image_id)
+    verify_image(ctx, prepared, result.image_id)
     ctx.results[name] = result
     return result
 
@@ -160,6 +165,13 @@ def run_build(ctx: Context, prepared: Prepared) -> BuildResult:
 def tag_image(ctx: Context, prepared: Prepared, image_id: str) -> None:
     for ref in _tags(prepared):
         ctx.engine.tag(image_id, ref)
+
+
+def verify_image(ctx: Context, prepared: Prepared, image_id: str) -> None:
+    """The gate: run the image's suite (unless a passing record covers it) and record it."""
+    target = Target(prepared.plan, prepared.ref, image_id, prepared.fingerprint)
+    ctx.verified[target.name] = gate(ctx.engine, ctx.project.root, target, ctx.ui,
+                                     enabled=ctx.verify, keep=ctx.keep, force=ctx.force)
 
 
 # helpers -------------------------------------------------------------------------------------

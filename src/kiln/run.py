@@ -49,3 +49,25 @@ def run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
         tail = "".join(deque(lines, maxlen=TAIL)).rstrip()
         raise CommandError(f"`{' '.join(args)}` exited with {code}:\n{tail}")
     return "".join(lines)
+
+
+def spawn(argv: Sequence[str | Path], *, log: Path, env: Mapping[str, str] | None = None,
+          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a long-running service in its own session (it outlives us), output to `log`."""
+    args = [str(a) for a in argv]
+    try:
+        with log.open("ab") as out:
+            return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=clean_env(env), cwd=cwd,
+                                    start_new_session=True)
+    except FileNotFoundError:
+        raise CommandError(f"{args[0]}: command not found (install it; see README.md)") from None
+
+
+def interactive(argv: Sequence[str | Path]) -> int:
+    """Run `argv` on this terminal (stdin, stdout and stderr inherited); return its exit code."""
+    args = [str(a) for a in argv]
+    try:
+        return subprocess.call(args, env=clean_env({"TERM": os.environ.get("TERM", "xterm")}))
+    except FileNotFoundError:
+        raise CommandError(f"{args[0]}: command not found (install it; see README.md)") from None

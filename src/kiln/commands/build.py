@@ -41,23 +41,27 @@ def render(c: InvokeContext, image: str, context: str | None = None, json: bool 
     "no_cache": "do not use the engine's build cache (implies a rebuild)",
     "force": "rebuild even when the fingerprint is unchanged",
     "verbose": "show the build output as it streams",
+    "no_verify": "skip verification (loudly): the image is left unverified",
+    "keep": "keep the verification container, and print how to enter it",
     "json": "print the results as JSON"})
 @kiln_task
 def build(c: InvokeContext, image: str, no_cache: bool = False, force: bool = False,
-          verbose: bool = False, json: bool = False) -> None:
-    """Build an image (its base images first) on the Docker engine; `all` builds every one."""
-    ctx = run_context(verbose, nocache=no_cache, force=force)
+          verbose: bool = False, no_verify: bool = False, keep: bool = False,
+          json: bool = False) -> None:
+    """Build an image (its base images first), then verify it; `all` builds every one."""
+    ctx = run_context(verbose, nocache=no_cache, force=force, verify=not no_verify, keep=keep)
     validate(ctx.project)
     if image == "all":
         results = build_all(ctx)
     else:
         results = [build_image(ctx, name) for name in image.split(",")]
+    verified = {r.image: ctx.verified[r.image].passed for r in results}
     if json:
-        ctx.ui.json([r.to_json() for r in results])
+        ctx.ui.json([{**r.to_json(), "verified": verified[r.image]} for r in results])
         return
-    ctx.ui.table("kiln build", ["image", "action", "id", "tags", "seconds"], [
-        (r.image, r.action, r.image_id[7:19], ", ".join(r.tags), f"{r.seconds:.1f}")
-        for r in results])
+    ctx.ui.table("kiln build", ["image", "action", "id", "tags", "seconds", "verified"], [
+        (r.image, r.action, r.image_id[7:19], ", ".join(r.tags), f"{r.seconds:.1f}",
+         "yes" if verified[r.image] else "NO") for r in results])
 
 
 @task(help={"json": "print as JSON"})

@@ -1,0 +1,180 @@
+"""kiln's embedded registry: Debian's docker-registry (distribution) on a loopback port.
+
+Used when no registry is configured. Everything lives in one folder, <state dir>/registry/:
+config.yml (written by kiln, never the packaged /etc/docker/registry one, which demands htpasswd),
+data/ (filesystem storage), registry.log (its access log), pid and port. The port is chosen once
+and kept, so image references stay stable across restarts. Loopback registries are trusted by
+dockerd without TLS (127.0.0.0/8 is an insecure registry by default).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln.errors import KilnError
+from kiln.records import state_dir
+from kiln.registry import Registry, RegistryError, wait_until_up
+from kiln.run import spawn
+
+BINARY = "/usr/bin/docker-registry"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def registry_config(port: int, storage: Path, htpasswd: Path | None = None) -> str:
+    """A distribution 2.8 config: loopback only, filesystem storage, delete enabled."""
+    auth = (f"auth:\n  htpasswd:\n    realm: kiln\n    path: {htpasswd}\n" if htpasswd else "")
+    return (
+        "version: 0.1\n"
+        "log:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {storage}\n"
+        "  delete:\n    enabled: true\n"
+        "  maintenance:\n    uploadpurging:\n      enabled: false\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+        "  headers:\n    X-Content-Type-Options: [nosniff]\n"
+        + auth
+    )
+
+
+@dataclass(frozen=True)
+class Status:
+    running: bool
+    pid: int | None
+    address: str | None
+    folder: Path
+
+    def describe(self) -> str:
+        if self.running:
+            return f"running: pid {self.pid}, http://{self.address}/v2/, storage {self.folder}"
+        return f"stopped (storage {self.folder})"
+
+
+class LocalRegistry:
+    """One docker-registry process and its folder: start, stop, status, health."""
+
+    def __init__(self, folder: Path, *, htpasswd: Path | None = None,
+                 binary: str = BINARY) -> None:
+        self.folder = folder
+        self.htpasswd = htpasswd
+        self.binary = binary
+        self.config = folder / "config.yml"
+        self.data = folder / "data"
+        self.log = folder / "registry.log"
+        self.pid_file = folder / "pid"
+        self.port_file = folder / "port"
+
+    @property
+    def port(self) -> int | None:
+        try:
+            return int(self.port_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    @property
+    def address(self) -> str | None:
+        port = self.port
+        return f"127.0.0.1:{port}" if port else None
+
+    def pid(self) -> int | None:
+        """The pid in the pid file, if that process is alive and is our docker-registry."""
+        try:
+            pid = int(self.pid_file.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+        if str(self.config).encode() not in cmdline:
+            return None  # the pid was reused by another process: not ours to signal
+        return pid
+
+    def healthy(self) -> bool:
+        address = self.address
+        if not address or not self.pid():
+            return False
+        try:
+            wait_until_up(Registry(address, timeout=2, credentials=("", "")), seconds=0.5)
+        except RegistryError:
+            return False
+        return True
+
+    def status(self) -> Status:
+        running = self.healthy()
+        return Status(running, self.pid() if running else None,
+                      self.address if running else None, self.folder)
+
+    def start(self, port: int | None = None) -> str:
+        """Start (idempotent) and wait for GET /v2/ to answer; returns host:port."""
+        if self.healthy():
+            assert self.address is not None
+            return self.address
+        if self.pid():
+            self.stop()
+        if not Path(self.binary).is_file():
+            raise KilnError(f"{self.binary} not found: install Debian's registry "
+                            "(apt-get install docker-registry) or set KILN_REGISTRY")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.data.mkdir(exist_ok=True)
+        port = port or self.port or free_port()
+        if not _port_free(port):
+            port = free_port()
+        self.config.write_text(registry_config(port, self.data, self.htpasswd))
+        self.port_file.write_text(str(port))
+        proc = spawn([self.binary, "serve", self.config], log=self.log)
+        self.pid_file.write_text(str(proc.pid))
+        address = f"127.0.0.1:{port}"
+        try:
+            wait_until_up(Registry(address, timeout=2, credentials=("", "")), seconds=15)
+        except RegistryError:
+            tail = self.log.read_text(errors="replace").splitlines()[-5:]
+            self.stop()
+            raise KilnError(f"{self.binary} did not come up on {address}:\n  "
+                            + "\n  ".join(tail)) from None
+        return address
+
+    def stop(self, sig: int = signal.SIGTERM) -> bool:
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                # Reap it when it is our child (tests); otherwise wait for it to vanish.
+                if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                    break
+            except ChildProcessError:
+                if not Path(f"/proc/{pid}").exists():
+                    break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def kill(self) -> None:
+        """Die the hard way, mid-operation (for tests of interrupted pushes)."""
+        self.stop(signal.SIGKILL)
+
+
+def embedded(project_root: Path) -> LocalRegistry:
+    return LocalRegistry(state_dir(project_root) / "registry")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        # as the registry will bind it: a port in TIME_WAIT after a restart is still free
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -1,0 +1,320 @@
+"""The pytest plugin behind `kiln verify`: testinfra's `host`, served fast, plus kiln's fixtures.
+
+kiln.verify runs the suite in a pytest subprocess with `-p kiln.testing` and
+`--hosts=kiln://<container>`; KILN_VERIFY_INFO names a JSON file with what the tests may know
+(the image, its resolved params and config) and where to write the results.
+
+The `kiln` backend keeps testinfra's API and replaces its transport. testinfra's docker backend
+spawns the docker CLI once per command, and the engine starts a new exec process each time
+(~80 ms per command on the engine alone, ~130 ms with the CLI). kiln's backend starts one
+`/bin/sh` per (container, user) with its stdin attached and feeds it one line per command:
+
+    /bin/sh -c '<command>' </dev/null; printf '\\n%s %d\\n' TOKEN $?; printf '\\n%s\\n' TOKEN >&2
+
+Each command still runs in its own `/bin/sh -c`, with the container's user, environment and
+working folder (as `docker exec` would), so `exit`, `cd` or `set -e` cannot leak between
+commands, and it cannot eat the protocol from stdin. TOKEN is random per command, so output
+cannot fake the end of another command. A command costs one fork in the container, ~1 ms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import testinfra.backend
+import testinfra.host
+from testinfra.backend import base
+
+from kiln.engine import Engine
+from kiln.errors import KilnError
+from kiln.model import Config, Healthcheck, ParamValue
+
+INFO_ENV = "KILN_VERIFY_INFO"
+SCHEME = "kiln"
+
+# testinfra finds backends by URL scheme in this table (module path, class name).
+testinfra.backend.BACKENDS[SCHEME] = f"{__name__}.KilnBackend"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a test knows about the image under test: its definition, resolved."""
+
+    name: str
+    ref: str
+    image_id: str
+    container: str  # the throwaway container's name
+    layers: tuple[str, ...]  # every layer, the parent image's first
+    params: dict[str, ParamValue]
+    config: Config  # user, workdir, env, expose ("8080/tcp"), entrypoint, cmd, healthcheck...
+    service: bool  # started with its own entrypoint, as in production
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self.config.env)
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """The exposed TCP ports, as numbers."""
+        return tuple(int(p.split("/")[0]) for p in self.config.expose if p.endswith("/tcp"))
+
+
+def config_to_json(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def config_from_json(data: dict[str, Any]) -> Config:
+    def pairs(value: list[list[str]]) -> tuple[tuple[str, str], ...]:
+        return tuple((k, v) for k, v in value)
+
+    def maybe(value: list[str] | None) -> tuple[str, ...] | None:
+        return None if value is None else tuple(value)
+
+    hc = data.get("healthcheck")
+    return Config(
+        env=pairs(data["env"]), workdir=data["workdir"], user=data["user"],
+        expose=tuple(data["expose"]), volumes=tuple(data["volumes"]),
+        entrypoint=maybe(data["entrypoint"]), cmd=maybe(data["cmd"]),
+        stopsignal=data["stopsignal"], labels=pairs(data["labels"]),
+        healthcheck=Healthcheck(**{**hc, "test": tuple(hc["test"])}) if hc else None)
+
+
+def image_info(data: dict[str, Any]) -> ImageInfo:
+    return ImageInfo(name=data["image"], ref=data["ref"], image_id=data["image_id"],
+                     container=data["container"], layers=tuple(data["layers"]),
+                     params=dict(data["params"]), config=config_from_json(data["config"]),
+                     service=bool(data["service"]))
+
+
+# the backend ---------------------------------------------------------------------------------
+@dataclass
+class Command:
+    command: str
+    user: str | None
+    seconds: float
+
+
+COMMANDS: list[Command] = []  # every command the suite ran, for the report and the benchmark
+SESSIONS: list[ShellSession] = []  # closed when the suite ends
+_engine: Engine | None = None
+
+
+def engine() -> Engine:
+    global _engine
+    if _engine is None:
+        _engine = Engine.connect()
+    return _engine
+
+
+class ShellSession:
+    """One long-lived /bin/sh in a container, fed a command per line (see the module doc)."""
+
+    def __init__(self, container: str, user: str | None) -> None:
+        self.container = container
+        self.sock = engine().exec_attached(container, ["/bin/sh"], user)
+        self.pending = b""
+
+    def run(self, command: bytes) -> tuple[int, bytes, bytes]:
+        token = secrets.token_hex(16).encode()
+        line = (b"/bin/sh -c " + _quote(command) + b" </dev/null; printf '\\n%s %d\\n' " + token
+                + b" $?; printf '\\n%s\\n' " + token + b" >&2\n")
+        self._write(line)
+        out, err = bytearray(), bytearray()
+        out_end, err_end = b"\n" + token + b" ", b"\n" + token + b"\n"
+        while True:
+            done_out = out.find(out_end)
+            if done_out >= 0 and out.endswith(b"\n") and err.find(err_end) >= 0:
+                code = int(out[done_out + len(out_end):].strip())
+                return code, bytes(out[:done_out]), bytes(err[:err.find(err_end)])
+            stream, payload = self._frame()
+            (err if stream == 2 else out).extend(payload)
+
+    def close(self) -> None:
+        try:
+            self._write(b"exit 0\n")
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _write(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _frame(self) -> tuple[int, bytes]:
+        header = self._read(8)
+        return header[0], self._read(int.from_bytes(header[4:8], "big"))
+
+    def _read(self, size: int) -> bytes:
+        data = bytearray()
+        while len(data) < size:
+            chunk = self.sock.recv(size - len(data))
+            if not chunk:
+                raise KilnError(f"the shell kiln runs checks through in container "
+                                f"{self.container} ended (did the container stop?)")
+            data.extend(chunk)
+        return bytes(data)
+
+
+def _quote(command: bytes) -> bytes:
+    return b"'" + command.replace(b"'", b"'\\''") + b"'"
+
+
+class KilnBackend(base.BaseBackend):  # type: ignore[misc]
+    """testinfra backend `kiln://[user@]container`: commands through a ShellSession."""
+
+    NAME = SCHEME
+    label = ""  # shown in test ids instead of the throwaway container's random name
+
+    def __init__(self, name: str, *args: Any, **kwargs: Any) -> None:
+        self.name, self.user = self.parse_containerspec(name)
+        self._session: ShellSession | None = None
+        super().__init__(self.name, *args, **kwargs)
+
+    def get_pytest_id(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        return f"{SCHEME}://{user}{self.label or self.name}"
+
+    def run(self, command: str, *args: str, **kwargs: Any) -> base.CommandResult:
+        cmd = self.encode(self.get_command(command, *args))
+        started = time.perf_counter()
+        if self._session is None:
+            self._session = ShellSession(self.name, self.user)
+            SESSIONS.append(self._session)
+        code, out, err = self._session.run(cmd)
+        COMMANDS.append(Command(cmd.decode(errors="replace"), self.user,
+                                time.perf_counter() - started))
+        return self.result(code, cmd, out, err)
+
+
+# fixtures for test authors -------------------------------------------------------------------
+def _info_path(config: pytest.Config) -> Path:
+    path = os.environ.get(INFO_ENV)
+    if not path:
+        raise pytest.UsageError(f"kiln.testing needs {INFO_ENV} (run the suite with "
+                                "`invoke verify <image>`)")
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def image(pytestconfig: pytest.Config) -> ImageInfo:
+    """The image under test: name, layers, params and config (user, expose, entrypoint...)."""
+    return image_info(json.loads(_info_path(pytestconfig).read_text()))
+
+
+@pytest.fixture(scope="session")
+def params(image: ImageInfo) -> dict[str, ParamValue]:
+    """The image's resolved params: every layer's defaults, overridden by the image file."""
+    return dict(image.params)
+
+
+@pytest.fixture(scope="module")
+def root_host(host: testinfra.host.Host) -> testinfra.host.Host:
+    """Like `host`, but every command runs as root (for checks an unprivileged user can't do)."""
+    backend: Any = host.backend
+    return testinfra.host.Host.get_host(f"{backend.NAME}://root@{backend.name}")
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
+def http_get(host: testinfra.host.Host, port: int, path: str = "/",
+             address: str = "127.0.0.1") -> HttpResponse:
+    """GET http://address:port/path from inside the container (needs bash; no curl needed)."""
+    script = ('exec 3<>"/dev/tcp/$0/$1" && '
+              'printf "GET %s HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n" "$2" >&3 && cat <&3')
+    result = host.run("bash -c %s %s %s %s", script, address, str(port), path)
+    if result.rc != 0:
+        pytest.fail(f"GET http://{address}:{port}{path} from inside the container failed "
+                    f"(exit {result.rc}): {result.stderr.strip()}")
+    head, _, body = result.stdout.replace("\r\n", "\n").partition("\n\n")
+    status_line, *header_lines = head.split("\n")
+    headers = {}
+    for header in header_lines:
+        key, _, value = header.partition(":")
+        headers[key.strip().lower()] = value.strip()
+    return HttpResponse(int(status_line.split()[1]), headers, body)
+
+
+# reporting to kiln ---------------------------------------------------------------------------
+@dataclass
+class _Check:
+    nodeid: str
+    owner: str
+    outcome: str = "passed"
+    message: str = ""
+
+
+@dataclass(eq=False)  # pluggy keeps plugins in sets
+class Reporter:
+    """Collects each test's outcome, with its owner (the layer), into the results file."""
+
+    owners: dict[str, str]  # tests folder relative to the rootdir -> layer or image:<name>
+    results: Path
+    checks: dict[str, _Check] = field(default_factory=dict)
+
+    def owner(self, nodeid: str) -> str:
+        path = nodeid.split("::")[0]
+        for folder, owner in self.owners.items():
+            if path == folder or path.startswith(folder + "/"):
+                return owner
+        return "?"
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            item.user_properties.append(("layer", self.owner(item.nodeid)))
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.checks[report.nodeid] = _Check(report.nodeid, self.owner(report.nodeid),
+                                                "error", _message(report))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        check = self.checks.setdefault(report.nodeid,
+                                       _Check(report.nodeid, self.owner(report.nodeid)))
+        if check.outcome in ("failed", "error"):
+            return
+        if report.failed:
+            check.outcome = "failed" if report.when == "call" else "error"
+            check.message = _message(report)
+        elif report.skipped:
+            check.outcome, check.message = "skipped", _message(report)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        while SESSIONS:
+            SESSIONS.pop().close()
+        data = {"exitstatus": int(exitstatus),
+                "checks": [dataclasses.asdict(c) for c in self.checks.values()],
+                "commands": [dataclasses.asdict(c) for c in COMMANDS]}
+        tmp = self.results.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.results)
+
+
+def _message(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr: Any = report.longrepr
+    if isinstance(longrepr, tuple):  # a skip: (path, line, reason)
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    crash = getattr(longrepr, "reprcrash", None)
+    if crash is not None:
+        return f"{crash.message}\n  at {Path(crash.path).name}:{crash.lineno}"
+    return str(longrepr or "").strip().split("\n")[-1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    data = json.loads(_info_path(config).read_text())
+    KilnBackend.label = data["image"]
+    config.pluginmanager.register(Reporter(dict(data["owners"]), Path(data["results"])),
+                                  "kiln-reporter")
+

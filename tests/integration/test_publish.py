@@ -1,0 +1,521 @@
+"""Publishing against a real registry: Debian's docker-registry on a loopback port, per test.
+
+Each test starts its own registry process (own config, filesystem storage in tmp, delete
+enabled) and stops it afterwards; images come from the busybox test base, so they are tiny.
+"""
+
+from __future__ import annotations
+
+import crypt
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import kiln.publish as publishing
+import kiln.registry as registry_mod
+from kiln import records
+from kiln.config import load_config
+from kiln.embedded import LocalRegistry, free_port
+from kiln.errors import KilnError
+from kiln.load import Project
+from kiln.pipeline import BuildResult, build_image
+from kiln.publish import (
+    PROVENANCE_TYPE,
+    SIGNATURE_TYPE,
+    ImmutableTagError,
+    PublishError,
+    Session,
+    TrustError,
+    catalog,
+    history,
+    open_session,
+    promote,
+    publish,
+    pull,
+    revoke,
+    rollback,
+    sidecar,
+)
+from kiln.registry import (
+    OCI_MANIFEST,
+    Registry,
+    RegistryAuthError,
+    RegistryUnavailable,
+    sha256_digest,
+)
+from kiln.signing import canonical_json, keygen
+from kiln.ui import UI
+
+warnings.filterwarnings("ignore", category=DeprecationWarning, module="crypt")
+
+
+def files(text: str = "one") -> dict[str, str]:
+    return {
+        "layers/hello/layer.yaml": f"run:\n  - echo {text} > /hello\n",
+        "images/small.yaml": '{busybox}\nversion: "1.0"\nlayers: [hello]\n',
+    }
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[LocalRegistry]:
+    local = LocalRegistry(tmp_path / "registry")
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Docker config of our own: the machine's credentials play no part."""
+    path = tmp_path / "docker-config"
+    path.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(path))
+    return path
+
+
+@pytest.fixture
+def project(make_project: Callable[..., Project], registry: LocalRegistry, docker_config: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Project:
+    monkeypatch.setenv("KILN_REGISTRY", str(registry.address))
+    monkeypatch.setattr(publishing, "SETTLE", 0.3)
+    p = make_project(files())
+    config = load_config(p.root)
+    keygen(config.signing_key, config.public_key)
+    return p
+
+
+def build_verified(root: Path, kiln_ctx: Callable[..., object], text: str | None = None,
+                   passed: bool = True) -> BuildResult:
+    if text is not None:
+        (root / "layers/hello/layer.yaml").write_text(f"run:\n  - echo {text} > /hello\n")
+    result = build_image(kiln_ctx(Project(root), verify=False), "small")  # type: ignore[arg-type]
+    records.save(root, records.VerifyRecord(
+        image="small", image_id=result.image_id, fingerprint=result.fingerprint,
+        target="container", suite="0" * 64, passed=passed, started="2026-01-01T00:00:00Z",
+        checks=(records.CheckResult("hello", "test_hello.py::test_it", "passed"),),
+        reason="" if passed else "test_hello failed"))
+    return result
+
+
+def session(root: Path, engine: object) -> Session:
+    return open_session(Project(root), UI(quiet=True), engine)  # type: ignore[arg-type]
+
+
+def access_log_count(local: LocalRegistry, needle: str) -> int:
+    return sum(needle in line for line in local.log.read_text().splitlines()
+               if line.startswith("127.0.0.1 - "))
+
+
+# publish -----------------------------------------------------------------------------------
+def test_publish_signs_reads_back_and_republish_uploads_nothing(project, kiln_ctx, engine,
+                                                                registry):
+    built = build_verified(project.root, kiln_ctx)
+    s = session(project.root, engine)
+    first = publish(s, "small")
+    assert first.action == "published"
+    assert first.tag.startswith("1.0-") and first.tag.endswith(built.image_id[7:19])
+    assert first.bytes_uploaded > 0
+    reg = Registry(str(registry.address))
+    assert reg.resolve("kiln/small", first.tag).digest == first.digest
+    assert sidecar(first.digest, "sig") in reg.tags("kiln/small")
+    trust = publishing.check_trust(s, "kiln/small", first.digest)
+    assert trust.image_id == built.image_id
+    assert trust.provenance["fingerprint"] == built.fingerprint
+    assert trust.provenance["layers"] == ["hello"]
+    assert trust.provenance["verification"]["passed"] is True
+
+    uploads = access_log_count(registry, "/blobs/uploads/")
+    again = publish(session(project.root, engine), "small")
+    assert again.action == "up to date"
+    assert (again.digest, again.tag) == (first.digest, first.tag)
+    assert (again.bytes_uploaded, again.blobs_uploaded) == (0, 0)
+    assert access_log_count(registry, "/blobs/uploads/") == uploads  # not one upload started
+
+
+def test_only_verified_images_are_published(project, kiln_ctx, engine, registry):
+    built = build_verified(project.root, kiln_ctx, passed=False)
+    with pytest.raises(KilnError, match="failed verification"):
+        publish(session(project.root, engine), "small")
+    (records.state_dir(project.root) / "verified" / "container" /
+     f"{built.image_id[7:]}.json").unlink()
+    with pytest.raises(KilnError, match="never verified"):
+        publish(session(project.root, engine), "small")
+    assert Registry(str(registry.address)).tags("kiln/small") == []
+
+
+def test_an_immutable_tag_never_names_other_content(project, kiln_ctx, engine, registry):
+    build_verified(project.root, kiln_ctx, "one")
+    first = publish(session(project.root, engine), "small", tag="1.0-pinned")
+    build_verified(project.root, kiln_ctx, "two")
+    with pytest.raises(ImmutableTagError) as err:
+        publish(session(project.root, engine), "small", tag="1.0-pinned")
+    assert "already names " + first.digest in str(err.value)
+    assert "left untouched" in str(err.value)
+    reg = Registry(str(registry.address))
+    assert reg.resolve("kiln/small", "1.0-pinned").digest == first.digest
+    # the new content gets its own immutable tag
+    second = publish(session(project.root, engine), "small")
+    assert second.digest != first.digest and second.tag != "1.0-pinned"
+
+
+def test_reserved_tags_are_refused(project, kiln_ctx, engine):
+    build_verified(project.root, kiln_ctx)
+    for tag in ("stable", "x.sig", "sha256-abc", "bad tag"):
+        with pytest.raises(PublishError):
+            publish(session(project.root, engine), "small", tag=tag)
+
+
+# channels ----------------------------------------------------------------------------------
+def test_promote_rollback_and_history(project, kiln_ctx, engine, registry):
+    build_verified(project.root, kiln_ctx, "one")
+    a = publish(session(project.root, engine), "small")
+    assert promote(session(project.root, engine), "small", "stable").digest == a.digest
+    build_verified(project.root, kiln_ctx, "two")
+    b = publish(session(project.root, engine), "small")
+    move = promote(session(project.root, engine), f"small:{b.tag}", "stable")
+    assert (move.previous, move.digest) == (a.digest, b.digest)
+    assert promote(session(project.root, engine), "small", "stable").action == "unchanged"
+
+    s = session(project.root, engine)
+    back = rollback(s, "small", "stable")
+    assert (back.previous, back.digest, back.tag) == (b.digest, a.digest, a.tag)
+    reg = Registry(str(registry.address))
+    assert reg.resolve("kiln/small", "stable").digest == a.digest
+    entries = history(s, "kiln/small", "stable")
+    assert [(e["action"], e["digest"]) for e in entries] == [
+        ("promote", a.digest), ("promote", b.digest), ("rollback", a.digest)]
+    assert all(e["at"] and e["by"] for e in entries)
+    with pytest.raises(PublishError, match="no earlier known-good digest"):
+        rollback(s, "small", "stable")
+    with pytest.raises(KilnError, match="not a channel"):
+        promote(s, "small", "nightly")
+    # a channel can be promoted from another channel
+    assert promote(s, "small:stable", "candidate").digest == a.digest
+
+
+def test_pull_checks_signature_then_pulls_by_digest(project, kiln_ctx, engine, registry):
+    built = build_verified(project.root, kiln_ctx)
+    published = publish(session(project.root, engine), "small")
+    promote(session(project.root, engine), "small", "stable")
+    engine.remove_image(built.image_id)  # the pull must really come from the registry
+    assert engine.image_id(built.image_id) is None
+    got = pull(session(project.root, engine), "small:stable")
+    assert got.digest == published.digest and got.image_id == built.image_id
+    assert engine.image_id(f"{registry.address}/kiln/small:stable") == built.image_id
+    assert engine.image_id("kiln/small:stable") == built.image_id
+    by_digest = pull(session(project.root, engine), f"small@{published.digest}")
+    assert by_digest.image_id == built.image_id
+
+
+def _tamper(reg: Registry, digest: str, media_type: str, change: Callable[[bytes], bytes]) -> None:
+    tag = sidecar(digest, "sig")
+    doc = reg.manifest("kiln/small", tag).json
+    for layer in doc["layers"]:
+        if layer["mediaType"] == media_type:
+            data = change(reg.blob("kiln/small", layer["digest"]))
+            reg.upload_blob("kiln/small", sha256_digest(data), data)
+            layer["digest"], layer["size"] = sha256_digest(data), len(data)
+    reg.put_manifest("kiln/small", tag, canonical_json(doc), OCI_MANIFEST)
+
+
+def test_pull_refuses_tampered_unsigned_and_revoked(project, kiln_ctx, engine, registry):
+    built = build_verified(project.root, kiln_ctx)
+    published = publish(session(project.root, engine), "small")
+    reg = Registry(str(registry.address))
+    digest = published.digest
+
+    def provenance_says_more(data: bytes) -> bytes:
+        doc = json.loads(data)
+        doc["packages"] = ["openssl=0-backdoored"]
+        return canonical_json(doc)
+
+    _tamper(reg, digest, PROVENANCE_TYPE, provenance_says_more)
+    with pytest.raises(TrustError, match="provenance was modified after signing"):
+        pull(session(project.root, engine), f"small:{published.tag}")
+
+    def forged(data: bytes) -> bytes:
+        doc = json.loads(data)
+        doc["signature"] = doc["signature"][:8] + ("A" if doc["signature"][8] != "A" else "B") + \
+            doc["signature"][9:]
+        return canonical_json(doc)
+
+    _tamper(reg, digest, SIGNATURE_TYPE, forged)
+    with pytest.raises(TrustError, match="bad signature"):
+        pull(session(project.root, engine), f"small:{published.tag}")
+    with pytest.raises(TrustError, match="bad signature"):
+        promote(session(project.root, engine), f"small:{published.tag}", "stable")
+
+    # another key: a signature that is valid, but not the project's
+    other = project.root / "other"
+    keygen(other / "k", other / "k.pub")
+    os.environ["KILN_PUBLIC_KEY"] = str(other / "k.pub")
+    try:
+        with pytest.raises(TrustError, match="signed with key"):
+            pull(session(project.root, engine), f"small:{published.tag}")
+    finally:
+        del os.environ["KILN_PUBLIC_KEY"]
+
+    # unsigned: pushed around kiln, with docker push
+    ref = f"{registry.address}/kiln/small:unsigned"
+    engine.tag(built.image_id, ref)
+    engine.push(ref)
+    with pytest.raises(TrustError, match="is unsigned"):
+        pull(session(project.root, engine), "small:unsigned")
+    with pytest.raises(TrustError, match="is unsigned"):
+        promote(session(project.root, engine), "small:unsigned", "stable")
+
+
+def test_revoked_digest_is_refused_and_channels_leave_it(project, kiln_ctx, engine, registry):
+    build_verified(project.root, kiln_ctx, "one")
+    a = publish(session(project.root, engine), "small")
+    promote(session(project.root, engine), "small", "stable")
+    build_verified(project.root, kiln_ctx, "two")
+    b = publish(session(project.root, engine), "small")
+    promote(session(project.root, engine), "small", "stable")
+
+    moves = revoke(session(project.root, engine), f"small@{b.digest}", "CVE-2026-0001")
+    assert [(m.channel, m.digest) for m in moves] == [("stable", a.digest)]
+    with pytest.raises(TrustError, match=r"revoked .*CVE-2026-0001"):
+        pull(session(project.root, engine), f"small@{b.digest}")
+    with pytest.raises(TrustError, match="revoked"):
+        promote(session(project.root, engine), f"small:{b.tag}", "candidate")
+    rows = {r["tag"]: r for r in catalog(session(project.root, engine))}
+    assert rows[b.tag]["revoked"] == "yes" and rows[b.tag]["channels"] == []
+    assert rows[a.tag]["channels"] == ["stable"]
+    assert (rows[a.tag]["signed"], rows[a.tag]["verified"]) == ("yes", "yes")
+    with pytest.raises(PublishError, match="revoked"):
+        publish(session(project.root, engine), "small", tag="1.0-again")
+
+
+# reliability -------------------------------------------------------------------------------
+def test_interrupted_push_leaves_no_tag_and_rerun_completes(project, kiln_ctx, engine, registry,
+                                                            monkeypatch):
+    build_verified(project.root, kiln_ctx)
+    # Chunked uploads of 256 KiB: the registry is killed in the middle of the busybox layer.
+    monkeypatch.setattr(registry_mod, "MONOLITHIC_MAX", 256 << 10)
+    monkeypatch.setattr(registry_mod, "CHUNK", 64 << 10)
+    original = registry_mod._Window.__iter__
+    killed = []
+
+    def dying(self):  # type: ignore[no-untyped-def]
+        if self.offset >= 512 << 10 and not killed:
+            killed.append(True)
+            registry.kill()
+        yield from original(self)
+
+    monkeypatch.setattr(registry_mod._Window, "__iter__", dying)
+    with pytest.raises(RegistryUnavailable) as err:
+        publish(session(project.root, engine), "small")
+    assert killed
+    assert "nothing was tagged, re-run to resume" in str(err.value)
+
+    registry.start()  # same folder, same port: what was stored survives
+    reg = Registry(str(registry.address))
+    assert [t for t in reg.tags("kiln/small") if t.startswith("1.0-")] == []
+    done = publish(session(project.root, engine), "small")
+    assert done.action == "published"
+    assert reg.resolve("kiln/small", done.tag).digest == done.digest
+    publishing.check_trust(session(project.root, engine), "kiln/small", done.digest)
+
+
+def _kiln(*args: str, root: Path, address: str, extra: dict[str, str],
+          start_at: float = 0.0) -> subprocess.Popen[str]:
+    """`kiln <args>` in a checkout; imports first, then waits for `start_at` so that racers
+    really start together."""
+    env = {**os.environ, "KILN_PROJECT": str(root), "KILN_REGISTRY": address, **extra}
+    code = ("import time, kiln.cli, kiln.publish; "
+            f"time.sleep(max(0.0, {start_at} - time.time())); kiln.cli.main()")
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+class Watcher(threading.Thread):
+    """Polls a tag while writers race; every distinct digest it ever names, in order."""
+
+    def __init__(self, address: str, repo: str, tag: str) -> None:
+        super().__init__(daemon=True)
+        self.reg, self.repo, self.tag = Registry(address), repo, tag
+        self.seen: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            got = self.reg.resolve(self.repo, self.tag)
+            if got is not None and (not self.seen or self.seen[-1] != got.digest):
+                self.seen.append(got.digest)
+            time.sleep(0.01)
+
+    def finish(self) -> list[str]:
+        self.stop.set()
+        self.join()
+        return self.seen
+
+
+def test_eight_concurrent_publishers_and_promoters(make_project, kiln_ctx, engine, registry,
+                                                   docker_config, tmp_path, monkeypatch):
+    """Eight checkouts of one image with different content race for one tag, then for one
+    channel: one wins each race, the others exit non-zero, and no tag is ever overwritten."""
+    address = str(registry.address)
+    keys = tmp_path / "keys"
+    keygen(keys / "signing.key", keys / "kiln.pub")
+    extra = {"KILN_SIGNING_KEY": str(keys / "signing.key"),
+             "KILN_PUBLIC_KEY": str(keys / "kiln.pub"), "DOCKER_CONFIG": str(docker_config)}
+    monkeypatch.setenv("KILN_REGISTRY", address)
+    roots = []
+    for i in range(8):
+        root = tmp_path / f"checkout{i}"
+        make_project(files(f"writer{i}")).root.rename(root)
+        build_verified(root, kiln_ctx)
+        roots.append(root)
+
+    watcher = Watcher(address, "kiln/small", "1.0-race")
+    watcher.start()
+    start = time.time() + 8
+    procs = [_kiln("publish", "small", "--tag", "1.0-race", root=r, address=address,
+                   extra=extra, start_at=start) for r in roots]
+    outputs = [(p.wait(timeout=300), p.stdout.read()) for p in procs]  # type: ignore[union-attr]
+    seen = watcher.finish()
+    winners = [out for code, out in outputs if code == 0]
+    losers = [out for code, out in outputs if code != 0]
+    assert len(winners) == 1, outputs
+    assert len(losers) == 7
+    for out in losers:
+        assert "already names" in out and "immutable tags are never reused" in out, out
+    final = Registry(address).resolve("kiln/small", "1.0-race").digest
+    assert seen == [final]  # 0 overwrites: the tag named one digest, ever
+    assert final in winners[0]
+    assert access_log_count(registry, 'PUT /v2/kiln/small/manifests/1.0-race ') == 1
+
+    # every checkout publishes its own version, then all race to promote it to stable
+    for r in roots:
+        code = _kiln("publish", "small", root=r, address=address, extra=extra).wait(timeout=120)
+        assert code == 0
+    watcher = Watcher(address, "kiln/small", "stable")
+    watcher.start()
+    start = time.time() + 8
+    procs = [_kiln("promote", "small", "stable", root=r, address=address, extra=extra,
+                   start_at=start) for r in roots]
+    outputs = [(p.wait(timeout=300), p.stdout.read()) for p in procs]  # type: ignore[union-attr]
+    seen = watcher.finish()
+    winners = [out for code, out in outputs if code == 0]
+    assert winners, outputs
+    for code, out in outputs:
+        if code != 0:
+            assert "another promote won" in out, out
+    # A promote succeeds only if the channel still names what it saw when it started: every
+    # move in the history starts where the previous one ended (0 overwrites), and the
+    # watcher saw nothing else.
+    monkeypatch.setenv("KILN_PUBLIC_KEY", str(keys / "kiln.pub"))
+    entries = history(session(roots[0], engine), "kiln/small", "stable")
+    assert len(entries) == len(winners)
+    overwrites = sum(e["from"] != (entries[i - 1]["digest"] if i else None)
+                     for i, e in enumerate(entries))
+    assert overwrites == 0, entries
+    moves = [e["digest"] for e in entries]
+    assert seen[-1] == moves[-1] and all(d in moves for d in seen)
+    assert access_log_count(registry, 'PUT /v2/kiln/small/manifests/stable ') == len(winners)
+    print(f"promote race: {len(winners)} winner(s), {8 - len(winners)} refused, 0 overwrites")
+
+
+def test_registry_down_is_a_clear_error_and_loses_nothing(project, kiln_ctx, engine,
+                                                          monkeypatch):
+    built = build_verified(project.root, kiln_ctx)
+    monkeypatch.setenv("KILN_REGISTRY", f"127.0.0.1:{free_port()}")
+    with pytest.raises(RegistryUnavailable, match=r"is not reachable .*is it running"):
+        session(project.root, engine)
+    assert engine.image_id(built.ref) == built.image_id
+    assert records.load(project.root, built.image_id).passed
+
+
+# auth --------------------------------------------------------------------------------------
+@pytest.fixture
+def auth_registry(tmp_path: Path) -> Iterator[LocalRegistry]:
+    htpasswd = tmp_path / "htpasswd"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        hashed = crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH))
+    htpasswd.write_text(f"kiln:{hashed}\n")  # bcrypt, the only scheme distribution accepts
+    local = LocalRegistry(tmp_path / "auth-registry", htpasswd=htpasswd)
+    local.start()
+    yield local
+    local.stop()
+
+
+def _login(docker_config: Path, host: str, password: str) -> None:
+    import base64
+
+    auth = base64.b64encode(f"kiln:{password}".encode()).decode()
+    (docker_config / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+
+
+def test_basic_auth_registry_uses_docker_credentials(project, kiln_ctx, engine, auth_registry,
+                                                     docker_config, monkeypatch):
+    host = str(auth_registry.address)
+    monkeypatch.setenv("KILN_REGISTRY", host)
+    built = build_verified(project.root, kiln_ctx)
+    with pytest.raises(RegistryAuthError, match=r"wants credentials .*docker login"):
+        session(project.root, engine)
+    _login(docker_config, host, "wrong")
+    with pytest.raises(RegistryAuthError, match="refused the credentials"):
+        session(project.root, engine)
+    _login(docker_config, host, "s3cret")
+    done = publish(session(project.root, engine), "small")
+    promote(session(project.root, engine), "small", "stable")
+    engine.remove_image(built.image_id)
+    got = pull(session(project.root, engine), "small:stable")
+    assert got.digest == done.digest and got.image_id == built.image_id
+
+
+# config and the embedded registry ------------------------------------------------------------
+def test_config_file_then_environment(tmp_path, monkeypatch):
+    for name in ("KILN_REGISTRY", "KILN_NAMESPACE", "KILN_CHANNELS", "KILN_AUTO_PROMOTE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "kiln.toml").write_text(
+        '[publish]\nregistry = "registry.example.com"\nnamespace = "team/images"\n'
+        'channels = ["stable", "candidate", "edge"]\nauto_promote = "edge"\n')
+    config = load_config(tmp_path)
+    assert (config.registry, config.namespace, config.auto_promote) == (
+        "registry.example.com", "team/images", "edge")
+    assert config.repository("base") == "team/images/base"
+    monkeypatch.setenv("KILN_REGISTRY", "127.0.0.1:5000")
+    monkeypatch.setenv("KILN_CHANNELS", "stable,edge")
+    config = load_config(tmp_path)
+    assert (config.registry, config.channels, config.source) == (
+        "127.0.0.1:5000", ("stable", "edge"), "KILN_REGISTRY")
+    (tmp_path / "kiln.toml").write_text('[publish]\nregistri = "x"\n')
+    with pytest.raises(KilnError, match=r"kiln.toml: unknown key publish.registri"):
+        load_config(tmp_path)
+
+
+def test_embedded_registry_up_status_down(tmp_path, monkeypatch, make_project, engine,
+                                          kiln_ctx, docker_config):
+    monkeypatch.delenv("KILN_REGISTRY", raising=False)
+    monkeypatch.setenv("KILN_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(publishing, "SETTLE", 0.3)
+    p = make_project(files())
+    config = load_config(p.root)
+    assert config.embedded and config.signing_key == tmp_path / "state" / "signing.key"
+    keygen(config.signing_key, config.public_key)
+    build_verified(p.root, kiln_ctx)
+    s = session(p.root, engine)  # starts it
+    local = LocalRegistry(tmp_path / "state" / "registry")
+    try:
+        status = local.status()
+        assert status.running and status.address == s.registry.host
+        assert "delete:\n    enabled: true" in local.config.read_text()
+        assert publish(s, "small").action == "published"
+        port = local.port
+        assert local.stop()
+        assert not local.status().running
+        assert local.start() == f"127.0.0.1:{port}"  # same port, same content
+        assert publish(session(p.root, engine), "small").action == "up to date"
+    finally:
+        local.stop()
