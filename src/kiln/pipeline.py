@@ -6,17 +6,17 @@ Specs (Plan, Prepared) are frozen; the mutable build state is the Context.
 from __future__ import annotations
 
 import tempfile
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from kiln import planner
 from kiln.bootstrap import bootstrap, import_rootfs
 from kiln.compose import compose, compose_all
 from kiln.engine import Engine, Output, Step
 from kiln.errors import BuildError, KilnError
-from kiln.fingerprint import base_ref, fingerprint, image_ref, image_repository
+from kiln.fingerprint import base_ref, fingerprint, image_ref, image_repository, inputs
 from kiln.load import Project
 from kiln.model import BootstrapBase, ImageBase, Plan, RefBase, RootfsBase
 from kiln.render import ContextEntry, Rendered, context_entries, render_dockerfile
@@ -87,6 +87,7 @@ def build_image(ctx: Context, name: str) -> BuildResult:
     ensure_base(ctx, prepared)
     result = reuse_existing(ctx, prepared) or run_build(ctx, prepared)
     tag_image(ctx, prepared, result.image_id)
+    record_inputs(ctx, prepared, result.image_id)
     ctx.results[name] = result
     return result
 
@@ -160,6 +161,12 @@ def run_build(ctx: Context, prepared: Prepared) -> BuildResult:
 def tag_image(ctx: Context, prepared: Prepared, image_id: str) -> None:
     for ref in _tags(prepared):
         ctx.engine.tag(image_id, ref)
+
+
+def record_inputs(ctx: Context, prepared: Prepared, image_id: str) -> None:
+    """Remember what this image was made of, so `invoke plan` can say what changed since."""
+    planner.record(ctx.project.root, prepared.plan.image.name, prepared.fingerprint,
+                   inputs(ctx.project.root, prepared.plan), image_id)
 
 
 # helpers -------------------------------------------------------------------------------------
