@@ -105,8 +105,13 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+# The bootstrap does not depend on how Dockerfiles are rendered: its key has its own version,
+# so that a render change does not make every bootstrapped base be made again.
+BOOTSTRAP_VERSION = "1"
+
+
 def bootstrap_key(base: BootstrapBase) -> str:
-    return digest_json({"render": RENDER_VERSION, "bootstrap": base})
+    return digest_json({"render": BOOTSTRAP_VERSION, "bootstrap": base})
 
 
 def image_repository(name: str) -> str:
