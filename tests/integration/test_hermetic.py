@@ -17,6 +17,7 @@ import pytest
 
 from kiln import lock as locking
 from kiln import lockfile
+from kiln.errors import KilnError
 from kiln.imagediff import diff_images
 from kiln.lockfile import LockError
 from kiln.pipeline import build_image, ensure_base, prepare
@@ -237,3 +238,50 @@ def test_diff_builds_names_the_file_that_records_the_build(make_project, kiln_ct
     assert second.image_id != first.image_id
     lines = list(diff_images(engine, "kiln-test/small:first", second.ref))
     assert lines == ["layer 4: /var/lib/app/when: content"]
+
+
+CANARY = "kiln-canary-7f3a9c1e-do-not-ship"
+SECRET = {
+    "layers/fetch/layer.yaml": """\
+        secrets: [token]
+        run:
+          - wc -c < /run/secrets/token > /token-length && grep -q canary /run/secrets/token
+    """,
+    "images/secretive.yaml": """\
+        {busybox}
+        layers: [fetch]
+    """,
+}
+
+
+def test_canary_secret_is_nowhere_in_the_image(make_project, kiln_ctx, engine, tmp_path,
+                                               monkeypatch):
+    project = make_project(SECRET)
+    secret = tmp_path / "token"
+    secret.write_text(CANARY)
+    result = build_image(kiln_ctx(project, secrets={"token": secret}), "secretive")
+    out = engine.client.containers.run(result.ref, ["cat", "/token-length"], remove=True)
+    assert out.decode().strip() == str(len(CANARY))  # the step did read it
+    files = saved_files(engine, result.ref)
+    assert any(name.endswith(".json") for name in files)  # the config and manifest are in
+    leaks = [name for name, data in files.items()
+             if CANARY.encode() in data or CANARY.encode() in name.encode()]
+    assert leaks == []
+    assert not [n for n in files if n.endswith(":run/secrets/token")]
+    history = json.dumps(engine.api.history(result.ref)) + json.dumps(
+        engine.inspect_image(result.ref))
+    assert CANARY not in history
+    # From the environment instead of a file: same image (the value is not an input).
+    monkeypatch.setenv("KILN_SECRET_TOKEN", CANARY)
+    again = build_image(kiln_ctx(type(project)(project.root), force=True), "secretive")
+    assert again.image_id == result.image_id
+
+
+def test_missing_secret_is_a_clear_error(make_project, kiln_ctx, monkeypatch):
+    monkeypatch.delenv("KILN_SECRET_TOKEN", raising=False)
+    project = make_project(SECRET)
+    with pytest.raises(KilnError, match=r"images/secretive.yaml: the build of 'secretive' needs "
+                                        r"secrets that were not given: token \(--secret "
+                                        r"token=FILE or KILN_SECRET_TOKEN\); declared by "
+                                        r"layers fetch"):
+        build_image(kiln_ctx(project), "secretive")

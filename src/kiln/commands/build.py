@@ -9,6 +9,7 @@ from invoke import task
 from invoke.context import Context as InvokeContext
 
 from kiln.commands.common import kiln_task, run_context
+from kiln.hermetic import parse_secret_args
 from kiln.load import Project
 from kiln.pipeline import build_all, build_image, prepare, validate
 from kiln.render import write_context_dir
@@ -36,17 +37,19 @@ def render(c: InvokeContext, image: str, context: str | None = None, json: bool 
         sys.stdout.write(prepared.rendered.dockerfile)
 
 
-@task(positional=["image"], help={
+@task(positional=["image"], iterable=["secret"], help={
     "image": "image name, several as a,b, or 'all' for every image (parents first)",
     "no_cache": "do not use the engine's build cache (implies a rebuild)",
     "force": "rebuild even when the fingerprint is unchanged",
     "verbose": "show the build output as it streams",
-    "json": "print the results as JSON"})
+    "json": "print the results as JSON",
+    "secret": "id=FILE: a build secret a layer declares (repeatable; or KILN_SECRET_<ID>)"})
 @kiln_task
 def build(c: InvokeContext, image: str, no_cache: bool = False, force: bool = False,
-          verbose: bool = False, json: bool = False) -> None:
+          verbose: bool = False, json: bool = False, secret: list[str] | None = None) -> None:
     """Build an image (its base images first) on the Docker engine; `all` builds every one."""
-    ctx = run_context(verbose, nocache=no_cache, force=force)
+    ctx = run_context(verbose, nocache=no_cache, force=force,
+                      secrets=parse_secret_args(secret or []))
     validate(ctx.project)
     if image == "all":
         results = build_all(ctx)
