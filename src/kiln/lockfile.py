@@ -111,10 +111,19 @@ def read(root: Path, image: str) -> Lock | None:
     """The image's lock, or None when it has none. A malformed lock is an error."""
     path = lock_path(root, image)
     try:
-        text = path.read_text()
+        stat = path.stat()
     except FileNotFoundError:
         return None
-    return parse(text, shown(image))
+    # Read once per version of the file: a build reads each lock several times (fingerprints
+    # of parents, the check, the render), and a lock of 100 packages takes a while to parse.
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _READ:
+        _READ.clear() if len(_READ) > 64 else None
+        _READ[key] = parse(path.read_text(), shown(image))
+    return _READ[key]
+
+
+_READ: dict[tuple[str, int, int], Lock] = {}
 
 
 def parse(text: str, where: str) -> Lock:
@@ -122,7 +131,7 @@ def parse(text: str, where: str) -> Lock:
         return LockError(f"{where}: {message} (regenerate it with `invoke lock`)")
 
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise bad(f"not valid YAML: {exc}") from None
     if not isinstance(data, dict) or data.get("kiln-lock") != FORMAT:

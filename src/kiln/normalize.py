@@ -68,10 +68,30 @@ def epoch() -> int:
 
 
 def normalize_image(engine: Engine, ref: str, *, keep_layers: int = 0,
-                    drop: Iterable[str] = ()) -> Normalized:
-    """Rewrite `ref` in the engine; the first `keep_layers` (the base's) are left as they are."""
+                    drop: Iterable[str] = (), memo: Path | None = None) -> Normalized:
+    """Rewrite `ref` in the engine; the first `keep_layers` (the base's) are left as they are.
+
+    With `memo` (a folder), an image normalised before (BuildKit answered from its cache with
+    the same raw image) is only tagged again: no save, no load.
+    """
     when = epoch()
     patterns = (*DROP, *(p.lstrip("/") for p in drop))
+    raw = engine.image_id(ref)
+    key = hashlib.sha256(json.dumps([raw, keep_layers, patterns, when]).encode()).hexdigest()
+    if memo is not None and (memo / key).is_file():
+        known = (memo / key).read_text().strip()
+        if engine.image_id(known):
+            engine.tag(known, ref)
+            return Normalized(known, 0, ())
+    done = _normalize(engine, ref, keep_layers, patterns, when)
+    if memo is not None:
+        memo.mkdir(parents=True, exist_ok=True)
+        (memo / key).write_text(done.image_id + "\n")
+    return done
+
+
+def _normalize(engine: Engine, ref: str, keep_layers: int, patterns: tuple[str, ...],
+               when: int) -> Normalized:
     with tempfile.TemporaryDirectory(prefix="kiln-normalize-") as tmp:
         work = Path(tmp)
         saved = work / "saved"

@@ -19,6 +19,7 @@ from kiln.fingerprint import base_ref, fingerprint, image_ref, image_repository,
 from kiln.load import Project
 from kiln.model import BootstrapBase, ImageBase, Plan, RefBase, RootfsBase
 from kiln.normalize import normalize_image
+from kiln.records import state_dir
 from kiln.render import ContextEntry, Rendered, context_entries, render_dockerfile
 from kiln.ui import UI
 
@@ -168,8 +169,11 @@ def normalize(ctx: Context, prepared: Prepared) -> str:
     """Same inputs, same bytes: rewrite the layers this image added, and its config."""
     base_layers = len(ctx.engine.inspect_image(prepared.base_ref)["RootFS"]["Layers"])
     done = normalize_image(ctx.engine, prepared.ref, keep_layers=base_layers,
-                           drop=hermetic.mount_points(prepared.plan))
-    ctx.ui.step(f"normalised {done.rewritten} layers and the config -> {done.image_id[:19]}")
+                           drop=hermetic.mount_points(prepared.plan),
+                           memo=state_dir(ctx.project.root) / "normalized")
+    ctx.ui.step(f"normalised {done.rewritten} layers and the config -> {done.image_id[:19]}"
+                if done.rewritten else f"normalised before (same raw image) -> "
+                f"{done.image_id[:19]}")
     return done.image_id
 
 

@@ -23,11 +23,11 @@ def _names(project: Project, image: str | None) -> list[str] | None:
 
 
 @task(positional=["image"], help={
-    "image": "image name, several as a,b, or 'all' (default)",
+    "image": "image name, several as a,b, or 'all' for every image",
     "json": "print the plan as JSON",
     "matrix": "print a CI matrix of the images to build, grouped by dependency level"})
 @kiln_task
-def plan(c: InvokeContext, image: str | None = None, json: bool = False,
+def plan(c: InvokeContext, image: str, json: bool = False,
          matrix: bool = False) -> None:
     """Per image: build or skip, and why (which input changed since the last build)."""
     project = Project.find()
@@ -53,12 +53,12 @@ def plan(c: InvokeContext, image: str | None = None, json: bool = False,
 
 
 @task(positional=["image"], help={
-    "image": "image name, several as a,b, or 'all' (default)",
+    "image": "image name, several as a,b, or 'all' for every image",
     "refresh": "resolve again even when the lock fits, taking what the mirror has now",
     "verbose": "show build output (parent images are built to resolve their children)",
     "json": "print the changes as JSON"})
 @kiln_task
-def lock(c: InvokeContext, image: str | None = None, refresh: bool = False, verbose: bool = False,
+def lock(c: InvokeContext, image: str, refresh: bool = False, verbose: bool = False,
           json: bool = False) -> None:
     """Resolve every package (dependencies included) of images into images/<name>.lock."""
     ctx = run_context(verbose)
