@@ -19,6 +19,7 @@ from kiln import lock as locking
 from kiln import lockfile
 from kiln.errors import KilnError
 from kiln.imagediff import diff_images
+from kiln.load import Project
 from kiln.lockfile import LockError
 from kiln.pipeline import build_image, ensure_base, prepare
 
@@ -285,3 +286,16 @@ def test_missing_secret_is_a_clear_error(make_project, kiln_ctx, monkeypatch):
                                         r"token=FILE or KILN_SECRET_TOKEN\); declared by "
                                         r"layers fetch"):
         build_image(kiln_ctx(project), "secretive")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("image", ["base", "nginx", "python"])
+def test_sample_image_builds_to_the_same_digest_twice(kiln_ctx, engine, image):
+    """From the committed locks, the second time without any cache."""
+    project = Project(Path(__file__).resolve().parents[2])
+    first = build_image(kiln_ctx(project), image)
+    engine.tag(first.image_id, f"kiln-test/{image}:first")  # kept while the ref is rebuilt
+    second = build_image(kiln_ctx(project, force=True, nocache=True), image)
+    assert second.image_id == first.image_id, list(
+        diff_images(engine, f"kiln-test/{image}:first", second.ref))
+    engine.remove_image(f"kiln-test/{image}:first")
