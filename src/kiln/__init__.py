@@ -4,4 +4,4 @@ __version__ = "0.1.0"
 
 # Bumped whenever rendering changes the bytes it produces for the same definitions, so that
 # fingerprints (and therefore cache hits and immutable tags) never survive such a change.
-RENDER_VERSION = "1"
+RENDER_VERSION = "2"

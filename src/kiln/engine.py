@@ -109,6 +109,28 @@ class Engine:
             raise EngineError(f"importing {tarball.name} as {ref} produced no image")
         return image_id
 
+    def save_stream(self, ref: str) -> Iterator[bytes]:
+        """`docker save`, as a stream of chunks."""
+        try:
+            yield from self.api.get_image(ref, chunk_size=1 << 20)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot save {ref}: {_reason(exc)}") from None
+
+    def load_image(self, archive: Path) -> None:
+        """`docker load` from a file, streamed; errors come inside the stream."""
+        try:
+            with archive.open("rb") as f:
+                for chunk in self.api.load_image(f):  # type: ignore[no-untyped-call]
+                    if isinstance(chunk, dict) and "error" in chunk:
+                        raise EngineError(f"cannot load {archive.name}: {chunk['error']}")
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot load {archive.name}: {_reason(exc)}") from None
+
+    def remove_unused(self, image_id: str) -> None:
+        """Remove an image unless something (a tag, a child, a container) still uses it."""
+        with contextlib.suppress(docker.errors.DockerException):
+            self.api.remove_image(image_id, noprune=False)
+
     def pull(self, ref: str) -> str:
         try:
             self.client.images.pull(ref)
@@ -221,8 +243,29 @@ class Engine:
             self.api.remove_container(ref, force=True, v=True)
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409 or "already in progress" not in str(exc.explanation):
+                raise EngineError(f"cannot remove container {ref[:12]}: "
+                                  f"{_reason(exc)}") from None
         except docker.errors.DockerException as exc:
-            raise EngineError(f"cannot remove container {ref}: {_reason(exc)}") from None
+            raise EngineError(f"cannot remove container {ref[:12]}: {_reason(exc)}") from None
+
+    def run_once(self, image: str, argv: list[str], user: str = "root") -> tuple[int, str]:
+        """Run `argv` in a throwaway container; return its exit code and output. The output is
+        read while it runs, so it is kept even if the container is removed right after."""
+        container = self.run_container(image, entrypoint=argv[:1], command=argv[1:], user=user)
+        try:
+            output = b"".join(container.attach(stream=True, logs=True, stdout=True,
+                                               stderr=True))
+            code = int(container.wait().get("StatusCode", 1))
+        except docker.errors.NotFound:
+            raise EngineError(f"the container of {image} disappeared while it ran (removed by "
+                              "someone else?); try again") from None
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"running in a container of {image}: {_reason(exc)}") from None
+        finally:
+            self.remove_container(container)
+        return code, output.decode(errors="replace")
 
     def containers(self, label: str = KILN_LABEL) -> list[Container]:
         return list(self.client.containers.list(all=True, filters={"label": label}))

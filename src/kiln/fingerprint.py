@@ -1,9 +1,12 @@
 """A canonical hash of every input of an image: the cache key and the root of its tags.
 
 Inputs: kiln's render version, the base (bootstrap spec, pinned digest, rootfs checksum, or the
-parent image's fingerprint), the composed plan (every merged definition key and param), and the
-content, path and mode of every file in the build context. Nothing else: not the checkout path,
-not the clock, not the file's mtime or owner on disk.
+parent image's fingerprint), the composed plan (every merged definition key and param), the
+content, path and mode of every file in the build context, and every package of the image's
+lock (version and .deb sha256). Nothing else: not the checkout path, not the clock, not the
+file's mtime or owner on disk, not a secret's value.
+
+The inputs are kept by name (see `inputs`) so that `invoke plan` can say which one changed.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from kiln import RENDER_VERSION
+from kiln import RENDER_VERSION, lockfile
 from kiln.model import Base, BootstrapBase, ImageBase, Plan, RefBase, RootfsBase
 from kiln.render.context import context_entries
 
@@ -48,18 +51,44 @@ def file_sha256(path: Path) -> str:
 
 
 def fingerprint(root: Path, plan: Plan) -> str:
-    files = [(e.arcname, e.mode, file_sha256(e.source) if e.source else None)
-             for e in context_entries(root, plan)]
-    return digest_json({
-        "render": RENDER_VERSION,
-        "base": base_identity(root, plan),
-        "image": {k: v for k, v in canonical(plan.image).items() if k not in ("path",)},
-        "layers": plan.layers,
-        "params": plan.params,
-        "sections": plan.sections,
-        "config": plan.config,
-        "files": files,
-    })
+    return digest_json(inputs(root, plan))
+
+
+def inputs(root: Path, plan: Plan) -> dict[str, str]:
+    """Every input of the image by name, each with a value or a digest of it.
+
+    The names say what an input is, so two records can be compared input by input to say why
+    an image must be rebuilt: `kiln.render`, `base`, `image.<key>`, `param.<name>`,
+    `layer.<layer>.<key>`, `file.<path in context>`, `lock.<layer>.<package>`.
+    """
+    out: dict[str, str] = {"kiln.render": RENDER_VERSION, "base": base_input(root, plan)}
+    for key, value in canonical(plan.image).items():
+        if key not in ("path", "base"):
+            out[f"image.{key}"] = _short(value)
+    for name, value in plan.params:
+        out[f"param.{name}"] = json.dumps(value)
+    for layer in plan.layers:
+        for key, value in canonical(layer).items():
+            if key not in ("name", "path", "params") and value not in ((), [], None, ""):
+                out[f"layer.{layer.name}.{key}"] = _short(value)
+    out["composed.sections"] = digest_json(plan.sections)
+    out["composed.config"] = digest_json(plan.config)
+    for e in context_entries(root, plan):
+        out[f"file.{e.arcname}"] = (f"{e.mode:04o} {file_sha256(e.source)}" if e.source
+                                    else f"{e.mode:04o} dir")
+    lock = lockfile.read(root, plan.image.name)
+    for section in lock.sections if lock else ():
+        for pkg in section.packages:
+            out[f"lock.{section.layer}.{pkg.name}:{pkg.arch}"] = f"{pkg.version} {pkg.sha256}"
+    return dict(sorted(out.items()))
+
+
+def base_input(root: Path, plan: Plan) -> str:
+    base = plan.image.base
+    if isinstance(base, ImageBase):
+        assert plan.parent is not None
+        return f"image {base.image}@{fingerprint(root, plan.parent)}"
+    return f"{type(base).__name__} {digest_json(canonical(base))}"
 
 
 def base_identity(root: Path, plan: Plan) -> Any:
@@ -70,8 +99,19 @@ def base_identity(root: Path, plan: Plan) -> Any:
     return canonical(base) | {"kind": type(base).__name__}
 
 
+def _short(value: Any) -> str:
+    """A definition value as it is compared: itself when short, its digest otherwise."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text if len(text) <= 80 else "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+# The bootstrap does not depend on how Dockerfiles are rendered: its key has its own version,
+# so that a render change does not make every bootstrapped base be made again.
+BOOTSTRAP_VERSION = "1"
+
+
 def bootstrap_key(base: BootstrapBase) -> str:
-    return digest_json({"render": RENDER_VERSION, "bootstrap": base})
+    return digest_json({"render": BOOTSTRAP_VERSION, "bootstrap": base})
 
 
 def image_repository(name: str) -> str:

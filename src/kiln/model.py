@@ -88,6 +88,7 @@ class Layer:
     stopsignal: str | None = None
     healthcheck: Healthcheck | None = None
     labels: Pairs = ()
+    secrets: tuple[str, ...] = ()  # ids of build secrets mounted into the layer's run steps
     # dotted key path ("files[1].mode") -> line, for errors found after loading
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 

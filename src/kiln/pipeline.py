@@ -5,22 +5,22 @@ Specs (Plan, Prepared) are frozen; the mutable build state is the Context.
 
 from __future__ import annotations
 
-import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from kiln import buildkit, hermetic, lockfile, planner
 from kiln.bootstrap import bootstrap, import_rootfs
 from kiln.compose import compose, compose_all
 from kiln.engine import Engine, Output, Step
 from kiln.errors import BuildError, KilnError
-from kiln.fingerprint import base_ref, fingerprint, image_ref, image_repository
+from kiln.fingerprint import base_ref, fingerprint, image_ref, image_repository, inputs
 from kiln.load import Project
 from kiln.model import BootstrapBase, ImageBase, Plan, RefBase, RootfsBase
-from kiln.records import VerifyRecord
+from kiln.normalize import normalize_image
+from kiln.records import VerifyRecord, state_dir
 from kiln.render import ContextEntry, Rendered, context_entries, render_dockerfile
-from kiln.render.context import write_context_tar
 from kiln.ui import UI
 from kiln.verify import Target, gate
 
@@ -67,6 +67,8 @@ class Context:
     force: bool = False
     verify: bool = True  # False: --no-verify, the image is left unverified
     keep: bool = False  # keep the verification container for debugging
+    secrets: dict[str, Path] = field(default_factory=dict)  # id -> file, for `secrets:`
+    network: str = "none"  # of every build step; "default" only to prove it changes nothing
     results: dict[str, BuildResult] = field(default_factory=dict)
     verified: dict[str, VerifyRecord] = field(default_factory=dict)
 
@@ -75,7 +77,8 @@ def prepare(project: Project, name: str) -> Prepared:
     plan = compose(project, name)
     fp = fingerprint(project.root, plan)
     ref = base_ref(project.root, plan)
-    return Prepared(plan, fp, ref, render_dockerfile(plan, ref, fp),
+    lock = lockfile.read(project.root, name)
+    return Prepared(plan, fp, ref, render_dockerfile(plan, ref, fp, lock),
                     tuple(context_entries(project.root, plan)))
 
 
@@ -88,9 +91,11 @@ def build_image(ctx: Context, name: str) -> BuildResult:
     if name in ctx.results:
         return ctx.results[name]
     prepared = prepare(ctx.project, name)
+    hermetic.check_lock(ctx.project.root, prepared.plan)
     ensure_base(ctx, prepared)
     result = reuse_existing(ctx, prepared) or run_build(ctx, prepared)
     tag_image(ctx, prepared, result.image_id)
+    record_inputs(ctx, prepared, result.image_id)
     verify_image(ctx, prepared, result.image_id)
     ctx.results[name] = result
     return result
@@ -112,9 +117,11 @@ def ensure_base(ctx: Context, prepared: Prepared) -> None:
     if isinstance(base, BootstrapBase):
         with ctx.ui.task(f"bootstrap {ref} from {base.mirror} with mmdebstrap"):
             bootstrap(ctx.engine, base, ref)
+            normalize_image(ctx.engine, ref, keep_layers=1)  # the import's config: its clock
     elif isinstance(base, RootfsBase):
         with ctx.ui.task(f"import {base.path} as {ref}"):
             import_rootfs(ctx.engine, ctx.project.root, base, ref)
+            normalize_image(ctx.engine, ref, keep_layers=1)
     else:
         assert isinstance(base, RefBase)
         with ctx.ui.task(f"pull {ref}"):
@@ -138,12 +145,13 @@ def run_build(ctx: Context, prepared: Prepared) -> BuildResult:
     instructions = prepared.rendered.instructions
     tail: deque[str] = deque(maxlen=40)
     current = Step(0, len(instructions), "")
-    with ctx.ui.task(f"build {image.name} -> {prepared.ref}"), \
-            tempfile.TemporaryFile(prefix="kiln-context-") as context:
-        write_context_tar(context, prepared.rendered.dockerfile, prepared.entries)
-        context.seek(0)
+    with ctx.ui.task(f"build {image.name} -> {prepared.ref}"), hermetic.build_inputs(
+            ctx.project.root, prepared.plan, prepared.rendered.dockerfile, prepared.entries,
+            ctx.secrets) as inputs_:
         try:
-            for event in ctx.engine.build(context, prepared.ref, nocache=ctx.nocache, tail=tail):
+            for event in buildkit.build(inputs_.context, prepared.ref, instructions,
+                                        nocache=ctx.nocache, secrets=inputs_.secrets,
+                                        network=ctx.network, tail=tail):
                 if isinstance(event, Step):
                     current = event
                     layer = _layer_of(instructions, event.number)
@@ -153,13 +161,25 @@ def run_build(ctx: Context, prepared: Prepared) -> BuildResult:
                     ctx.ui.output(event.line)
         except BuildError as exc:
             raise BuildError(_build_failure(prepared, current, str(exc), tail)) from None
+        if ctx.engine.image_id(prepared.ref) is None:
+            raise BuildError(f"{image.path}: the engine reported success but {prepared.ref} "
+                             "does not exist")
+        image_id = normalize(ctx, prepared)
         seconds = ctx.ui.elapsed()
-    image_id = ctx.engine.image_id(prepared.ref)
-    if image_id is None:
-        raise BuildError(f"{image.path}: the engine reported success but {prepared.ref} "
-                         "does not exist")
     ctx.ui.info(f"[bold green]built[/] {image.name} {image_id[:19]} in {seconds:.1f}s")
     return _result(prepared, image_id, "built", seconds)
+
+
+def normalize(ctx: Context, prepared: Prepared) -> str:
+    """Same inputs, same bytes: rewrite the layers this image added, and its config."""
+    base_layers = len(ctx.engine.inspect_image(prepared.base_ref)["RootFS"]["Layers"])
+    done = normalize_image(ctx.engine, prepared.ref, keep_layers=base_layers,
+                           drop=hermetic.mount_points(prepared.plan),
+                           memo=state_dir(ctx.project.root) / "normalized")
+    ctx.ui.step(f"normalised {done.rewritten} layers and the config -> {done.image_id[:19]}"
+                if done.rewritten else f"normalised before (same raw image) -> "
+                f"{done.image_id[:19]}")
+    return done.image_id
 
 
 def tag_image(ctx: Context, prepared: Prepared, image_id: str) -> None:
@@ -172,6 +192,12 @@ def verify_image(ctx: Context, prepared: Prepared, image_id: str) -> None:
     target = Target(prepared.plan, prepared.ref, image_id, prepared.fingerprint)
     ctx.verified[target.name] = gate(ctx.engine, ctx.project.root, target, ctx.ui,
                                      enabled=ctx.verify, keep=ctx.keep, force=ctx.force)
+
+
+def record_inputs(ctx: Context, prepared: Prepared, image_id: str) -> None:
+    """Remember what this image was made of, so `invoke plan` can say what changed since."""
+    planner.record(ctx.project.root, prepared.plan.image.name, prepared.fingerprint,
+                   inputs(ctx.project.root, prepared.plan), image_id)
 
 
 # helpers -------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from kiln.errors import CommandError
@@ -71,3 +71,26 @@ def interactive(argv: Sequence[str | Path]) -> int:
         return subprocess.call(args, env=clean_env({"TERM": os.environ.get("TERM", "xterm")}))
     except FileNotFoundError:
         raise CommandError(f"{args[0]}: command not found (install it; see README.md)") from None
+def stream(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
+           cwd: Path | None = None) -> Iterator[str]:
+    """Run `argv`, yielding its output line by line as it comes; raise like run() on failure."""
+    args = [str(a) for a in argv]
+    try:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=clean_env(env), cwd=cwd, text=True,
+                                errors="replace")
+    except FileNotFoundError:
+        raise CommandError(f"{args[0]}: command not found (install it; see README.md)") from None
+    tail: deque[str] = deque(maxlen=TAIL)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail.append(line)
+            yield line.rstrip("\n")
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if code != 0:
+        raise CommandError(f"`{' '.join(args)}` exited with {code}:\n{''.join(tail).rstrip()}")

@@ -336,6 +336,10 @@ LAYER_FIELDS: tuple[Field, ...] = (
        "unset", "exclusive",
        "`test` in exec form; defaults: interval 30s, timeout 5s, retries 3, start_period 5s."),
     _f("labels", "mapping string -> string", Reader.string_map, "{}", "map", "OCI labels."),
+    _f("secrets", "list of secret ids", Reader.names, "[]", "union",
+       "Build secrets the layer's run steps read from /run/secrets/<id> (BuildKit secret "
+       "mounts: never in a layer, the history, build args or env). Values come from "
+       "`invoke build --secret id=path` or the environment variable KILN_SECRET_<ID>."),
 )
 
 IMAGE_FIELDS: tuple[Field, ...] = (

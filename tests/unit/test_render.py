@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kilntest import REF, REPO_ROOT, MakeProject
 
-from kiln import __version__
+from kiln import RENDER_VERSION, __version__
 from kiln.compose import compose
 from kiln.fingerprint import base_ref, fingerprint
 from kiln.load import Project
@@ -272,7 +272,7 @@ FULL_LAYER = """
     """
 
 EXPECTED = """\
-# Rendered by kiln {version} (render 1) from images/i.yaml. Do not edit: change the definitions and run `invoke render`.
+# Rendered by kiln {version} (render {render}) from images/i.yaml. Do not edit: change the definitions and run `invoke render`.
 FROM example:1
 
 # --- layer: early ---
@@ -321,7 +321,7 @@ def test_dockerfile_order_and_quoting(make_project: MakeProject) -> None:
     plan = compose(project, "i")
     fp = "0123456789abcdef" * 4
     rendered = render_dockerfile(plan, "example:1", fp)
-    assert rendered.dockerfile == EXPECTED.format(version=__version__, fp=fp)
+    assert rendered.dockerfile == EXPECTED.format(version=__version__, render=RENDER_VERSION, fp=fp)
     assert [i.layer for i in rendered.instructions] == [
         None, "early", "full", "full", "full", "full", "full", "full",
         None, None, None, None, None, None, None, None, None]

@@ -9,6 +9,7 @@ from invoke import task
 from invoke.context import Context as InvokeContext
 
 from kiln.commands.common import kiln_task, run_context
+from kiln.hermetic import parse_secret_args
 from kiln.load import Project
 from kiln.pipeline import build_all, build_image, prepare, validate
 from kiln.render import write_context_dir
@@ -36,20 +37,22 @@ def render(c: InvokeContext, image: str, context: str | None = None, json: bool 
         sys.stdout.write(prepared.rendered.dockerfile)
 
 
-@task(positional=["image"], help={
+@task(positional=["image"], iterable=["secret"], help={
     "image": "image name, several as a,b, or 'all' for every image (parents first)",
     "no_cache": "do not use the engine's build cache (implies a rebuild)",
     "force": "rebuild even when the fingerprint is unchanged",
     "verbose": "show the build output as it streams",
     "no_verify": "skip verification (loudly): the image is left unverified",
     "keep": "keep the verification container, and print how to enter it",
-    "json": "print the results as JSON"})
+    "json": "print the results as JSON",
+    "secret": "id=FILE: a build secret a layer declares (repeatable; or KILN_SECRET_<ID>)"})
 @kiln_task
 def build(c: InvokeContext, image: str, no_cache: bool = False, force: bool = False,
           verbose: bool = False, no_verify: bool = False, keep: bool = False,
-          json: bool = False) -> None:
+          json: bool = False, secret: list[str] | None = None) -> None:
     """Build an image (its base images first), then verify it; `all` builds every one."""
-    ctx = run_context(verbose, nocache=no_cache, force=force, verify=not no_verify, keep=keep)
+    ctx = run_context(verbose, nocache=no_cache, force=force, verify=not no_verify, keep=keep,
+                      secrets=parse_secret_args(secret or []))
     validate(ctx.project)
     if image == "all":
         results = build_all(ctx)

@@ -11,12 +11,20 @@ import json
 from dataclasses import dataclass
 
 from kiln import RENDER_VERSION, __version__
+from kiln.lockfile import Lock
 from kiln.model import GroupSpec, Plan, UserSpec
 from kiln.render.context import source_arcname
 
 APT_CLEAN = ("apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin "
              "/var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log "
              "/var/log/alternatives.log")
+
+DEBS_AT = "/tmp/kiln-debs"  # where a layer's locked .debs are bind-mounted while it installs
+
+
+def debs_dir(layer: str) -> str:
+    """The folder of the build context holding the locked .debs a layer installs."""
+    return f"debs/{layer}"
 
 
 @dataclass(frozen=True)
@@ -31,8 +39,12 @@ class Rendered:
     instructions: tuple[Instruction, ...]  # one per engine build step, in order
 
 
-def render_dockerfile(plan: Plan, base_ref: str, fingerprint: str) -> Rendered:
+def render_dockerfile(plan: Plan, base_ref: str, fingerprint: str,
+                      lock: Lock | None = None) -> Rendered:
+    """With a lock, packages are installed from the locked .debs, bind-mounted from the context
+    (never copied into a layer) and run steps mount the layer's secrets: BuildKit syntax."""
     out: list[Instruction] = [Instruction(None, f"FROM {base_ref}")]
+    secrets = {layer.name: layer.secrets for layer in plan.layers}
     parent_user = plan.parent.config.user if plan.parent else None
     if parent_user not in (None, "root", "0"):
         out.append(Instruction(None, "USER root"))
@@ -45,7 +57,15 @@ def render_dockerfile(plan: Plan, base_ref: str, fingerprint: str) -> Rendered:
         accounts = [_groupadd(g) for g in section.groups] + [_useradd(u) for u in section.users]
         if accounts:
             add("RUN " + " \\\n && ".join(accounts))
-        if section.packages:
+        locked = lock.section(section.layer) if lock else None
+        if section.packages and locked is not None:
+            if locked.packages:  # none when the base already has every package
+                add(f"RUN --mount=type=bind,source={debs_dir(section.layer)},target={DEBS_AT} "
+                    "\\\n    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+                    "--no-install-recommends \\\n      "
+                    + " ".join(f"{DEBS_AT}/{p.filename}" for p in locked.packages)
+                    + " \\\n && " + APT_CLEAN)
+        elif section.packages:
             add("RUN apt-get update \\\n && DEBIAN_FRONTEND=noninteractive apt-get install -y "
                 "--no-install-recommends \\\n      " + " ".join(section.packages)
                 + " \\\n && " + APT_CLEAN)
@@ -56,11 +76,12 @@ def render_dockerfile(plan: Plan, base_ref: str, fingerprint: str) -> Rendered:
                 add(f"COPY {chown}{json.dumps([src, spec.dest])}")
             else:
                 add(f"COPY {chown}{src} {spec.dest}")
+        mounts = "".join(f"--mount=type=secret,id={s} " for s in secrets.get(section.layer, ()))
         for script in section.run:
             if "\n" in script.strip():
-                add("RUN " + json.dumps(["/bin/sh", "-euc", script.strip() + "\n"]))
+                add(f"RUN {mounts}" + json.dumps(["/bin/sh", "-euc", script.strip() + "\n"]))
             else:
-                add(f"RUN set -eu; {script.strip()}")
+                add(f"RUN {mounts}set -eu; {script.strip()}")
     config = plan.config
 
     def kiln(text: str) -> None:

@@ -1,4 +1,4 @@
-# Rendered by kiln 0.1.0 (render 1) from images/base.yaml. Do not edit: change the definitions and run `invoke render`.
+# Rendered by kiln 0.1.0 (render 2) from images/base.yaml. Do not edit: change the definitions and run `invoke render`.
 FROM kiln-bootstrap/bookworm-minbase:061826fa2cb6d104
 
 # --- layer: minimal ---
@@ -26,7 +26,7 @@ RUN groupadd --gid 10001 app \
 # --- image configuration ---
 WORKDIR /home/app
 USER app
-LABEL dev.kiln.fingerprint="3f61e4e17595859bc5389d58d8201fc859ee16f2973ac828470727063a2a38f8" \
+LABEL dev.kiln.fingerprint="d7994ed74f90fc782ff88fa3fac43b48e7bdfb266562b34e8fbf7822b9c741fd" \
       dev.kiln.image="base" \
       dev.kiln.layers="minimal,core,hardening,user" \
       dev.kiln.version="0.1.0" \

@@ -1,5 +1,5 @@
-# Rendered by kiln 0.1.0 (render 1) from images/python.yaml. Do not edit: change the definitions and run `invoke render`.
-FROM kiln/base:3f61e4e17595859b
+# Rendered by kiln 0.1.0 (render 2) from images/python.yaml. Do not edit: change the definitions and run `invoke render`.
+FROM kiln/base:d7994ed74f90fc78
 USER root
 
 # --- layer: python ---
@@ -13,7 +13,7 @@ RUN apt-get update \
 WORKDIR /home/app
 CMD ["python3"]
 USER app
-LABEL dev.kiln.fingerprint="dad612fa8a8df21204e39d306bc9792eadc266bbea842d8dc17312ac34ee9953" \
+LABEL dev.kiln.fingerprint="c4c0eb361f8fe850e04cd4319eead47532d75aed8af489c997a000b57ad23ba7" \
       dev.kiln.image="python" \
       dev.kiln.layers="minimal,core,hardening,user,python" \
       dev.kiln.version="0.1.0" \

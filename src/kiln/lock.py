@@ -1,0 +1,119 @@
+"""Resolving an image's packages into its lock, with apt itself, in a throwaway container.
+
+apt resolves (alternatives, virtual packages, versions, what the base already has) exactly as
+the build would, so the lock is what apt would install. One container of the image's base
+runs `apt-get update` once, then `apt-get install --print-uris` per layer with that layer's
+packages added to those of the layers before it: each layer locks the .debs that its packages
+add. `Acquire::ForceHash=SHA256` makes apt print each .deb's sha256 (by default it prints MD5).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+from kiln import lockfile
+from kiln.engine import Engine
+from kiln.errors import KilnError
+from kiln.lockfile import Lock, LockedPackage, LockError, LockSection
+from kiln.model import Plan
+
+URI_RE = re.compile(r"^'(?P<url>[^']+)' (?P<file>\S+) (?P<size>\d+) SHA256:(?P<sha>[0-9a-f]{64})$")
+MARK = "### kiln section "
+ATTEMPTS, KILLED = 3, 137
+
+
+@dataclass(frozen=True)
+class LockUpdate:
+    image: str
+    path: str
+    changed: bool
+    diff: tuple[str, ...]
+
+
+def resolve_script(requests: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
+    lines = ["set -eu", "export DEBIAN_FRONTEND=noninteractive",
+             "apt-get update -qq -o Acquire::Retries=3 >/dev/null"]
+    asked: list[str] = []
+    for i, (_, packages) in enumerate(requests):
+        asked += [p for p in packages if p not in asked]
+        lines.append(f"echo '{MARK}{i}'")
+        lines.append("apt-get install -qq -y --print-uris --no-install-recommends "
+                     "-o Acquire::ForceHash=SHA256 -- " + " ".join(map(shlex.quote, asked)))
+    return "\n".join(lines) + "\n"
+
+
+def parse_uris(output: str, requests: tuple[tuple[str, tuple[str, ...]], ...],
+               image: str) -> Lock:
+    """Each section's .debs: those its cumulative install adds to the sections before it."""
+    per_section: list[dict[str, LockedPackage]] = [{} for _ in requests]
+    current = -1
+    for line in output.splitlines():
+        if line.startswith(MARK):
+            current = int(line[len(MARK):])
+            continue
+        if m := URI_RE.match(line.strip()):
+            if current < 0:
+                continue
+            name, version, arch = m["file"].removesuffix(".deb").split("_")
+            per_section[current][m["sha"]] = LockedPackage(
+                name, unquote(version), arch, int(m["size"]), m["sha"], m["url"])
+    seen: set[str] = set()
+    sections = []
+    for (layer, packages), found in zip(requests, per_section, strict=True):
+        new = tuple(p for sha, p in sorted(found.items(), key=lambda kv: kv[1].name)
+                    if sha not in seen)
+        seen.update(found)
+        sections.append(LockSection(layer, packages, new))
+    return Lock(image, tuple(sections))
+
+
+def resolve(engine: Engine, plan: Plan, base_ref: str) -> Lock:
+    """Run apt in a container of the image's base and read the lock from its answer."""
+    requests = lockfile.requests_of(plan)
+    if not requests:
+        return Lock(plan.image.name, ())
+    argv = ["/bin/sh", "-c", resolve_script(requests)]
+    for _ in range(ATTEMPTS):
+        # 137 is SIGKILL from outside (a shared engine's cleanup, the OOM killer): try again.
+        code, output = engine.run_once(base_ref, argv)
+        if code != KILLED:
+            break
+    if code != 0:
+        tail = "\n".join(f"  | {line}" for line in output.splitlines()[-15:])
+        raise LockError(f"images/{plan.image.name}.yaml: apt could not resolve the image's "
+                        f"packages in a container of {base_ref} (exit {code}); is every "
+                        f"package name right, and is the mirror reachable?\n{tail}")
+    return parse_uris(output, requests, plan.image.name)
+
+
+def update(engine: Engine, plan: Plan, base_ref: Callable[[], str], root: Path, *,
+           refresh: bool) -> LockUpdate:
+    """Write the image's lock when it is missing, stale, or a refresh is asked for."""
+    image = plan.image.name
+    old = lockfile.read(root, image)
+    if not refresh:
+        try:
+            lockfile.check(plan, old)
+            if old is not None or not lockfile.requests_of(plan):
+                return LockUpdate(image, lockfile.shown(image), False, ())
+        except LockError:
+            pass
+    if not lockfile.requests_of(plan):
+        if old is not None:
+            lockfile.lock_path(root, image).unlink()
+            return LockUpdate(image, lockfile.shown(image), True, tuple(
+                lockfile.diff(old, Lock(image, ()))))
+        return LockUpdate(image, lockfile.shown(image), False, ())
+    new = resolve(engine, plan, base_ref())
+    changed = old is None or lockfile.dumps(old) != lockfile.dumps(new)
+    if changed:
+        lockfile.write(root, new)
+    return LockUpdate(image, lockfile.shown(image), changed, tuple(lockfile.diff(old, new)))
+
+
+__all__ = ["KilnError", "LockUpdate", "parse_uris", "resolve", "resolve_script", "update"]
