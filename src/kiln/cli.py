@@ -8,10 +8,10 @@ from __future__ import annotations
 from invoke import Collection, Program
 
 from kiln import __version__
-from kiln.commands import build
+from kiln.commands import build, vm
 
 namespace = Collection()
-for module in (build,):
+for module in (build, vm):
     for name in module.TASKS:
         namespace.add_task(getattr(module, name))
 

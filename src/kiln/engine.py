@@ -6,6 +6,7 @@ errors inside the stream, so build() reads the stream and raises.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import deque
 from collections.abc import Iterator
@@ -183,10 +184,8 @@ class Engine:
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot export the filesystem of {image}: {_reason(exc)}") from None
         finally:
-            try:
+            with contextlib.suppress(docker.errors.NotFound):
                 self.api.remove_container(created["Id"], force=True, v=True)
-            except docker.errors.NotFound:
-                pass
         return written
 
 

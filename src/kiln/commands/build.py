@@ -13,6 +13,7 @@ from kiln.load import Project
 from kiln.pipeline import build_all, build_image, prepare, validate
 from kiln.render import write_context_dir
 from kiln.ui import UI
+from kiln.vm.build import build_disks, disk_table
 
 TASKS = ("render", "build", "images", "layers", "check", "docs")
 
@@ -41,10 +42,11 @@ def render(c: InvokeContext, image: str, context: str | None = None, json: bool 
     "no_cache": "do not use the engine's build cache (implies a rebuild)",
     "force": "rebuild even when the fingerprint is unchanged",
     "verbose": "show the build output as it streams",
+    "target": "container or vm (default: every target of the image)",
     "json": "print the results as JSON"})
 @kiln_task
 def build(c: InvokeContext, image: str, no_cache: bool = False, force: bool = False,
-          verbose: bool = False, json: bool = False) -> None:
+          verbose: bool = False, target: str | None = None, json: bool = False) -> None:
     """Build an image (its base images first) on the Docker engine; `all` builds every one."""
     ctx = run_context(verbose, nocache=no_cache, force=force)
     validate(ctx.project)
@@ -52,12 +54,15 @@ def build(c: InvokeContext, image: str, no_cache: bool = False, force: bool = Fa
         results = build_all(ctx)
     else:
         results = [build_image(ctx, name) for name in image.split(",")]
+    disks = build_disks(ctx, [r.image for r in results], target, explicit=image != "all")
     if json:
-        ctx.ui.json([r.to_json() for r in results])
+        ctx.ui.json([r.to_json() for r in results] + [d.to_json() for d in disks])
         return
     ctx.ui.table("kiln build", ["image", "action", "id", "tags", "seconds"], [
         (r.image, r.action, r.image_id[7:19], ", ".join(r.tags), f"{r.seconds:.1f}")
         for r in results])
+    if disks:
+        disk_table(ctx.ui, disks)
 
 
 @task(help={"json": "print as JSON"})

@@ -174,9 +174,9 @@ def disk_spec(plan: Plan, fingerprint: str) -> DiskSpec:
     if filesystem not in FILESYSTEMS:
         problem("params.vm_filesystem", f"vm_filesystem: '{filesystem}' is not supported",
                 "use " + ", ".join(FILESYSTEMS))
-    if boot and "uefi" in boot and not 33 <= esp_mib <= 1024:
+    if boot and "uefi" in boot and not 40 <= esp_mib <= 1024:
         problem("params.vm_esp_size_mib", f"vm_esp_size_mib: {esp_mib} is out of range",
-                "FAT32 needs at least 33 MiB; 64 is plenty for grub")
+                "FAT32 needs at least 40 MiB; 64 is plenty for grub")
     if problems:
         raise DefinitionError(problems)
     assert boot is not None
@@ -199,12 +199,10 @@ def sfdisk_script(spec: DiskSpec) -> str:
 
 
 def fstab(spec: DiskSpec) -> str:
-    lines = ["# Written by kiln when it made the disk: filesystems by UUID, never by device name.",
-             f"UUID={spec.ids.root_fs}\t/\t{spec.filesystem}\tdefaults,errors=remount-ro\t0\t1"]
-    if "uefi" in spec.boot:
-        lines.append(f"UUID={spec.ids.esp_fs_uuid}\t/boot/efi\tvfat\t"
-                     "umask=0077,nofail,x-systemd.device-timeout=10s\t0\t0")
-    return "\n".join(lines) + "\n"
+    # The ESP is not mounted: the image is replaced, never updated in place, so nothing on the
+    # running machine ever writes to its loader.
+    return ("# Written by kiln when it made the disk: the root filesystem by UUID.\n"
+            f"UUID={spec.ids.root_fs}\t/\t{spec.filesystem}\tdefaults,errors=remount-ro\t0\t1\n")
 
 
 def kernel_cmdline(spec: DiskSpec) -> str:
@@ -225,7 +223,7 @@ def grub_config(spec: DiskSpec, kernel: str, initrd: str) -> str:
 serial --unit=0 --speed=115200
 terminal_input serial console
 terminal_output serial console
-set timeout=1
+set timeout=0
 set default=0
 menuentry '{spec.image}' {{
     linux /{kernel} {kernel_cmdline(spec)}
