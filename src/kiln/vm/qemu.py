@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import platform
 import shutil
@@ -154,6 +155,8 @@ class Machine:
     def wait_for_ssh(self, key: Path, seconds: float) -> float:
         """Seconds from qemu's start until root could log in with `key`."""
         deadline = self.started + seconds
+        # While sshd is not up yet, paramiko's transport thread logs a traceback per attempt.
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
         pkey = paramiko.Ed25519Key.from_private_key_file(str(key))
         while time.monotonic() < deadline:
             if not self.alive:
@@ -205,6 +208,13 @@ def kvm_available() -> bool:
     return os.access("/dev/kvm", os.R_OK | os.W_OK)
 
 
+def verdict_dir() -> Path:
+    """KVM working or not is a property of the host, so the verdict is kept per user, not per
+    project: $XDG_CACHE_HOME/kiln (~/.cache/kiln)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(cache) / "kiln"
+
+
 def _verdicts(state: Path) -> dict[str, str]:
     try:
         return dict(json.loads((state / "accel.json").read_text()))
@@ -229,8 +239,9 @@ def remember_accel(state: Path, guest_kernel: str, accel: Accel) -> None:
 
 @contextmanager
 def boot(make_spec: Callable[[Accel], MachineSpec], *, accel: Accel | Literal["auto"],
-         state: Path, guest_kernel: str, log: Callable[[str], None]) -> Iterator[Machine]:
+         guest_kernel: str, log: Callable[[str], None]) -> Iterator[Machine]:
     """A running machine, under KVM when asked or when a probe boot shows it works."""
+    state = verdict_dir()
     if accel == "auto":
         chosen = remembered_accel(state, guest_kernel)
         if chosen is None and kvm_available():

@@ -152,9 +152,9 @@ def _boot_and_test(ctx: Context, built: DiskResult, spec: DiskSpec, mode: BootMo
                                 console=work / f"console-{mode}.log", work=work)
 
     log: Callable[[str], None] = ctx.ui.step
+    kernel = str(built.manifest["kernel"])
     try:
-        with qemu.boot(make_spec, accel=accel, state=records.state_dir(ctx.project.root) / "vm",
-                       guest_kernel=str(built.manifest["kernel"]), log=log) as machine:
+        with qemu.boot(make_spec, accel=accel, guest_kernel=kernel, log=log) as machine:
             report.accel = machine.spec.accel
             limit = ssh_timeout or SSH_TIMEOUT[machine.spec.accel]
             try:
