@@ -51,22 +51,35 @@ def _kept(name: str) -> bool:
 
 
 def fix_exported(root: Path, hostname: str) -> None:
-    """Undo what `docker export` leaves behind; folders keep their times from the image."""
-    with _keep_times(root, root / "etc", root / "dev"):
-        for name in (*SKIPPED, "dev/console"):
-            (root / name).unlink(missing_ok=True)
-        for name in EMPTIED:
-            (root / name).mkdir(mode=0o755, exist_ok=True)
-        _write(root / "etc/hostname", f"{hostname}\n")
-        _write(root / "etc/hosts", hosts(hostname))
-        resolv = root / "etc/resolv.conf"
-        resolv.unlink(missing_ok=True)
-        if any((root / p).exists() for p in RESOLVED):
-            resolv.symlink_to("../run/systemd/resolve/stub-resolv.conf")
-            os.utime(resolv, (EPOCH, EPOCH), follow_symlinks=False)
-        else:
-            _write(resolv, "# Written by kiln: this image has no resolver service; "
-                           "configure one in a layer.\n")
+    """Undo what `docker export` leaves behind.
+
+    The engine's init layer of the exported container holds /.dockerenv, /etc/hostname,
+    /etc/hosts, /etc/resolv.conf, /etc/mtab and /dev/console, with the container's creation
+    time on them and on /, /etc and /dev: those three folders get the epoch instead, or no two
+    exports would give the same disk.
+    """
+    for name in (*SKIPPED, "dev/console"):
+        (root / name).unlink(missing_ok=True)
+    for name in EMPTIED:
+        (root / name).mkdir(mode=0o755, exist_ok=True)
+    _write(root / "etc/hostname", f"{hostname}\n")
+    _write(root / "etc/hosts", hosts(hostname))
+    _link(root / "etc/mtab", "../proc/self/mounts")  # what systemd-tmpfiles makes it
+    resolv = root / "etc/resolv.conf"
+    if any((root / p).exists() for p in RESOLVED):
+        _link(resolv, "../run/systemd/resolve/stub-resolv.conf")
+    else:
+        _write(resolv, "# Written by kiln: this image has no resolver service; "
+                       "configure one in a layer.\n")
+    for folder in (root, root / "etc", root / "dev"):
+        os.utime(folder, (EPOCH, EPOCH))
+
+
+def _link(path: Path, target: str) -> None:
+    path.unlink(missing_ok=True)
+    path.symlink_to(target)
+    os.lchown(path, 0, 0)
+    os.utime(path, (EPOCH, EPOCH), follow_symlinks=False)
 
 
 def add_file(root: Path, path: str, text: str, mode: int = 0o644) -> None:

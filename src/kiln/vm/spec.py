@@ -18,7 +18,7 @@ from kiln.errors import DefinitionError, Problem
 from kiln.model import ParamValue, Plan
 
 # Bumped whenever disk assembly changes the bytes it makes from the same filesystem and recipe.
-DISK_VERSION = "1"
+DISK_VERSION = "2"
 VM_LAYER = "vm"
 
 MIB = 1 << 20
