@@ -337,6 +337,30 @@ class Engine:
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot run {argv[0]} in container {ref}: {_reason(exc)}") from None
 
+    def export_filesystem(self, image: str, out: IO[bytes]) -> int:
+        """Write the image's whole filesystem as a tar into `out` (a VM disk is made from it).
+
+        A container is created (never started) and removed again, pass or fail. Returns the
+        number of bytes written.
+        """
+        try:
+            created = self.api.create_container(image, command=["/bin/true"],
+                                                labels={KILN_LABEL: "1"})
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot create a container of {image} to export: "
+                              f"{_reason(exc)}") from None
+        written = 0
+        try:
+            for chunk in self.api.export(created["Id"]):
+                out.write(chunk)
+                written += len(chunk)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot export the filesystem of {image}: {_reason(exc)}") from None
+        finally:
+            with contextlib.suppress(docker.errors.NotFound):
+                self.api.remove_container(created["Id"], force=True, v=True)
+        return written
+
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, docker.errors.APIError) and exc.explanation:

@@ -353,7 +353,8 @@ IMAGE_FIELDS: tuple[Field, ...] = (
         if (v := r.param_value(x, f"{k}.{name}")) is not None), "{}", "image",
        "Overrides of the params its layers declare, type-checked against the declaration."),
     _f("targets", "list of container, vm", Reader.strings, "[container]", "image",
-       "What to build from the image. `vm` is reserved for bootable disks."),
+       "What to build from the image. `vm`: a bootable disk made from the image's own "
+       "filesystem; needs the `vm` layer (docs/vm.md)."),
     _f("version", "string", Reader.string, '"0"', "image",
        "The image's version, the first part of its immutable tags."),
     _f("tags", "list of strings", Reader.strings, "[]", "image",

@@ -93,6 +93,11 @@ class Verification:
     commands: list[dict[str, Any]] = field(default_factory=list)
 
 
+# Layer tests named test_vm_*.py check what only a booted VM has (kernel, mounts, services);
+# they run under kiln.vm.verify, never in a container.
+VM_ONLY = "test_vm_"
+
+
 def is_service(config: Config) -> bool:
     """An entrypoint is a program to run; an image without one is a toolbox (cmd: python3, sh)."""
     return config.entrypoint is not None
@@ -106,6 +111,8 @@ def find_suite(root: Path, plan: Plan) -> Suite:
     digest = hashlib.sha256()
     for _, folder in present:
         for path in sorted((root / folder).rglob("*")):
+            if path.name.startswith(VM_ONLY):
+                continue  # booted VMs only (kiln.vm.suite)
             if path.is_file() and "__pycache__" not in path.parts:
                 rel = path.relative_to(root).as_posix()
                 files.append(rel)
@@ -179,7 +186,8 @@ def run_suite(suite: Suite, target: Target, container: str, junit: Path | None,
             sys.executable, "-m", "pytest", "-c", ini, "--rootdir", suite.root,
             "-p", "testinfra.plugin", "-p", "kiln.testing", "-p", "no:cacheprovider",
             "--import-mode=importlib",
-            f"--hosts={connection}://{container}", "-q", "--tb=short", "--color=no"]
+            f"--hosts={connection}://{container}", "-q", "--tb=short", "--color=no",
+            f"--ignore-glob=*/{VM_ONLY}*"]
         if junit:
             junit.parent.mkdir(parents=True, exist_ok=True)
             argv += ["--junitxml", junit.resolve()]

@@ -14,6 +14,7 @@ from kiln.load import Project
 from kiln.pipeline import build_all, build_image, prepare, validate
 from kiln.render import write_context_dir
 from kiln.ui import UI
+from kiln.vm.build import build_disks, disk_table
 
 TASKS = ("render", "build", "images", "layers", "check", "docs")
 
@@ -44,12 +45,14 @@ def render(c: InvokeContext, image: str, context: str | None = None, json: bool 
     "verbose": "show the build output as it streams",
     "no_verify": "skip verification (loudly): the image is left unverified",
     "keep": "keep the verification container, and print how to enter it",
+    "target": "container or vm (default: every target of the image)",
     "json": "print the results as JSON",
     "secret": "id=FILE: a build secret a layer declares (repeatable; or KILN_SECRET_<ID>)"})
 @kiln_task
 def build(c: InvokeContext, image: str, no_cache: bool = False, force: bool = False,
           verbose: bool = False, no_verify: bool = False, keep: bool = False,
-          json: bool = False, secret: list[str] | None = None) -> None:
+          target: str | None = None, json: bool = False,
+          secret: list[str] | None = None) -> None:
     """Build an image (its base images first), then verify it; `all` builds every one."""
     ctx = run_context(verbose, nocache=no_cache, force=force, verify=not no_verify, keep=keep,
                       secrets=parse_secret_args(secret or []))
@@ -59,12 +62,16 @@ def build(c: InvokeContext, image: str, no_cache: bool = False, force: bool = Fa
     else:
         results = [build_image(ctx, name) for name in image.split(",")]
     verified = {r.image: ctx.verified[r.image].passed for r in results}
+    disks = build_disks(ctx, [r.image for r in results], target, explicit=image != "all")
     if json:
-        ctx.ui.json([{**r.to_json(), "verified": verified[r.image]} for r in results])
+        ctx.ui.json([{**r.to_json(), "verified": verified[r.image]} for r in results]
+                    + [d.to_json() for d in disks])
         return
     ctx.ui.table("kiln build", ["image", "action", "id", "tags", "seconds", "verified"], [
         (r.image, r.action, r.image_id[7:19], ", ".join(r.tags), f"{r.seconds:.1f}",
          "yes" if verified[r.image] else "NO") for r in results])
+    if disks:
+        disk_table(ctx.ui, disks)
 
 
 @task(help={"json": "print as JSON"})

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, cast
 
 from invoke import Exit, task
 from invoke.context import Context as InvokeContext
 
 from kiln.commands.common import kiln_task, run_context
 from kiln.errors import KilnError
-from kiln.pipeline import Context, prepare
+from kiln.pipeline import Context, prepare, validate
 from kiln.verify import Target, VerifyError, failure_lines, open_shell, per_layer, summary
 from kiln.verify import verify as run_verify
+from kiln.vm.verify import verify_vm
 
 TASKS = ("verify", "shell")
 
@@ -28,18 +30,28 @@ def built(ctx: Context, name: str) -> Target:
 
 @task(positional=["image"], help={
     "image": "image name (images/<name>.yaml); it must be built",
+    "target": "container (default), or vm: boot the built disk under qemu, test over SSH",
     "junit": "also write the results as JUnit XML to this file (for CI)",
     "keep": "keep the container afterwards, and print how to enter it",
+    "boot": "vm: boot mode to verify, bios, uefi or bios+uefi (default: the disk's modes)",
+    "accel": "vm: auto (KVM when a short test boot works, else TCG), kvm or tcg",
+    "timeout": "vm: seconds to wait for SSH (default: 120 under KVM, 420 under TCG)",
     "verbose": "show more of what happens",
     "json": "print the verification record as JSON"})
 @kiln_task
-def verify(c: InvokeContext, image: str, junit: str | None = None, keep: bool = False,
-           verbose: bool = False, json: bool = False) -> None:
-    """Run an image's suite (its layers' tests) against a throwaway container; record it."""
+def verify(c: InvokeContext, image: str, target: str = "container", junit: str | None = None,
+           keep: bool = False, boot: str | None = None, accel: str = "auto",
+           timeout: float | None = None, verbose: bool = False, json: bool = False) -> None:
+    """Run an image's suite (its layers' tests) against a throwaway container or VM; record it."""
+    if target == "vm":
+        verify_disk(image, boot=boot, accel=accel, timeout=timeout, verbose=verbose, json=json)
+        return
+    if target != "container":
+        raise KilnError(f"--target {target}: use container or vm")
     ctx = run_context(verbose)
-    target = built(ctx, image)
-    with ctx.ui.task(f"verify {image} ({target.image_id[7:19]})"):
-        verification = run_verify(ctx.engine, ctx.project.root, target, ctx.ui,
+    subject = built(ctx, image)
+    with ctx.ui.task(f"verify {image} ({subject.image_id[7:19]})"):
+        verification = run_verify(ctx.engine, ctx.project.root, subject, ctx.ui,
                                   junit=Path(junit) if junit else None, keep=keep)
     record = verification.record
     if json:
@@ -51,7 +63,7 @@ def verify(c: InvokeContext, image: str, junit: str | None = None, keep: bool = 
             ctx.ui.out.print(line, markup=False, highlight=False)
         ctx.ui.info(summary(record))
     if not record.passed:
-        raise VerifyError(f"{target.plan.image.path}: '{image}' failed verification: "
+        raise VerifyError(f"{subject.plan.image.path}: '{image}' failed verification: "
                           f"{record.reason}")
 
 
@@ -65,3 +77,23 @@ def shell(c: InvokeContext, image: str, user: str | None = None) -> None:
     code = open_shell(ctx.engine, built(ctx, image), ctx.ui, user=user)
     if code:
         raise Exit(code=code)  # the shell's own status, as `docker exec` would give it
+
+
+def verify_disk(image: str, *, boot: str | None, accel: str, timeout: float | None,
+                verbose: bool, json: bool) -> None:
+    """`verify --target vm`: boot a throwaway copy of the built disk, run the suite over SSH."""
+    if accel not in ("auto", "kvm", "tcg"):
+        raise KilnError(f"--accel {accel}: use auto, kvm or tcg")
+    ctx = run_context(verbose)
+    validate(ctx.project)
+    result = verify_vm(ctx, image, boot=boot, accel=cast(Literal["auto", "kvm", "tcg"], accel),
+                       ssh_timeout=timeout)
+    record = result.record
+    if json:
+        ctx.ui.json(record.to_json())
+        return
+    ctx.ui.table(f"kiln verify {image} --target vm", ["boot", "accel", "ssh (s)", "tests (s)"], [
+        (b.mode, b.accel, f"{b.ssh_seconds:.1f}", f"{b.test_seconds:.1f}") for b in result.boots])
+    counts = record.counts
+    ctx.ui.result(f"{image}: verified as a VM, {counts['passed']} checks passed "
+                  f"({record.seconds:.0f}s)")

@@ -1,0 +1,260 @@
+"""The one door to qemu: boot a disk through its own bootloader, reach it over SSH, always kill it.
+
+A machine runs in its own session (Ctrl-C in the terminal reaches kiln, which then stops the
+machine) and with PR_SET_PDEATHSIG, so that even if kiln itself is killed outright, the kernel
+kills qemu. Its serial console goes to a file, whose tail every error carries.
+
+KVM is used when a short test boot works: /dev/kvm can exist and still hang a guest kernel
+(nested virtualisation), so the first boot under KVM must show the guest's init within
+KVM_PROBE_SECONDS, otherwise the machine is killed and booted again under TCG. The verdict is
+kept per host and guest kernel, so a host where KVM hangs pays for the probe once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import paramiko
+
+from kiln.errors import KilnError
+from kiln.run import clean_env
+from kiln.vm.spec import BootMode
+
+Accel = Literal["kvm", "tcg"]
+QEMU = "qemu-system-x86_64"
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+KVM_PROBE_SECONDS = 30.0
+INIT_MARKERS = ("systemd[1]:", "Run /init as init process", "Welcome to")
+PR_SET_PDEATHSIG = 1
+
+
+class BootError(KilnError):
+    """The machine did not come up (or died); the message carries the console's tail."""
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    disk: Path  # a throwaway raw copy: the guest writes to it
+    boot: BootMode
+    accel: Accel
+    ssh_port: int
+    console: Path
+    work: Path
+    memory_mib: int = 1024
+    cpus: int = 2
+
+
+def qemu_argv(spec: MachineSpec) -> list[str]:
+    argv = [QEMU, "-name", "kiln-verify", "-machine", f"q35,accel={spec.accel}",
+            "-cpu", "max" if spec.accel == "tcg" else "qemu64",
+            "-m", str(spec.memory_mib), "-smp", str(spec.cpus),
+            "-display", "none", "-vga", "none", "-monitor", "none", "-no-reboot",
+            "-serial", f"file:{spec.console}",
+            "-drive", f"file={spec.disk},format=raw,if=virtio,cache=unsafe",
+            "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22",
+            "-device", "virtio-net-pci,netdev=net0",
+            "-device", "virtio-rng-pci"]  # entropy for sshd's first-boot host keys
+    if spec.boot == "uefi":
+        variables = spec.work / f"OVMF_VARS-{spec.ssh_port}.fd"
+        shutil.copyfile(OVMF_VARS, variables)
+        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                 "-drive", f"if=pflash,format=raw,unit=1,file={variables}"]
+    return argv
+
+
+def check_host(boot: tuple[BootMode, ...]) -> None:
+    if not shutil.which(QEMU):
+        raise KilnError(f"{QEMU}: not found (apt-get install qemu-system-x86)")
+    if "uefi" in boot and not (OVMF_CODE.is_file() and OVMF_VARS.is_file()):
+        raise KilnError(f"{OVMF_CODE}: UEFI firmware not found (apt-get install ovmf)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class Machine:
+    """A running qemu. Use as a context manager: leaving it, in any way, kills qemu."""
+
+    def __init__(self, spec: MachineSpec) -> None:
+        self.spec = spec
+        self.started = 0.0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Machine:
+        self.spec.console.write_bytes(b"")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            qemu_argv(self.spec), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=(self.spec.work / "qemu.stderr").open("wb"), env=clean_env(),
+            start_new_session=True, preexec_fn=_die_with_parent)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+    def kill(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def console_text(self) -> str:
+        try:
+            return self.spec.console.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def qemu_errors(self) -> str:
+        path = self.spec.work / "qemu.stderr"
+        return path.read_text(errors="replace").strip() if path.exists() else ""
+
+    def wait_for_console(self, markers: tuple[str, ...], seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and self.alive:
+            text = self.console_text()
+            if any(m in text for m in markers):
+                return True
+            time.sleep(0.5)
+        return False
+
+    def wait_for_ssh(self, key: Path, seconds: float) -> float:
+        """Seconds from qemu's start until root could log in with `key`."""
+        deadline = self.started + seconds
+        # While sshd is not up yet, paramiko's transport thread logs a traceback per attempt.
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+        pkey = paramiko.Ed25519Key.from_private_key_file(str(key))
+        while time.monotonic() < deadline:
+            if not self.alive:
+                raise BootError(self.failure("qemu exited before SSH answered"))
+            client = paramiko.SSHClient()
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            try:
+                client.connect("127.0.0.1", port=self.spec.ssh_port, username="root", pkey=pkey,
+                               timeout=5, banner_timeout=10, auth_timeout=10,
+                               allow_agent=False, look_for_keys=False)
+                client.exec_command("true", timeout=10)[1].channel.recv_exit_status()
+                return self.elapsed()
+            except (paramiko.SSHException, OSError, EOFError):
+                time.sleep(2)
+            finally:
+                client.close()
+        raise BootError(self.failure(f"no SSH login within {seconds:.0f}s"))
+
+    def failure(self, what: str, lines: int = 40) -> str:
+        tail = deque(self.console_text().splitlines(), maxlen=lines)
+        out = [f"{what} ({self.spec.boot}, {self.spec.accel}, after {self.elapsed():.0f}s)"]
+        if errors := self.qemu_errors():
+            out.append("  qemu: " + errors.splitlines()[-1])
+        out.append(f"  serial console, last {len(tail)} lines:")
+        out += [f"  | {_printable(line)}" for line in tail]
+        return "\n".join(out)
+
+
+def _printable(line: str) -> str:
+    """Console lines without terminal escapes (grub and systemd colour their output)."""
+    out, i = [], 0
+    while i < len(line):
+        if line[i] == "\x1b":
+            i += 1
+            if i < len(line) and line[i] == "[":
+                i += 1
+                while i < len(line) and not ("@" <= line[i] <= "~"):
+                    i += 1
+            i += 1
+            continue
+        if line[i].isprintable():
+            out.append(line[i])
+        i += 1
+    return "".join(out).rstrip()
+
+
+# KVM probe -----------------------------------------------------------------------------------
+def kvm_available() -> bool:
+    return os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+def verdict_dir() -> Path:
+    """KVM working or not is a property of the host, so the verdict is kept per user, not per
+    project: $XDG_CACHE_HOME/kiln (~/.cache/kiln)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(cache) / "kiln"
+
+
+def _verdicts(state: Path) -> dict[str, str]:
+    try:
+        return dict(json.loads((state / "accel.json").read_text()))
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _probe_key(guest_kernel: str) -> str:
+    return f"{platform.release()}|{guest_kernel}"
+
+
+def remembered_accel(state: Path, guest_kernel: str) -> Accel | None:
+    verdict = _verdicts(state).get(_probe_key(guest_kernel))
+    return verdict if verdict in ("kvm", "tcg") else None  # type: ignore[return-value]
+
+
+def remember_accel(state: Path, guest_kernel: str, accel: Accel) -> None:
+    verdicts = _verdicts(state) | {_probe_key(guest_kernel): accel}
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "accel.json").write_text(json.dumps(verdicts, indent=2, sort_keys=True) + "\n")
+
+
+@contextmanager
+def boot(make_spec: Callable[[Accel], MachineSpec], *, accel: Accel | Literal["auto"],
+         guest_kernel: str, log: Callable[[str], None]) -> Iterator[Machine]:
+    """A running machine, under KVM when asked or when a probe boot shows it works."""
+    state = verdict_dir()
+    if accel == "auto":
+        chosen = remembered_accel(state, guest_kernel)
+        if chosen is None and kvm_available():
+            with Machine(make_spec("kvm")) as machine:
+                if machine.wait_for_console(INIT_MARKERS, KVM_PROBE_SECONDS):
+                    remember_accel(state, guest_kernel, "kvm")
+                    log(f"KVM works here (init started after {machine.elapsed():.1f}s)")
+                    yield machine
+                    return
+            log(f"KVM did not reach init within {KVM_PROBE_SECONDS:.0f}s: using TCG "
+                "(remembered for this host and kernel)")
+            remember_accel(state, guest_kernel, "tcg")
+            chosen = "tcg"
+        accel = chosen or "tcg"
+    with Machine(make_spec(accel)) as machine:
+        yield machine

@@ -1,0 +1,202 @@
+"""verify_vm: boot a throwaway copy of the built disk, log in over SSH, run the image's suite.
+
+For each boot mode the disk declares: copy disk.raw (sparse), put an ephemeral SSH key into the
+copy's root filesystem with debugfs, boot the copy through its own loader (SeaBIOS or OVMF, then
+grub), wait for SSH, then run the layers' test_*.py and test_vm_*.py with testinfra's paramiko
+backend (one connection for the whole suite). The built disk is never written to, and carries no
+test key. The result is a VerifyRecord with target "vm", saved like a container's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from kiln import records
+from kiln.errors import KilnError
+from kiln.pipeline import Context, prepare
+from kiln.records import CheckResult, VerifyRecord
+from kiln.run import run
+from kiln.vm import disk, qemu, suite
+from kiln.vm.build import DiskResult, built_disk
+from kiln.vm.spec import BOOT_CHOICES, BootMode, DiskSpec, disk_spec
+
+SSH_TIMEOUT = {"kvm": 120.0, "tcg": 420.0}
+HOST_ALIAS = "kiln-vm"
+
+
+class VerifyError(KilnError):
+    """The VM did not pass; the record was saved all the same."""
+
+
+@dataclass
+class BootReport:
+    mode: BootMode
+    accel: str = ""
+    ssh_seconds: float = 0.0
+    test_seconds: float = 0.0
+    console: str = ""  # where the console log was kept (failures only)
+    checks: tuple[CheckResult, ...] = ()
+    error: str = ""  # the machine did not come up
+    tail: str = ""  # the console's tail when tests failed
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "accel": self.accel, "ssh_seconds": round(self.ssh_seconds, 1),
+                "test_seconds": round(self.test_seconds, 1), "console": self.console,
+                "error": self.error.splitlines()[0] if self.error else ""}
+
+
+@dataclass
+class VmVerification:
+    record: VerifyRecord
+    boots: list[BootReport] = field(default_factory=list)
+
+
+def make_key(work: Path) -> tuple[Path, str]:
+    """A new ed25519 key for this run only: (private key file, public key line)."""
+    key = Ed25519PrivateKey.generate()
+    private = work / "id_ed25519"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.OpenSSH,
+                                          serialization.NoEncryption()))
+    private.chmod(0o600)
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode()
+    return private, f"{public} kiln-verify"
+
+
+def ssh_config(work: Path, port: int, key: Path) -> Path:
+    path = work / "ssh_config"
+    path.write_text(f"Host {HOST_ALIAS}\n  HostName 127.0.0.1\n  Port {port}\n  User root\n"
+                    f"  IdentityFile {key}\n  StrictHostKeyChecking no\n")
+    return path
+
+
+def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
+              accel: Literal["auto", "kvm", "tcg"] = "auto",
+              ssh_timeout: float | None = None) -> VmVerification:
+    project = ctx.project
+    prepared = prepare(project, name)
+    spec = disk_spec(prepared.plan, prepared.fingerprint)
+    built = built_disk(project.root, name, prepared.fingerprint)
+    if built is None:
+        raise KilnError(f"{prepared.plan.image.path}: no disk built for this definition "
+                        f"(run `invoke build {name} --target vm` first)")
+    modes = spec.boot if boot is None else _modes(boot, spec)
+    qemu.check_host(modes)
+    files = suite.collect(project.root, prepared.plan, "vm")
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    state = records.state_dir(project.root)
+    (state / "tmp").mkdir(parents=True, exist_ok=True)
+    reports: list[BootReport] = []
+    with tempfile.TemporaryDirectory(prefix=f"kiln-verify-{name}-", dir=state / "tmp") as tmp:
+        work = Path(tmp)
+        key, public = make_key(work)
+        for mode in modes:
+            with ctx.ui.task(f"verify {name} (vm, {mode}): boot, SSH, {len(files)} test files"):
+                report = _boot_and_test(ctx, built, spec, mode, accel, ssh_timeout, work, key,
+                                        public, files, prepared.plan.params)
+            reports.append(report)
+    checks = tuple(c for r in reports for c in r.checks)
+    errors = [r for r in reports if r.error]
+    failed = [c for c in checks if c.outcome in ("failed", "error")]
+    passed = not errors and not failed
+    reason = ""
+    if not passed:
+        reason = (errors[0].error.splitlines()[0] if errors
+                  else f"{len(failed)} of {len(checks)} checks failed")
+    record = VerifyRecord(
+        image=name, image_id=str(built.manifest["image_id"]), fingerprint=prepared.fingerprint,
+        target="vm", suite=suite.digest(files), passed=passed, checks=checks,
+        started=started.isoformat(timespec="seconds"), seconds=round(time.monotonic() - t0, 1),
+        reason=reason,
+        extra={"disk_sha256": built.manifest["sha256"], "kernel": built.manifest["kernel"],
+               "boots": [r.to_json() for r in reports]})
+    records.save(project.root, record)
+    if not passed:
+        raise VerifyError(_failure_message(prepared.plan.image.path, name, reports, failed))
+    return VmVerification(record, reports)
+
+
+def _modes(boot: str, spec: DiskSpec) -> tuple[BootMode, ...]:
+    modes = BOOT_CHOICES.get(boot)
+    if modes is None or not set(modes) <= set(spec.boot):
+        raise KilnError(f"--boot {boot}: the disk boots {'+'.join(spec.boot)} "
+                        "(set the vm_boot param of the image to change that)")
+    return modes
+
+
+def _boot_and_test(ctx: Context, built: DiskResult, spec: DiskSpec, mode: BootMode,
+                   accel: Literal["auto", "kvm", "tcg"], ssh_timeout: float | None, work: Path,
+                   key: Path, public: str, files: tuple[suite.TestFile, ...],
+                   params: tuple[tuple[str, Any], ...]) -> BootReport:
+    report = BootReport(mode)
+    copy = work / f"{mode}.raw"
+
+    def make_spec(chosen: qemu.Accel) -> qemu.MachineSpec:
+        # a fresh copy for every boot: a probe boot that hung may have written to the last one
+        copy.unlink(missing_ok=True)
+        run(["cp", "--sparse=always", built.raw, copy])
+        disk.inject_ssh_key(copy, spec, public, work)
+        return qemu.MachineSpec(disk=copy, boot=mode, accel=chosen, ssh_port=qemu.free_port(),
+                                console=work / f"console-{mode}.log", work=work)
+
+    log: Callable[[str], None] = ctx.ui.step
+    kernel = str(built.manifest["kernel"])
+    try:
+        with qemu.boot(make_spec, accel=accel, guest_kernel=kernel, log=log) as machine:
+            report.accel = machine.spec.accel
+            limit = ssh_timeout or SSH_TIMEOUT[machine.spec.accel]
+            try:
+                report.ssh_seconds = machine.wait_for_ssh(key, limit)
+                ctx.ui.step(f"SSH after {report.ssh_seconds:.1f}s ({report.accel})")
+                t = time.monotonic()
+                hosts = [f"--hosts=paramiko://{HOST_ALIAS}",
+                         f"--ssh-config={ssh_config(work, machine.spec.ssh_port, key)}"]
+                report.checks = suite.run(files, params, hosts, work)
+                report.test_seconds = time.monotonic() - t
+                bad = [c for c in report.checks if c.outcome in ("failed", "error")]
+                ctx.ui.step(f"{len(report.checks) - len(bad)}/{len(report.checks)} checks "
+                            f"passed in {report.test_seconds:.1f}s")
+                if bad:  # the checks say what failed; the console often says why
+                    report.console = _keep_console(ctx, built, machine, mode)
+                    report.tail = machine.failure(f"{len(bad)} checks failed", lines=25)
+            except qemu.BootError as exc:
+                report.console = _keep_console(ctx, built, machine, mode)
+                report.error = str(exc)
+    finally:
+        copy.unlink(missing_ok=True)
+    return report
+
+
+def _keep_console(ctx: Context, built: DiskResult, machine: qemu.Machine, mode: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    kept = built.folder / f"console-{mode}-{stamp}.log"
+    shutil.copyfile(machine.spec.console, kept)
+    return str(kept)
+
+
+def _failure_message(image_path: str, name: str, reports: list[BootReport],
+                     failed: list[CheckResult]) -> str:
+    lines = [f"{image_path}: '{name}' failed verification as a VM"]
+    for report in reports:
+        if report.error:
+            lines.append(f"  boot {report.mode}: {report.error}")
+        if report.tail:
+            lines.append(f"  boot {report.mode}: {report.tail}")
+        if report.console:
+            lines.append(f"  console log kept at {report.console}")
+    for check in failed:
+        message = check.message.strip().splitlines()
+        lines.append(f"  FAILED {check.test}: {message[-1] if message else check.outcome}")
+    return "\n".join(lines)

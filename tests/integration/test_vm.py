@@ -1,0 +1,186 @@
+"""VM images for real: the sample base-vm disk is built from the Debian mirror, booted under qemu
+through its own bootloader, and tested over SSH. One disk is shared by the module's tests.
+
+Nothing may remain: no qemu process, no throwaway disk, pass, fail or signal.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kiln import records
+from kiln.engine import Engine
+from kiln.load import Project
+from kiln.pipeline import Context
+from kiln.ui import UI
+from kiln.vm.build import DiskResult, build_disk
+from kiln.vm.verify import VerifyError, verify_vm
+
+pytestmark = [pytest.mark.slow, pytest.mark.keep_images]
+
+REPO = Path(__file__).resolve().parents[2]
+BROKEN = {
+    "layers/broken-service/layer.yaml": """\
+description: a service that cannot start, so that verification must fail
+files:
+  - src: kiln-broken.service
+    dest: /etc/systemd/system/kiln-broken.service
+run:
+  - systemctl enable kiln-broken.service
+""",
+    "layers/broken-service/files/kiln-broken.service": """\
+[Unit]
+Description=kiln test service that always fails
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'echo kiln-broken is failing on purpose; exit 3'
+
+[Install]
+WantedBy=multi-user.target
+""",
+    "images/broken-vm.yaml": """\
+description: base-vm with a service that fails to start
+base:
+  image: base-vm
+layers: [broken-service]
+targets: [vm]
+""",
+}
+
+
+def _qemu_processes(marker: str) -> list[int]:
+    """qemu processes whose command line mentions `marker` (our project's folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "qemu-system" in cmdline and marker in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _leftovers(project: Project) -> list[str]:
+    tmp = records.state_dir(project.root) / "tmp"
+    return sorted(str(p) for p in tmp.rglob("*")) if tmp.exists() else []
+
+
+@pytest.fixture(scope="module")
+def vm_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A copy of this repository's definitions, plus an image whose service fails."""
+    if not shutil.which("qemu-system-x86_64") or not shutil.which("grub-mkimage"):
+        pytest.skip("qemu and grub are not installed (scripts/setup installs them)")
+    root = tmp_path_factory.mktemp("vm") / "project"
+    for folder in ("layers", "images"):
+        shutil.copytree(REPO / folder, root / folder)
+    for rel, text in BROKEN.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return Project(root)
+
+
+def _ctx(project: Project, engine: Engine, **options: bool) -> Context:
+    return Context(project=project, engine=engine, ui=UI(verbose=False), **options)
+
+
+@pytest.fixture(scope="module")
+def vm_disk(vm_project: Project, engine: Engine) -> DiskResult:
+    return build_disk(_ctx(vm_project, engine), "base-vm")
+
+
+def test_sample_vm_boots_through_its_loader_and_passes_its_suite(vm_project, vm_disk, engine):
+    result = verify_vm(_ctx(vm_project, engine), "base-vm", boot="bios")
+    record = result.record
+    assert record.passed, record.reason
+    assert record.target == "vm"
+    names = [c.test for c in record.checks]
+    # the container checks and the VM-only checks of the layers both ran, over SSH
+    assert any("test_vm_kernel.py::test_root_is_mounted" in n for n in names)
+    assert any("test_vm_systemd.py::test_the_system_is_running" in n for n in names)
+    assert any("test_kernel.py::" in n for n in names)
+    assert not any("test_container_" in n for n in names)
+    saved = records.load(vm_project.root, vm_disk.manifest["image_id"], "vm")
+    assert saved is not None and saved.passed
+    assert saved.extra["disk_sha256"] == vm_disk.manifest["sha256"]
+    assert _qemu_processes(str(vm_project.root)) == []
+    assert _leftovers(vm_project) == []
+
+
+def test_two_builds_give_identical_disk_bytes(vm_project, vm_disk, engine):
+    again = build_disk(_ctx(vm_project, engine, force=True), "base-vm")
+    assert again.action == "built"
+    assert again.manifest["sha256"] == vm_disk.manifest["sha256"]
+    # and the disk never carries a test key, even after verification booted copies of it
+    assert "authorized_keys" not in subprocess.run(
+        ["debugfs", "-R", "ls -l /root", f"{again.raw}?offset="
+         f"{next(p['start'] for p in again.manifest['partitions'] if p['name'] == 'root')}"],
+        capture_output=True, text=True).stdout
+
+
+def test_failing_service_fails_verify_with_the_console_tail(vm_project, vm_disk, engine):
+    ctx = _ctx(vm_project, engine)
+    build_disk(ctx, "broken-vm")
+    with pytest.raises(VerifyError) as err:
+        verify_vm(ctx, "broken-vm", boot="bios")
+    message = str(err.value)
+    assert message.startswith("images/broken-vm.yaml: 'broken-vm' failed verification as a VM")
+    assert "serial console, last" in message
+    assert "kiln-broken" in message  # systemd's "Failed to start" line, from the console
+    assert "test_the_system_is_running_with_no_failed_units" in message
+    kept = next(line.split(" at ", 1)[1] for line in message.splitlines()
+                if "console log kept at" in line)
+    assert Path(kept).is_file()
+    record = records.load(vm_project.root, ctx.results["broken-vm"].image_id, "vm")
+    assert record is not None and not record.passed
+    assert _qemu_processes(str(vm_project.root)) == []
+    assert _leftovers(vm_project) == []
+    engine.remove_image(ctx.results["broken-vm"].ref)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_kills_qemu_and_removes_the_throwaway_disk(vm_project, vm_disk, signum):
+    env = {**os.environ, "KILN_PROJECT": str(vm_project.root),
+           "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from kiln.cli import main; main()", "verify", "base-vm",
+         "--target", "vm", "--boot", "bios", "--accel", "tcg"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not _qemu_processes(str(vm_project.root)):
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            assert time.monotonic() < deadline, "qemu never started"
+            time.sleep(0.2)
+        time.sleep(2)  # qemu is running the loader
+        proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1 or proc.returncode == 130, out.decode()
+    assert b"interrupted" in out
+    assert _qemu_processes(str(vm_project.root)) == []
+    assert _leftovers(vm_project) == []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_qemu_left(vm_project: Project) -> Iterator[None]:
+    yield
+    leaked = _qemu_processes(str(vm_project.root))
+    for pid in leaked:
+        os.kill(pid, signal.SIGKILL)
+    assert not leaked, f"qemu processes left running: {leaked}"
