@@ -18,13 +18,30 @@ import re
 import shutil
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from kiln.engine import BuildEvent, Output, Step
 from kiln.errors import BuildError, CommandError, KilnError
 from kiln.render import ContextEntry, Instruction
 from kiln.render.context import EPOCH
 from kiln.run import run, stream
+
+
+@dataclass(frozen=True)
+class Step:
+    """The engine started build step `number` of `total` (numbered like the instructions)."""
+
+    number: int
+    total: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Output:
+    line: str
+
+
+BuildEvent = Step | Output
 
 STEP_RE = re.compile(r"^#\d+ \[(?:[\w.-]+ )?\s*(\d+)/(\d+)\] (.*)$")
 OUTPUT_RE = re.compile(r"^#\d+ \d+\.\d+ (.*)$")

@@ -7,8 +7,6 @@ errors inside the stream, so build() reads the stream and raises.
 from __future__ import annotations
 
 import contextlib
-import re
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,25 +16,9 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from kiln.errors import BuildError, EngineError
+from kiln.errors import EngineError
 
-STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$", re.S)
 KILN_LABEL = "dev.kiln.managed"  # on every container kiln starts, so leaks can be found
-
-
-@dataclass(frozen=True)
-class Step:
-    number: int
-    total: int
-    text: str
-
-
-@dataclass(frozen=True)
-class Output:
-    line: str
-
-
-BuildEvent = Step | Output
 
 
 @dataclass(frozen=True)
@@ -195,35 +177,6 @@ class Engine:
         except docker.errors.DockerException as exc:
             raise EngineError(f"{what} failed: {_reason(exc)}") from None
         return events
-
-    def build(self, context: IO[bytes], tag: str, *, nocache: bool = False,
-              tail: deque[str] | None = None) -> Iterator[BuildEvent]:
-        """Build from an uncompressed context tar; yields steps and output, returns via tag.
-
-        The classic builder is used because docker-py speaks its API; every instruction kiln
-        renders is supported by it (file modes are set in the context tar, not by --chmod).
-        """
-        tail = tail if tail is not None else deque(maxlen=40)
-        try:
-            stream = self.api.build(fileobj=context, custom_context=True, tag=tag, rm=True,
-                                    forcerm=True, pull=False, nocache=nocache, decode=True)
-            for chunk in stream:
-                if "error" in chunk:
-                    detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
-                    raise BuildError(str(detail).strip())
-                text = chunk.get("stream")
-                if not text:
-                    continue
-                if m := STEP_RE.match(text.strip()):
-                    tail.clear()
-                    yield Step(int(m.group(1)), int(m.group(2)), m.group(3))
-                    continue
-                for line in text.rstrip("\n").split("\n"):
-                    if line.strip() and not line.startswith(" ---> "):
-                        tail.append(line)
-                        yield Output(line)
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"the engine failed the build: {_reason(exc)}") from None
 
     # containers --------------------------------------------------------------------------
     def run_container(self, image: str, *, command: list[str] | None = None,

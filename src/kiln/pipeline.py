@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 from kiln import buildkit, hermetic, lockfile, planner
 from kiln.bootstrap import bootstrap, import_rootfs
+from kiln.buildkit import Output, Step
 from kiln.compose import compose, compose_all
-from kiln.engine import Engine, Output, Step
+from kiln.engine import Engine
 from kiln.errors import BuildError, KilnError
 from kiln.fingerprint import base_ref, fingerprint, image_ref, image_repository, inputs
 from kiln.load import Project
