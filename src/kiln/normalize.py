@@ -54,6 +54,7 @@ DROP = (
     "root/.cache", "root/.cache/*",
 )
 SHADOW = ("etc/shadow", "etc/shadow-")
+FIRST_BOOT = b"uninitialized"
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,8 @@ def rewrite_layer(source: Path, target: Path, when: int,
             name = m.name.removeprefix("./").rstrip("/")
             # A whiteout (.wh.<name>) deletes a file of a lower layer: always kept.
             if not name.rpartition("/")[2].startswith(".wh.") and any(
-                    fnmatch.fnmatchcase(name, p) for p in drop):
+                    fnmatch.fnmatchcase(name, p) for p in drop) and not _first_boot_marker(
+                    src, m, name):
                 dropped.append(name)
             else:
                 keep.append(m)
@@ -179,6 +181,15 @@ def rewrite_layer(source: Path, target: Path, when: int,
                 for m in keep:
                     _write_member(src, tar, m, canonical, when)
     return out.h.hexdigest(), dropped
+
+
+def _first_boot_marker(src: tarfile.TarFile, m: tarfile.TarInfo, name: str) -> bool:
+    """An empty or "uninitialized" /etc/machine-id records no build: it is systemd's
+    documented first-boot marker (machine-id(5)), which VM images ship on purpose."""
+    if name != "etc/machine-id" or not m.isreg() or m.size > len(FIRST_BOOT) + 1:
+        return False
+    data = src.extractfile(m)
+    return data is not None and data.read().strip() in (b"", FIRST_BOOT)
 
 
 def _hardlink_heads(members: list[tarfile.TarInfo]) -> dict[str, tuple[str, tarfile.TarInfo]]:

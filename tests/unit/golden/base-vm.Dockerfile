@@ -34,10 +34,13 @@ COPY files/vm-sshd/kiln.conf /etc/ssh/sshd_config.d/kiln.conf
 COPY files/vm-sshd/hostkeys.conf /etc/systemd/system/ssh.service.d/kiln-hostkeys.conf
 RUN set -eu; rm -f /etc/ssh/ssh_host_* && systemctl enable ssh.service
 
+# --- layer: vm ---
+RUN set -eu; find / -xdev -type f -perm /6000 -exec chmod a-s {} +
+
 # --- image configuration ---
 WORKDIR /home/app
 USER app
-LABEL dev.kiln.fingerprint="a519be9b700cb222979330aa50061fefd816fb11bcb29aafa6fd65d2ddddbbab" \
+LABEL dev.kiln.fingerprint="9b31297a28b5f0cca9bc0ca211e3478991785501a62ed5d95469814a1fb75f99" \
       dev.kiln.image="base-vm" \
       dev.kiln.layers="minimal,core,hardening,user,vm-systemd,vm-kernel,vm-network,vm-sshd,vm" \
       dev.kiln.version="0.1.0" \
