@@ -14,13 +14,3 @@ def test_localtime_points_at_the_timezone_param(host, params):
     assert localtime.linked_to == f"/usr/share/zoneinfo/{params['timezone']}"
     assert host.file(localtime.linked_to).is_file  # tzdata has the zone: not a dangling link
     assert host.file("/etc/timezone").content_string.strip() == params["timezone"]
-
-
-def test_environment_names_the_timezone_and_a_utf8_locale(host, params):
-    env = host.environment()
-    assert env["TZ"] == params["timezone"]
-    assert env["LANG"] == "C.UTF-8"
-
-
-def test_locale_is_utf8(host):
-    assert host.check_output("locale charmap") == "UTF-8"

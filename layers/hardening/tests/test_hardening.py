@@ -17,11 +17,3 @@ def test_login_umask_file(host):
 
 def test_login_shells_get_the_umask(host):
     assert host.check_output("sh -l -c umask") == "0027"
-
-
-def test_no_machine_id_from_the_build(host):
-    # Absent, or systemd's first-boot marker (machine-id(5)): never an ID every machine shares.
-    machine_id = host.file("/etc/machine-id")
-    if machine_id.exists:
-        assert machine_id.content_string.strip() in ("", "uninitialized")
-    assert not host.file("/var/lib/dbus/machine-id").exists

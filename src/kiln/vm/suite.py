@@ -71,6 +71,12 @@ def params():
     return dict(PARAMS)
 
 
+@pytest.fixture(scope="module")
+def root_host(host):
+    """Commands as root: over SSH to a VM, `host` already is root."""
+    return host
+
+
 def pytest_runtest_logreport(report):
     if report.when == "call" or report.outcome != "passed":
         outcome = report.outcome

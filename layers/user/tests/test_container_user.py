@@ -1,0 +1,13 @@
+"""user, in a container: the image runs as the unprivileged user (a VM's PID 1 is init)."""
+
+
+def test_image_runs_as_the_user(host, params, image):
+    assert image.config.user == params["user"]
+    assert host.check_output("id -u") == "10001"  # checks run as the image's configured user
+    assert host.check_output("pwd") == f"/home/{params['user']}"
+
+
+def test_main_process_runs_as_the_user(host):
+    status = host.file("/proc/1/status").content_string
+    uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+    assert set(uids) == {"10001"}, "PID 1 (the entrypoint, or the verify keep-alive) runs as root"
