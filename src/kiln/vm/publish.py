@@ -41,6 +41,7 @@ from kiln.publish import (
     check_trust,
     immutable_tag,
     parse_spec,
+    promote,
     refuse_other,
     revocation,
     sign_and_attach,
@@ -168,7 +169,10 @@ def publish_disk(s: Session, name: str, tag: str | None = None) -> PublishResult
         attest_disk(s, name, repo, Manifest(digest, OCI_MANIFEST, body))
         s.ui.step("provenance and signature attached")
         tag_immutably(s, repo, tag, body, disk.config_digest)
-    return result("published", digest)
+    out = result("published", digest)
+    if s.config.auto_promote:  # as for containers, onto the disk channel
+        promote(s, f"{name}:{tag}", s.config.auto_promote, "vm")
+    return out
 
 
 def push_disk(s: Session, name: str, repo: str, disk: LocalDisk, record: VerifyRecord) -> bytes:
