@@ -1,21 +1,27 @@
 """VM disks as signed OCI artifacts, against a real registry process (per test).
 
-The fast path, on purpose: the container is the busybox test image (built in seconds by the real
-engine), and its "disk" is a small qcow2 made here with qemu-img, with a disk.json in the layout
-kiln.vm.build writes, in the folder it writes it to; the VM verification record is simulated
-with records.save, as test_publish.py does for containers. What is under test is publishing,
-pulling, trust and channels, not booting (test_vm.py boots the real base-vm disk). The blob is
-a few MiB of random data and MONOLITHIC_MAX is lowered to 1 MiB, so the chunked (PATCH) upload
-path runs as it does for a real ~320 MiB disk.
+The fast path, on purpose: the "disk" is a small qcow2 made here with qemu-img, with a disk.json
+in the layout kiln.vm.build writes, in the folder it writes it to; the VM verification record is
+simulated with records.save, as test_publish.py does for containers. What is under test is
+publishing, pulling, trust and channels, not booting (test_vm.py boots the real base-vm disk).
+The blob is a few MiB of random data and MONOLITHIC_MAX is lowered to 1 MiB, so the chunked
+(PATCH) upload path runs as it does for a real ~320 MiB disk.
+
+Only the round-trip test builds the container for real (the busybox test image, seconds), to
+publish it beside the disk and check the link between them. The others stand in a tiny fake
+for the engine (a disk needs from it only its container's build time), so they never touch the
+shared Docker engine.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,7 +34,7 @@ from kiln.embedded import LocalRegistry
 from kiln.errors import KilnError
 from kiln.fingerprint import file_sha256
 from kiln.load import Project
-from kiln.pipeline import BuildResult, build_image
+from kiln.pipeline import BuildResult, build_image, prepare
 from kiln.publish import (
     SIGNATURE_TYPE,
     VM_ARTIFACT_TYPE,
@@ -54,6 +60,7 @@ from kiln.vm.build import disk_folder
 from kiln.vm.publish import DISK_CONFIG_TYPE, QCOW2_TYPE, RECORD_TYPE, publish_disk, pull_disk
 
 REPO = "kiln/small"
+CREATED = "2026-11-29T10:00:00.123456789Z"
 pytestmark = pytest.mark.skipif(not shutil.which("qemu-img"), reason="qemu-img is not installed")
 
 
@@ -76,8 +83,29 @@ def project(make_project: Callable[..., Project], registry: LocalRegistry, docke
     return p
 
 
-def session(root: Path, engine: object) -> Session:
-    return open_session(Project(root), UI(quiet=True), engine)  # type: ignore[arg-type]
+class NoEngine:
+    """What a disk's publish asks the engine: its container's build time."""
+
+    def inspect_image(self, ref: str) -> dict[str, str]:
+        return {"Created": CREATED}
+
+
+@dataclass(frozen=True)
+class Container:
+    image_id: str
+    fingerprint: str
+    ref: str
+
+
+def session(root: Path, engine: object | None = None) -> Session:
+    return open_session(Project(root), UI(quiet=True), engine or NoEngine())  # type: ignore[arg-type]
+
+
+def fake_container(root: Path, text: str) -> Container:
+    """The definition as if built: its fingerprint is real, its image ID made up."""
+    (root / "layers/hello/layer.yaml").write_text(f"run:\n  - echo {text} > /hello\n")
+    fp = prepare(Project(root), "small").fingerprint
+    return Container("sha256:" + hashlib.sha256(fp.encode()).hexdigest(), fp, f"kiln/small:{fp}")
 
 
 def build_container(root: Path, kiln_ctx: Callable[..., object], text: str) -> BuildResult:
@@ -90,7 +118,7 @@ def build_container(root: Path, kiln_ctx: Callable[..., object], text: str) -> B
     return result
 
 
-def make_disk(root: Path, built: BuildResult, boot: tuple[str, ...] = ("bios", "uefi"),
+def make_disk(root: Path, built: BuildResult | Container, boot: tuple[str, ...] = ("bios", "uefi"),
               mib: int = 3) -> Path:
     """A small real qcow2 (random content: incompressible, several upload chunks) and a
     disk.json where kiln.vm.build puts them."""
@@ -114,7 +142,7 @@ def make_disk(root: Path, built: BuildResult, boot: tuple[str, ...] = ("bios", "
     return folder
 
 
-def verify_disk(root: Path, built: BuildResult, folder: Path, *, passed: bool = True,
+def verify_disk(root: Path, built: BuildResult | Container, folder: Path, *, passed: bool = True,
                 boots: tuple[str, ...] = ("bios", "uefi")) -> None:
     disk = json.loads((folder / "disk.json").read_text())
     records.save(root, records.VerifyRecord(
@@ -131,39 +159,39 @@ def uploads(local: LocalRegistry) -> int:
                if line.startswith("127.0.0.1 - "))
 
 
-def verified_disk(root: Path, kiln_ctx: Callable[..., object],
-                  text: str = "one") -> tuple[BuildResult, Path]:
-    built = build_container(root, kiln_ctx, text)
+def verified_disk(root: Path, text: str = "one") -> tuple[Container, Path]:
+    built = fake_container(root, text)
     folder = make_disk(root, built)
     verify_disk(root, built, folder)
     return built, folder
 
 
 # publish -----------------------------------------------------------------------------------
-def test_publish_refuses_a_disk_that_did_not_pass_boot_verification(project, kiln_ctx, engine,
-                                                                    registry):
-    built = build_container(project.root, kiln_ctx, "one")
+def test_publish_refuses_a_disk_that_did_not_pass_boot_verification(project, registry):
+    built = fake_container(project.root, "one")
     with pytest.raises(KilnError, match="no disk built"):
-        publish_disk(session(project.root, engine), "small")
+        publish_disk(session(project.root), "small")
     folder = make_disk(project.root, built)
     with pytest.raises(KilnError, match="never verified"):
-        publish_disk(session(project.root, engine), "small")
+        publish_disk(session(project.root), "small")
     verify_disk(project.root, built, folder, passed=False)
     with pytest.raises(KilnError, match="failed verification"):
-        publish_disk(session(project.root, engine), "small")
+        publish_disk(session(project.root), "small")
     verify_disk(project.root, built, folder, boots=("bios",))  # --boot bios only
     with pytest.raises(PublishError, match=r"boot mode\(s\) uefi of the disk were not verified"):
-        publish_disk(session(project.root, engine), "small")
+        publish_disk(session(project.root), "small")
     verify_disk(project.root, built, folder)
     make_disk(project.root, built)  # remade after verification: other bytes
     with pytest.raises(PublishError, match="remade after it was verified"):
-        publish_disk(session(project.root, engine), "small")
+        publish_disk(session(project.root), "small")
     assert Registry(str(registry.address)).tags(REPO) == []
 
 
 def test_publish_pull_round_trip_signed_and_republish_uploads_nothing(project, kiln_ctx, engine,
                                                                       registry, tmp_path):
-    built, folder = verified_disk(project.root, kiln_ctx)
+    built = build_container(project.root, kiln_ctx, "one")
+    folder = make_disk(project.root, built)
+    verify_disk(project.root, built, folder)
     container = publish(session(project.root, engine), "small")
     s = session(project.root, engine)
     first = publish_disk(s, "small")
@@ -212,6 +240,13 @@ def test_publish_pull_round_trip_signed_and_republish_uploads_nothing(project, k
     assert reg.resolve(REPO, first.tag).digest == first.digest
     with pytest.raises(PublishError, match="for VM disks"):
         publish(session(project.root, engine), "small", tag="mine-vm")
+    # channels: a container channel never names a disk, nor a disk channel a container
+    with pytest.raises(TrustError, match="is a container image"):
+        promote(session(project.root, engine), f"small:{container.tag}", "stable", "vm")
+    with pytest.raises(TrustError, match="is a VM disk"):
+        promote(session(project.root, engine), f"small:{first.tag}", "stable")
+    rows = {r["tag"]: r["target"] for r in catalog(session(project.root, engine))}
+    assert rows == {first.tag: "vm", container.tag: "container"}
 
 
 def _retag(reg: Registry, tag: str, change: Callable[[dict], None]) -> None:
@@ -220,10 +255,9 @@ def _retag(reg: Registry, tag: str, change: Callable[[dict], None]) -> None:
     reg.put_manifest(REPO, tag, canonical_json(doc), OCI_MANIFEST)
 
 
-def test_pull_refuses_tampered_unsigned_and_revoked_disks(project, kiln_ctx, engine, registry,
-                                                          tmp_path):
-    _, folder = verified_disk(project.root, kiln_ctx)
-    published = publish_disk(session(project.root, engine), "small")
+def test_pull_refuses_tampered_unsigned_and_revoked_disks(project, registry, tmp_path):
+    _, folder = verified_disk(project.root)
+    published = publish_disk(session(project.root), "small")
     reg = Registry(str(registry.address))
     out = tmp_path / "out"
 
@@ -239,7 +273,7 @@ def test_pull_refuses_tampered_unsigned_and_revoked_disks(project, kiln_ctx, eng
 
     _retag(reg, published.tag, new_config)
     with pytest.raises(TrustError, match="is unsigned"):
-        pull_disk(session(project.root, engine), f"small:{published.tag}", out)
+        pull_disk(session(project.root), f"small:{published.tag}", out)
     assert not out.exists() or not list(out.iterdir())
     reg.put_manifest(REPO, published.tag, original.body, OCI_MANIFEST)
 
@@ -259,9 +293,9 @@ def test_pull_refuses_tampered_unsigned_and_revoked_disks(project, kiln_ctx, eng
 
     _retag(reg, sig, forge_signature)
     with pytest.raises(TrustError, match="bad signature"):
-        pull_disk(session(project.root, engine), "small@" + published.digest, out)
+        pull_disk(session(project.root), "small@" + published.digest, out)
     with pytest.raises(TrustError, match="bad signature"):
-        promote(session(project.root, engine), f"small:{published.tag}", "stable", "vm")
+        promote(session(project.root), f"small:{published.tag}", "stable", "vm")
     reg.put_manifest(REPO, sig, sig_manifest.body, OCI_MANIFEST)
 
     # the qcow2 blob changed on the registry's disk: the download is checked, nothing is kept
@@ -271,58 +305,53 @@ def test_pull_refuses_tampered_unsigned_and_revoked_disks(project, kiln_ctx, eng
     data[12345] ^= 0xFF
     stored.write_bytes(bytes(data))
     with pytest.raises(TrustError, match="not the signed one"):
-        pull_disk(session(project.root, engine), f"small:{published.tag}", out)
+        pull_disk(session(project.root), f"small:{published.tag}", out)
     assert not (out / "small.qcow2").exists() and not list(out.glob("*.part"))
     data[12345] ^= 0xFF
     stored.write_bytes(bytes(data))
-    assert pull_disk(session(project.root, engine), f"small:{published.tag}", out).action == \
+    assert pull_disk(session(project.root), f"small:{published.tag}", out).action == \
         "downloaded"
 
-    revoke(session(project.root, engine), f"small@{published.digest}", "CVE-2026-0001")
+    revoke(session(project.root), f"small@{published.digest}", "CVE-2026-0001")
     with pytest.raises(TrustError, match=r"revoked on .*CVE-2026-0001"):
-        pull_disk(session(project.root, engine), f"small:{published.tag}", out)
+        pull_disk(session(project.root), f"small:{published.tag}", out)
 
 
 # channels ----------------------------------------------------------------------------------
-def test_promote_and_rollback_on_the_vm_channel(project, kiln_ctx, engine, registry, tmp_path):
-    verified_disk(project.root, kiln_ctx, "one")
-    a = publish_disk(session(project.root, engine), "small")
-    container = publish(session(project.root, engine), "small")
-    move = promote(session(project.root, engine), "small", "stable", "vm")  # the local disk
+def test_promote_and_rollback_on_the_vm_channel(project, registry, tmp_path):
+    verified_disk(project.root, "one")
+    a = publish_disk(session(project.root), "small")
+    move = promote(session(project.root), "small", "stable", "vm")  # the local disk
     assert (move.channel, move.digest, move.tag) == ("stable-vm", a.digest, a.tag)
-    verified_disk(project.root, kiln_ctx, "two")
-    b = publish_disk(session(project.root, engine), "small")
+    verified_disk(project.root, "two")
+    b = publish_disk(session(project.root), "small")
     assert b.tag != a.tag
-    assert promote(session(project.root, engine), f"small:{b.tag}", "stable", "vm").previous == \
+    assert promote(session(project.root), f"small:{b.tag}", "stable", "vm").previous == \
         a.digest
     reg = Registry(str(registry.address))
     assert reg.resolve(REPO, "stable") is None  # the container channel is another tag
-    with pytest.raises(TrustError, match="is a container image"):
-        promote(session(project.root, engine), f"small:{container.tag}", "stable", "vm")
-    with pytest.raises(TrustError, match="is a VM disk"):
-        promote(session(project.root, engine), f"small:{b.tag}", "stable")
-    promote(session(project.root, engine), f"small:{a.tag}", "candidate", "vm")
+    promote(session(project.root), f"small:{a.tag}", "candidate", "vm")
     # a disk channel can be promoted from another disk channel, by its name
-    assert promote(session(project.root, engine), "small:stable", "candidate",
+    assert promote(session(project.root), "small:stable", "candidate",
                    "vm").digest == b.digest
-    got = pull_disk(session(project.root, engine), "small", tmp_path / "out")  # stable-vm
+    got = pull_disk(session(project.root), "small", tmp_path / "out")  # stable-vm
     assert got.digest == b.digest
 
-    s = session(project.root, engine)
+    s = session(project.root)
     back = rollback(s, "small", "stable", "vm")
     assert (back.channel, back.previous, back.digest) == ("stable-vm", b.digest, a.digest)
     assert reg.resolve(REPO, "stable-vm").digest == a.digest
     assert [(e["action"], e["digest"]) for e in history(s, REPO, "stable-vm")] == [
         ("promote", a.digest), ("promote", b.digest), ("rollback", a.digest)]
-    assert pull_disk(session(project.root, engine), "small:stable", tmp_path / "o2").digest == \
+    assert pull_disk(session(project.root), "small:stable", tmp_path / "o2").digest == \
         a.digest
 
     # revoking a digest rolls back the disk channels naming it
-    moves = revoke(session(project.root, engine), f"small@{b.digest}", "bad disk")
+    moves = revoke(session(project.root), f"small@{b.digest}", "bad disk")
     assert [(m.channel, m.digest) for m in moves] == [("candidate-vm", a.digest)]
 
-    rows = {r["tag"]: r for r in catalog(session(project.root, engine))}
-    assert set(rows) == {a.tag, b.tag, container.tag}
+    rows = {r["tag"]: r for r in catalog(session(project.root))}
+    assert set(rows) == {a.tag, b.tag}
     assert (rows[a.tag]["target"], rows[a.tag]["channels"]) == ("vm", ["candidate-vm",
                                                                         "stable-vm"])
-    assert rows[b.tag]["revoked"] == "yes" and rows[container.tag]["target"] == "container"
+    assert rows[b.tag]["revoked"] == "yes"
