@@ -9,6 +9,8 @@ The registry holds everything another machine needs, under these tags of `<names
   sha256-<hex>.revoked         revocation of manifest <hex> (reason, who, when; signed)
   <channel>.history            every move of a channel (promote, rollback), appended
   <tag>.lease                  short-lived lease serializing writers of <tag> (see `lease`)
+  <immutable>-vm, <channel>-vm a VM disk artifact and its channels (kiln.vm.publish): same
+                               rules, same signature sidecar, same leases and histories
 
 A registry has no compare-and-swap, so writers of one tag first take a lease recorded in the
 registry: put `<tag>.lease` naming themselves, wait SETTLE seconds (longer than any contender
@@ -70,6 +72,9 @@ SIGNATURE_TYPE = "application/vnd.dev.kiln.signature.v1+json"
 REVOCATION_TYPE = "application/vnd.dev.kiln.revocation.v1+json"
 HISTORY_TYPE = "application/vnd.dev.kiln.channel-history.v1+json"
 LEASE_TYPE = "application/vnd.dev.kiln.lease.v1+json"
+VM_ARTIFACT_TYPE = "application/vnd.kiln.vm.disk.v1"
+VM_SUFFIX = "-vm"  # VM disks' immutable tags and channel tags end with it; containers' never do
+TARGETS = ("container", "vm")
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 SIDECAR_RE = re.compile(r"^sha256-[0-9a-f]{64}\.(sig|revoked)$")
@@ -141,17 +146,36 @@ def sidecar(digest: str, kind: str) -> str:
     return f"sha256-{digest.removeprefix('sha256:')}.{kind}"
 
 
+def check_target(target: str) -> str:
+    if target not in TARGETS:
+        raise KilnError(f"--target {target}: use container or vm")
+    return target
+
+
+def channel_tag(channel: str, target: str = "container") -> str:
+    """The tag a channel moves for a target: `stable` for containers, `stable-vm` for disks."""
+    return channel + VM_SUFFIX if check_target(target) == "vm" else channel
+
+
+def target_of(tag: str) -> str:
+    return "vm" if tag.endswith(VM_SUFFIX) else "container"
+
+
 def is_version_tag(tag: str, config: Config) -> bool:
     return tag not in config.channels and not tag.endswith(SUFFIXES) and \
-        not tag.startswith("sha256-")
+        not tag.startswith("sha256-") and tag not in {c + VM_SUFFIX for c in config.channels}
 
 
-def check_tag(tag: str, config: Config) -> str:
+def check_tag(tag: str, config: Config, target: str = "container") -> str:
     if not TAG_RE.match(tag):
         raise PublishError(f"{tag!r} is not a valid tag (letters, digits, _ . -; up to 128)")
     if not is_version_tag(tag, config):
-        raise PublishError(f"{tag!r} is reserved (channels, sha256-*, *.sig, *.revoked, "
-                           "*.history, *.lease are kiln's); choose another immutable tag")
+        raise PublishError(f"{tag!r} is reserved (channels, <channel>-vm, sha256-*, *.sig, "
+                           "*.revoked, *.history, *.lease are kiln's); choose another "
+                           "immutable tag")
+    if target_of(tag) != target:
+        raise PublishError(f"{tag!r}: tags ending in {VM_SUFFIX} are for VM disks and only for "
+                           "them; choose another immutable tag")
     return tag
 
 
@@ -198,6 +222,7 @@ class Trust:
     provenance: dict[str, Any]
     key: str
     signed_at: str
+    artifact_type: str = ""  # "" for a container image, VM_ARTIFACT_TYPE for a disk
 
 
 @dataclass(frozen=True)
@@ -227,7 +252,7 @@ def publish(s: Session, name: str, tag: str | None = None) -> PublishResult:
     info = engine.inspect_image(image_id)
     repo = s.config.repository(name)
     tag = check_tag(tag or immutable_tag(prepared.plan.image.version, str(info["Created"]),
-                                         image_id), s.config)
+                                         image_id), s.config, "container")
 
     def result(action: str, digest: str) -> PublishResult:
         c = s.registry.counters
@@ -239,7 +264,7 @@ def publish(s: Session, name: str, tag: str | None = None) -> PublishResult:
     # Ask first: an existing tag is either this very image (nothing to do) or a refusal.
     existing = s.registry.manifest(repo, tag)
     if existing is not None:
-        _refuse_other(repo, tag, existing, image_id, s)
+        refuse_other(repo, tag, existing, image_id, s)
         attest(s, repo, existing, record, prepared_name=name)  # an earlier run may have died
         return result("up to date", existing.digest)
 
@@ -254,26 +279,35 @@ def publish(s: Session, name: str, tag: str | None = None) -> PublishResult:
         manifest = Manifest(digest, OCI_MANIFEST, body)
         attest(s, repo, manifest, record, prepared_name=name)
         s.ui.step("provenance and signature attached")
-        def refuse_if_taken() -> None:
-            current = s.registry.manifest(repo, tag)
-            if current is not None and current.digest != digest:
-                _refuse_other(repo, tag, current, image_id, s, digest)
-
-        with lease(s, repo, tag, refuse_if_taken) as held:
-            refuse_if_taken()
-            current = s.registry.resolve(repo, tag)
-            held.check()
-            if current is None:
-                s.registry.put_manifest(repo, tag, body, OCI_MANIFEST)
-            _read_back(s, repo, tag, digest)
-        s.ui.step(f"tagged {tag}, read back {digest[:19]}")
+        tag_immutably(s, repo, tag, body, image_id)
     out = result("published", digest)
     if s.config.auto_promote:
         promote(s, f"{name}:{tag}", s.config.auto_promote)
     return out
 
 
-def _refuse_other(repo: str, tag: str, found: Manifest, image_id: str, s: Session,
+def tag_immutably(s: Session, repo: str, tag: str, body: bytes, content_id: str) -> None:
+    """Put immutable `tag` on manifest `body` (pushed by digest already) under the tag's lease:
+    refused when the tag names other content (config digest other than `content_id`), read
+    back afterwards."""
+    digest = sha256_digest(body)
+
+    def refuse_if_taken() -> None:
+        current = s.registry.manifest(repo, tag)
+        if current is not None and current.digest != digest:
+            refuse_other(repo, tag, current, content_id, s, digest)
+
+    with lease(s, repo, tag, refuse_if_taken) as held:
+        refuse_if_taken()
+        current = s.registry.resolve(repo, tag)
+        held.check()
+        if current is None:
+            s.registry.put_manifest(repo, tag, body, OCI_MANIFEST)
+        _read_back(s, repo, tag, digest)
+    s.ui.step(f"tagged {tag}, read back {digest[:19]}")
+
+
+def refuse_other(repo: str, tag: str, found: Manifest, image_id: str, s: Session,
                   digest: str | None = None) -> None:
     body = found.body or (s.registry.manifest(repo, found.digest) or found).body
     config_digest = (json.loads(body).get("config") or {}).get("digest") if body else None
@@ -449,6 +483,14 @@ def _packages(engine: Engine, image_id: str, record: VerifyRecord) -> list[str] 
 def attest(s: Session, repo: str, manifest: Manifest, record: VerifyRecord,
            prepared_name: str) -> str:
     """Attach provenance and signature to `manifest` (unless a valid one is there already)."""
+    return sign_and_attach(s, repo, manifest,
+                           lambda m: provenance(s, prepared_name, repo, m, record))
+
+
+def sign_and_attach(s: Session, repo: str, manifest: Manifest,
+                    make_provenance: Callable[[Manifest], dict[str, Any]]) -> str:
+    """The `sha256-<hex>.sig` artifact: provenance plus an ed25519 signature over the manifest
+    digest and the provenance digest. Kept when a valid one is there already."""
     tag = sidecar(manifest.digest, "sig")
     if s.registry.resolve(repo, tag) is not None:
         try:
@@ -461,7 +503,7 @@ def attest(s: Session, repo: str, manifest: Manifest, record: VerifyRecord,
         assert got is not None
         manifest = got
     key = load_private(s.config.signing_key)
-    prov = canonical_json(provenance(s, prepared_name, repo, manifest, record))
+    prov = canonical_json(make_provenance(manifest))
     prov_digest = sha256_digest(prov)
     signature = sign(key, {"repository": repo, "manifest": manifest.digest,
                            "provenance": prov_digest})
@@ -558,7 +600,18 @@ def check_trust(s: Session, repo: str, digest: str) -> Trust:
                          "verification)")
     signed_at = str((found.json.get("annotations") or {}).get(
         "org.opencontainers.image.created", ""))
-    return Trust(repo, digest, config_digest, prov, signed.key, signed_at)
+    return Trust(repo, digest, config_digest, prov, signed.key, signed_at,
+                 str(image.json.get("artifactType") or ""))
+
+
+def check_kind(trust: Trust, target: str) -> Trust:
+    """A container channel never names a disk, nor a disk channel a container."""
+    is_vm = trust.artifact_type == VM_ARTIFACT_TYPE
+    if is_vm != (target == "vm"):
+        what = "a VM disk" if is_vm else "a container image"
+        raise TrustError(f"{trust.repository}@{trust.digest[:19]} is {what}, not a {target} "
+                         f"(use --target {'vm' if is_vm else 'container'})")
+    return trust
 
 
 def _from_referrers(s: Session, repo: str,
@@ -603,13 +656,15 @@ def revoke(s: Session, spec: str, reason: str) -> list[Move]:
                   {"org.opencontainers.image.created": now_iso()})
     moves = []
     for channel in s.config.channels:
-        current = s.registry.resolve(repo, channel)
-        if current is not None and current.digest == ref:
+        for target in TARGETS:
+            current = s.registry.resolve(repo, channel_tag(channel, target))
+            if current is None or current.digest != ref:
+                continue
             try:
-                moves.append(rollback(s, name, channel))
+                moves.append(rollback(s, name, channel, target))
             except PublishError as exc:
-                s.ui.warn(f"{repo}:{channel} still names the revoked digest ({exc}); pull "
-                          "refuses it until a good image is promoted")
+                s.ui.warn(f"{repo}:{channel_tag(channel, target)} still names the revoked "
+                          f"digest ({exc}); pull refuses it until a good image is promoted")
     return moves
 
 
@@ -713,9 +768,16 @@ def _version_tag_of(s: Session, repo: str, digest: str) -> str | None:
     return None
 
 
-def resolve_source(s: Session, name: str, ref: str | None) -> tuple[str, str]:
-    """What `promote <spec>` names -> (digest, immutable tag that names it)."""
+def resolve_source(s: Session, name: str, ref: str | None,
+                   target: str = "container") -> tuple[str, str]:
+    """What `promote <spec>` names -> (digest, immutable tag that names it). A channel name
+    means that channel of the target (`stable` -> `stable-vm` for a disk)."""
     repo = s.config.repository(name)
+    if ref in s.config.channels:
+        ref = channel_tag(ref, target)
+    if ref is None and target == "vm":
+        from kiln.vm.publish import local_tag
+        ref = local_tag(s, name)
     if ref is None:
         engine = s.need_engine()
         prepared = prepare(s.project, name)
@@ -737,14 +799,14 @@ def resolve_source(s: Session, name: str, ref: str | None) -> tuple[str, str]:
     return found.digest, tag
 
 
-def promote(s: Session, spec: str, channel: str) -> Move:
+def promote(s: Session, spec: str, channel: str, target: str = "container") -> Move:
     name, ref = parse_spec(spec)
-    channel = s.config.check_channel(channel)
+    channel = channel_tag(s.config.check_channel(channel), target)
     repo = s.config.repository(name)
     before = s.registry.resolve(repo, channel)  # what this command expects to move
     expected = before.digest if before else None
-    digest, tag = resolve_source(s, name, ref)
-    check_trust(s, repo, digest)
+    digest, tag = resolve_source(s, name, ref, target)
+    check_kind(check_trust(s, repo, digest), target)
 
     def refuse_if_moved() -> None:
         now = s.registry.resolve(repo, channel)
@@ -778,10 +840,10 @@ def _move(s: Session, held: Lease, repo: str, channel: str, action: str, digest:
     return Move(repo, channel, action, digest, previous, tag)
 
 
-def rollback(s: Session, name: str, channel: str) -> Move:
+def rollback(s: Session, name: str, channel: str, target: str = "container") -> Move:
     """Return `channel` to the most recent digest it held that was never rolled back from,
     is not revoked, and still checks out."""
-    channel = s.config.check_channel(channel)
+    channel = channel_tag(s.config.check_channel(channel), target)
     repo = s.config.repository(name)
     with lease(s, repo, channel) as held:
         now = s.registry.resolve(repo, channel)
@@ -795,7 +857,7 @@ def rollback(s: Session, name: str, channel: str) -> Move:
                 continue
             bad.add(digest)
             try:
-                check_trust(s, repo, digest)
+                check_kind(check_trust(s, repo, digest), target)
             except TrustError as exc:
                 why.append(str(exc))
                 continue
@@ -829,7 +891,7 @@ def pull(s: Session, spec: str) -> PullResult:
         raise KilnError(f"{s.registry.host}/{repo}:{ref} does not exist in the registry "
                         "(see `invoke catalog`)")
     digest = found.digest
-    trust = check_trust(s, repo, digest)
+    trust = check_kind(check_trust(s, repo, digest), "container")
     remote = f"{s.registry.host}/{repo}"
     engine = s.need_engine()
     with s.ui.task(f"pull {remote}@{digest[:19]} (signature and verification checked)"):
@@ -855,10 +917,11 @@ def catalog(s: Session) -> list[dict[str, Any]]:
         if not repo.startswith(prefix):
             continue
         tags = s.registry.tags(repo)
+        channel_tags = [channel_tag(c, t) for c in s.config.channels for t in TARGETS]
         digests = {t: s.registry.resolve(repo, t) for t in tags
-                   if is_version_tag(t, s.config) or t in s.config.channels}
+                   if is_version_tag(t, s.config) or t in channel_tags}
         channels_at: dict[str, list[str]] = {}
-        for channel in s.config.channels:
+        for channel in channel_tags:
             if digests.get(channel):
                 channels_at.setdefault(digests[channel].digest, []).append(  # type: ignore[union-attr]
                     channel)
@@ -881,6 +944,7 @@ def catalog(s: Session) -> list[dict[str, Any]]:
             except KilnError as exc:
                 why = str(exc)
             rows.append({"image": repo.removeprefix(prefix), "repository": repo, "tag": tag,
+                         "target": target_of(tag),
                          "digest": digest, "channels": sorted(channels_at.get(digest, [])),
                          "signed": signed, "verified": verified, "revoked": revoked,
                          "age": age, "problem": why})

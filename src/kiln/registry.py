@@ -311,6 +311,34 @@ class Registry:
             raise RegistryError(f"{self.host}: blob {digest} does not match its digest")
         return data
 
+    def download_blob(self, repo: str, digest: str, dest: Path) -> int:
+        """Stream a blob of any size to `dest`, checked against its digest; returns its size.
+        Written to `<dest>.part` and renamed, so `dest` never holds a partial or wrong blob."""
+        part = dest.with_name(dest.name + ".part")
+        resp = self._request("GET", f"/v2/{repo}/blobs/{digest}", scope=_pull(repo),
+                             what=f"GET blob {digest[:19]}", stream=True)
+        h, size = hashlib.sha256(), 0
+        try:
+            with part.open("wb") as out:
+                for chunk in resp.iter_content(CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+        except requests.exceptions.RequestException as exc:
+            part.unlink(missing_ok=True)
+            raise RegistryUnavailable(f"{self.host}: download of {digest[:19]} was cut after "
+                                      f"{size} bytes ({_short(exc)}); re-run") from None
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        if "sha256:" + h.hexdigest() != digest:
+            part.unlink()
+            raise RegistryError(f"{self.host}: blob {digest} does not match its digest (got "
+                                f"sha256:{h.hexdigest()[:12]}..., {size} bytes): the registry "
+                                "served other content; nothing was kept")
+        os.replace(part, dest)
+        return size
+
     def mount_blob(self, repo: str, digest: str, source: str) -> bool:
         """Cross-repository mount: the blob appears in `repo` without being uploaded."""
         query = urlencode({"mount": digest, "from": source})

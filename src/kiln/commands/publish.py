@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from invoke import task
 from invoke.context import Context as InvokeContext
 
@@ -10,7 +12,7 @@ from kiln.config import load_config
 from kiln.embedded import embedded
 from kiln.errors import KilnError
 from kiln.load import Project
-from kiln.publish import Session, open_session
+from kiln.publish import Session, check_target, open_session
 from kiln.publish import catalog as list_catalog
 from kiln.publish import promote as promote_image
 from kiln.publish import publish as publish_image
@@ -19,6 +21,7 @@ from kiln.publish import revoke as revoke_digest
 from kiln.publish import rollback as rollback_channel
 from kiln.signing import keygen as make_keys
 from kiln.ui import UI
+from kiln.vm.publish import publish_disk, pull_disk
 
 TASKS = ("keygen", "registry", "publish", "promote", "rollback", "revoke", "pull", "catalog")
 
@@ -61,13 +64,16 @@ def registry(c: InvokeContext, action: str) -> None:
 
 @task(positional=["image"], help={
     "image": "image name; it must be built and verified",
-    "tag": "immutable tag to use instead of <version>-<yyyymmdd>-<id12>",
+    "tag": "immutable tag to use instead of <version>-<yyyymmdd>-<id12> (vm: ...-vm)",
+    "target": "container (default), or vm: the boot-verified disk, as an OCI artifact",
     "json": "print the result as JSON"})
 @kiln_task
-def publish(c: InvokeContext, image: str, tag: str | None = None, json: bool = False) -> None:
-    """Push a verified image under an immutable tag, signed, with its provenance."""
+def publish(c: InvokeContext, image: str, tag: str | None = None, target: str = "container",
+            json: bool = False) -> None:
+    """Push a verified image (or VM disk) under an immutable tag, signed, with its provenance."""
     s = _session()
-    results = [publish_image(s, name, tag) for name in image.split(",")]
+    push = publish_disk if check_target(target) == "vm" else publish_image
+    results = [push(s, name, tag) for name in image.split(",")]
     if json:
         s.ui.json([r.to_json() for r in results])
         return
@@ -79,20 +85,22 @@ def publish(c: InvokeContext, image: str, tag: str | None = None, json: bool = F
 
 @task(positional=["image", "channel"], help={
     "image": "image[:tag|@digest]; a bare name means the version of the local build",
-    "channel": "channel to move (stable, candidate, ...)"})
+    "channel": "channel to move (stable, candidate, ...)",
+    "target": "container (default) or vm: move the disk channel (tag <channel>-vm)"})
 @kiln_task
-def promote(c: InvokeContext, image: str, channel: str) -> None:
+def promote(c: InvokeContext, image: str, channel: str, target: str = "container") -> None:
     """Move a channel to a signed, verified, published version (recorded in its history)."""
-    move = promote_image(_session(), image, channel)
+    move = promote_image(_session(), image, channel, check_target(target))
     verb = "already at" if move.action == "unchanged" else "now at"
     UI().result(f"{move.repository}:{move.channel} {verb} {move.tag} ({move.digest})")
 
 
-@task(positional=["image", "channel"])
+@task(positional=["image", "channel"], help={
+    "target": "container (default) or vm: roll back the disk channel (tag <channel>-vm)"})
 @kiln_task
-def rollback(c: InvokeContext, image: str, channel: str) -> None:
+def rollback(c: InvokeContext, image: str, channel: str, target: str = "container") -> None:
     """Return a channel to its previous known-good digest."""
-    move = rollback_channel(_session(), image, channel)
+    move = rollback_channel(_session(), image, channel, check_target(target))
     UI().result(f"{move.repository}:{move.channel} rolled back from "
                 f"{(move.previous or 'nothing')[:19]} to {move.tag} ({move.digest})")
 
@@ -110,11 +118,23 @@ def revoke(c: InvokeContext, image: str, reason: str = "") -> None:
 
 @task(positional=["image"], help={
     "image": "image[:channel|:tag|@digest] (default: the first channel, stable)",
+    "target": "container (default), or vm: download the signed, boot-verified qcow2",
+    "output": "vm: folder for <image>.qcow2 and <image>.disk.json (default: .)",
     "json": "print the result as JSON"})
 @kiln_task
-def pull(c: InvokeContext, image: str, json: bool = False) -> None:
+def pull(c: InvokeContext, image: str, target: str = "container", output: str = ".",
+         json: bool = False) -> None:
     """Pull by digest after checking its signature, provenance and verification record."""
     s = _session()
+    if check_target(target) == "vm":
+        disk = pull_disk(s, image, Path(output))
+        if json:
+            s.ui.json(disk.to_json())
+            return
+        s.ui.result(f"{disk.action} {disk.reference} -> {disk.qcow2} ({disk.bytes >> 20} MiB, "
+                    f"{'+'.join(disk.boot)}, kernel {disk.kernel}), signed and boot-verified "
+                    f"({disk.verified})")
+        return
     result = pull_image(s, image)
     if json:
         s.ui.json(result.to_json())
@@ -133,6 +153,7 @@ def catalog(c: InvokeContext, json: bool = False) -> None:
         s.ui.json(rows)
         return
     s.ui.table(f"kiln catalog ({s.registry.host})",
-               ["image", "tag", "channels", "digest", "verified", "signed", "revoked", "age"],
-               [(r["image"], r["tag"], ", ".join(r["channels"]), r["digest"][7:19],
+               ["image", "target", "tag", "channels", "digest", "verified", "signed", "revoked",
+                "age"],
+               [(r["image"], r["target"], r["tag"], ", ".join(r["channels"]), r["digest"][7:19],
                  r["verified"], r["signed"], r["revoked"], r["age"]) for r in rows])
