@@ -23,7 +23,7 @@ from pathlib import Path
 
 from kiln.errors import BuildError, CommandError, KilnError
 from kiln.render import ContextEntry, Instruction
-from kiln.render.context import EPOCH
+from kiln.render.context import write_context_dir
 from kiln.run import run, stream
 
 
@@ -74,20 +74,9 @@ def docker_cli() -> str:
 
 def write_context(target: Path, dockerfile: str, entries: Iterable[ContextEntry],
                   debs: Mapping[str, Iterable[tuple[str, Path]]]) -> None:
-    """The context as a folder: the Dockerfile, the layers' files with their declared modes
-    and a fixed mtime (COPY keeps both), and each layer's .debs under debs/<layer>/, linked
-    from the cache (they are only ever bind-mounted, never copied into the image)."""
-    target.mkdir(parents=True, exist_ok=True)
-    (target / "Dockerfile").write_text(dockerfile)
-    for entry in entries:
-        dest = target / entry.arcname
-        if entry.source is None:
-            dest.mkdir(parents=True, exist_ok=True)
-        else:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(entry.source, dest)
-        dest.chmod(entry.mode)
-        os.utime(dest, (EPOCH, EPOCH), follow_symlinks=False)
+    """The context folder (render.write_context_dir), and each layer's .debs under
+    debs/<layer>/, linked from the cache (only ever bind-mounted, never copied in)."""
+    write_context_dir(target, dockerfile, entries)
     for folder, files in debs.items():
         where = target / folder
         where.mkdir(parents=True, exist_ok=True)

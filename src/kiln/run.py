@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from kiln.errors import CommandError
 
@@ -25,16 +26,32 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def _start(argv: Sequence[str | Path], **kwargs: Any) -> subprocess.Popen[Any]:
+    """Start `argv` with the scrubbed environment; a missing program is a clear error."""
+    args = [str(a) for a in argv]
+    try:
+        return subprocess.Popen(args, **kwargs)
+    except FileNotFoundError:
+        raise CommandError(f"{args[0]}: command not found (install it; see README.md)") from None
+
+
+def _piped(argv: Sequence[str | Path], env: Mapping[str, str] | None,
+           cwd: Path | None) -> subprocess.Popen[str]:
+    proc: subprocess.Popen[str] = _start(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env=clean_env(env), cwd=cwd, text=True, errors="replace")
+    return proc
+
+
+def _failed(argv: Sequence[str | Path], code: int, lines: Iterable[str]) -> CommandError:
+    tail = "".join(deque(lines, maxlen=TAIL)).rstrip()
+    return CommandError(f"`{' '.join(str(a) for a in argv)}` exited with {code}:\n{tail}")
+
+
 def run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
         cwd: Path | None = None, timeout: float | None = None) -> str:
     """Run `argv`, return its stdout+stderr; raise CommandError with the tail on failure."""
-    args = [str(a) for a in argv]
-    try:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=clean_env(env), cwd=cwd, text=True,
-                                errors="replace")
-    except FileNotFoundError:
-        raise CommandError(f"{args[0]}: command not found (install it; see README.md)") from None
+    proc = _piped(argv, env, cwd)
     lines: list[str] = []
     try:
         assert proc.stdout is not None
@@ -46,41 +63,30 @@ def run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
         proc.wait()
         raise
     if code != 0:
-        tail = "".join(deque(lines, maxlen=TAIL)).rstrip()
-        raise CommandError(f"`{' '.join(args)}` exited with {code}:\n{tail}")
+        raise _failed(argv, code, lines)
     return "".join(lines)
 
 
 def spawn(argv: Sequence[str | Path], *, log: Path, env: Mapping[str, str] | None = None,
           cwd: Path | None = None) -> subprocess.Popen[bytes]:
     """Start a long-running service in its own session (it outlives us), output to `log`."""
-    args = [str(a) for a in argv]
-    try:
-        with log.open("ab") as out:
-            return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=clean_env(env), cwd=cwd,
-                                    start_new_session=True)
-    except FileNotFoundError:
-        raise CommandError(f"{args[0]}: command not found (install it; see README.md)") from None
+    with log.open("ab") as out:
+        proc: subprocess.Popen[bytes] = _start(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=clean_env(env), cwd=cwd, start_new_session=True)
+    return proc
 
 
 def interactive(argv: Sequence[str | Path]) -> int:
     """Run `argv` on this terminal (stdin, stdout and stderr inherited); return its exit code."""
-    args = [str(a) for a in argv]
-    try:
-        return subprocess.call(args, env=clean_env({"TERM": os.environ.get("TERM", "xterm")}))
-    except FileNotFoundError:
-        raise CommandError(f"{args[0]}: command not found (install it; see README.md)") from None
+    proc = _start(argv, env=clean_env({"TERM": os.environ.get("TERM", "xterm")}))
+    return int(proc.wait())
+
+
 def stream(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
            cwd: Path | None = None) -> Iterator[str]:
     """Run `argv`, yielding its output line by line as it comes; raise like run() on failure."""
-    args = [str(a) for a in argv]
-    try:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=clean_env(env), cwd=cwd, text=True,
-                                errors="replace")
-    except FileNotFoundError:
-        raise CommandError(f"{args[0]}: command not found (install it; see README.md)") from None
+    proc = _piped(argv, env, cwd)
     tail: deque[str] = deque(maxlen=TAIL)
     try:
         assert proc.stdout is not None
@@ -93,4 +99,4 @@ def stream(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
             proc.kill()
             proc.wait()
     if code != 0:
-        raise CommandError(f"`{' '.join(args)}` exited with {code}:\n{''.join(tail).rstrip()}")
+        raise _failed(argv, code, tail)

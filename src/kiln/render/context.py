@@ -82,7 +82,9 @@ def _info(name: str, kind: bytes, mode: int, size: int) -> tarfile.TarInfo:
 
 
 def write_context_dir(target: Path, dockerfile: str, entries: Iterable[ContextEntry]) -> None:
-    """Lay the context out as a folder, for people who want to look at it or build it by hand."""
+    """Lay the context out as a folder: the Dockerfile, and the layers' files with their
+    declared modes and the fixed mtime (COPY keeps both). What BuildKit builds from, and
+    what `invoke render --context DIR` shows."""
     target.mkdir(parents=True, exist_ok=True)
     (target / "Dockerfile").write_text(dockerfile)
     for entry in entries:
@@ -93,3 +95,4 @@ def write_context_dir(target: Path, dockerfile: str, entries: Iterable[ContextEn
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(entry.source, dest)
         dest.chmod(entry.mode)
+        os.utime(dest, (EPOCH, EPOCH), follow_symlinks=False)
