@@ -221,7 +221,9 @@ class Engine:
         return code, output.decode(errors="replace")
 
     def containers(self, label: str = KILN_LABEL) -> list[Container]:
-        return list(self.client.containers.list(all=True, filters={"label": label}))
+        # ignore_removed: a container removed between the list and its inspect is just gone.
+        return list(self.client.containers.list(all=True, filters={"label": label},
+                                                ignore_removed=True))
 
     def create_container(self, image: str, name: str, *, entrypoint: list[str] | None = None,
                          labels: dict[str, str] | None = None,

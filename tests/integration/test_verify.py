@@ -127,7 +127,8 @@ def _kiln_containers(engine: Engine, image: str) -> set[str]:
     whatever else runs on the engine.
     """
     labels = [KILN_LABEL, f"dev.kiln.image={image}"]
-    return {c.name for c in engine.client.containers.list(all=True, filters={"label": labels})}
+    return {c.name for c in engine.client.containers.list(
+        all=True, filters={"label": labels}, ignore_removed=True)}
 
 
 def test_build_verifies_and_records_a_pass(make_project, kiln_ctx, engine, tmp_path):
