@@ -293,25 +293,21 @@ def commit_locks(root: Path, files: Iterable[str], message: str) -> bool:
 
 # pure parts ----------------------------------------------------------------------------------
 def dependency_order(parents: Mapping[str, str | None]) -> list[str]:
-    """Parents before children; siblings by name. Parents outside the mapping are ignored."""
-    out: list[str] = []
-    done: set[str] = set()
+    """By dependency level (as `plan --matrix` groups them), then by name: parents first.
+    Parents outside the mapping are ignored."""
+    levels: dict[str, int] = {}
 
-    def visit(name: str, path: tuple[str, ...]) -> None:
-        if name in done:
-            return
+    def level(name: str, path: tuple[str, ...]) -> int:
         if name in path:
             raise KilnError(f"images/{name}.yaml: its base images form a cycle: "
                             f"{' -> '.join((*path, name))}")
-        parent = parents.get(name)
-        if parent is not None and parent in parents:
-            visit(parent, (*path, name))
-        done.add(name)
-        out.append(name)
+        if name not in levels:
+            parent = parents.get(name)
+            levels[name] = level(parent, (*path, name)) + 1 if parent in parents and \
+                parent is not None else 0
+        return levels[name]
 
-    for name in sorted(parents):
-        visit(name, ())
-    return out
+    return sorted(parents, key=lambda name: (level(name, ()), name))
 
 
 def blocked_by(name: str, parents: Mapping[str, str | None],
