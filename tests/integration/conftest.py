@@ -19,6 +19,7 @@ from pathlib import Path
 import docker.errors
 import pytest
 
+from kiln.embedded import LocalRegistry
 from kiln.engine import Engine
 from kiln.errors import EngineError
 from kiln.load import Project
@@ -166,3 +167,21 @@ def scratch_dir(tmp_path: Path) -> Iterator[Path]:
     path.mkdir()
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[LocalRegistry]:
+    """Debian's docker-registry on a loopback port, with its own storage; stopped after."""
+    local = LocalRegistry(tmp_path / "registry")
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Docker config of our own: the machine's credentials play no part."""
+    path = tmp_path / "docker-config"
+    path.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(path))
+    return path

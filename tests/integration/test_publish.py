@@ -65,23 +65,6 @@ def files(text: str = "one") -> dict[str, str]:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[LocalRegistry]:
-    local = LocalRegistry(tmp_path / "registry")
-    local.start()
-    yield local
-    local.stop()
-
-
-@pytest.fixture
-def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty Docker config of our own: the machine's credentials play no part."""
-    path = tmp_path / "docker-config"
-    path.mkdir()
-    monkeypatch.setenv("DOCKER_CONFIG", str(path))
-    return path
-
-
-@pytest.fixture
 def project(make_project: Callable[..., Project], registry: LocalRegistry, docker_config: Path,
             monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.setenv("KILN_REGISTRY", str(registry.address))
