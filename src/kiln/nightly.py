@@ -110,8 +110,12 @@ def run_nightly(ctx: Context, options: Options) -> Result:
     for name in names:
         night.outcomes[name] = night_image(night, name, parents)
     report = NightlyReport(started, _now(), tuple(night.outcomes[n] for n in names))
-    message = commit_message(night.lock_changes)
-    files = tuple(lockfile.shown(n) for n in night.lock_changes)
+    # A lock whose image failed stays in the working tree but out of the commit: the commit
+    # records what reached the registry; the report says why the rest did not.
+    failed = {n for n, o in night.outcomes.items() if o.status == "failed"}
+    released = {n: c for n, c in night.lock_changes.items() if n not in failed}
+    message = commit_message(released, left_out=sorted(set(night.lock_changes) & failed))
+    files = tuple(lockfile.shown(n) for n in released if released[n])
     if options.report_dir is not None:
         report.write(options.report_dir)
         if message:
@@ -362,8 +366,10 @@ def input_diff(old: Mapping[str, str], new: Mapping[str, str],
                  for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key))
 
 
-def commit_message(changes: Mapping[str, tuple[PackageChange, ...]]) -> str:
-    """A ready commit message for the refreshed locks: a subject, then the package diff."""
+def commit_message(changes: Mapping[str, tuple[PackageChange, ...]],
+                   left_out: Iterable[str] = ()) -> str:
+    """A ready commit message for the refreshed locks: a subject, then the package diff.
+    `left_out`: images whose refreshed lock is not committed because the image failed."""
     changed = {image: c for image, c in changes.items() if c}
     if not changed:
         return ""
@@ -377,6 +383,9 @@ def commit_message(changes: Mapping[str, tuple[PackageChange, ...]]) -> str:
         body.append(f"{lockfile.shown(image)}:")
         body += [f"  {p}" for p in changed[image]]
         body.append("")
+    left = [lockfile.shown(image) for image in left_out]
+    if left:
+        body.append(f"Not in this commit (their images failed tonight): {', '.join(left)}")
     return subject + "\n\n" + "\n".join(body).rstrip() + "\n"
 
 

@@ -130,6 +130,7 @@ def test_a_package_update_rebuilds_that_image_and_its_child_only(
     registry = published_env
     project = setup_project(make_project(debian_files(apt_repo)))
     root = project.root
+    (root / ".gitignore").write_text(".kiln/\n")
     git(root, "init", "-q")
     git(root, "add", "-A")
     git(root, "commit", "-qm", "definitions")
@@ -196,6 +197,7 @@ def test_a_package_update_rebuilds_that_image_and_its_child_only(
     assert channel(registry, "hello") == hello_at and channel(registry, "hello-child") == child_at
     assert len(tags(registry, "hello")) == 2
     assert channel(registry, "other") == by_image["other"].digest != candidates["other"]
+    assert broken.lock_files == () and broken.commit_message == ""  # hello.lock: not committed
 
 
 def _busybox_base(root: Path) -> str:

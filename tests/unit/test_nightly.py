@@ -100,6 +100,9 @@ def test_commit_message_body_is_the_package_diff() -> None:
     assert "images/python.lock:\n  kiln-hello: 1.0 -> 1.1" in text
     assert "nginx" not in text
     assert commit_message({"nginx": ()}) == ""
+    left = commit_message({"base": (PackageChange("a", "1", "2"),)}, left_out=["python"])
+    assert left.endswith("Not in this commit (their images failed tonight): "
+                         "images/python.lock\n")
 
 
 def test_index_state_pairs_release_urls_with_what_apt_read() -> None:
