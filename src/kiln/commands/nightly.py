@@ -7,10 +7,12 @@ from pathlib import Path
 from invoke import Exit, task
 from invoke.context import Context as InvokeContext
 
+from kiln import lockfile
 from kiln import report as reports
 from kiln.commands.common import kiln_task, run_context
 from kiln.errors import KilnError
-from kiln.nightly import Options, run_nightly
+from kiln.load import Project
+from kiln.nightly import Options, commit_locks, commit_message, run_nightly
 from kiln.report import COLUMNS, NightlyReport
 from kiln.ui import UI
 
@@ -55,22 +57,34 @@ def nightly(c: InvokeContext, only: str | None = None, report: str | None = None
 
 @task(name="merge-reports", positional=["folder"], help={
     "folder": "a folder holding per-image reports (any */nightly.json below it)",
-    "out": "write the merged nightly.md and nightly.json here",
+    "out": "write the merged nightly.md, nightly.json and commit-message.txt here",
+    "commit": "git commit the lock files of the rebuilt images (copied into images/ first)",
     "json": "print the merged report as JSON"})
 @kiln_task
-def merge_reports(c: InvokeContext, folder: str, out: str | None = None,
+def merge_reports(c: InvokeContext, folder: str, out: str | None = None, commit: bool = False,
                   json: bool = False) -> None:
     """Merge the per-image reports of a fanned-out nightly (a CI matrix) into one."""
     found = sorted(Path(folder).rglob("nightly.json"))
     if not found:
         raise KilnError(f"{folder}: no nightly.json below it (download the jobs' reports here)")
     merged = reports.merge([reports.read(path) for path in found])
+    changes = {o.image: o.packages for o in merged.outcomes
+               if o.status == "rebuilt" and o.packages}
+    message = commit_message(changes)
     if out:
         merged.write(Path(out))
+        if message:
+            (Path(out) / "commit-message.txt").write_text(message)
     ui = UI()
+    if message and commit:
+        root = Project.find().root
+        commit_locks(root, [lockfile.shown(image) for image in changes], message)
+        ui.info("committed the lock files of the rebuilt images")
     if json:
         ui.json(merged.to_json())
     else:
         show(ui, merged)
+        if message:
+            ui.out.print("\n" + message, markup=False, highlight=False)
     if merged.failed:
         raise Exit("nightly: some images failed (see the report)", code=1)
