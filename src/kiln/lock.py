@@ -41,7 +41,7 @@ def resolve_script(requests: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
     # The Release files apt reads, with their sha256: what the resolution depended on, so that
     # a later refresh can tell from the mirror alone whether resolving again could change it.
     lines = ["set -eu", "export DEBIAN_FRONTEND=noninteractive",
-             "apt-get update --print-uris -qq 2>/dev/null | grep \"/InRelease' \" || true",
+             "apt-get update --print-uris 2>/dev/null | grep \"/InRelease' \" || true",
              "apt-get update -qq -o Acquire::Retries=3 >/dev/null",
              "(cd /var/lib/apt/lists && sha256sum -- *Release 2>/dev/null) || true"]
     asked: list[str] = []
