@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aptrepo import AptRepo
 
 import kiln.publish as publishing
 from kiln import nightly
@@ -27,8 +28,6 @@ from kiln.registry import Registry
 from kiln.report import PackageChange
 from kiln.signing import keygen
 from kiln.ui import UI
-
-from .aptrepo import AptRepo
 
 SOURCES = "/etc/apt/sources.list.d/kiln-test.list"
 BOOTSTRAP = "base:\n  bootstrap:\n    suite: bookworm\n    variant: minbase\n"
