@@ -95,7 +95,8 @@ class NightlyReport:
     def headline(self) -> str:
         """One line for the end of the run; the no-op night says so plainly."""
         if not self.changed:
-            return (f"nothing changed: {len(self.outcomes)} images unchanged, nothing built, "
+            n = len(self.outcomes)
+            return (f"nothing changed: {n} image{'s' * (n != 1)} unchanged, nothing built, "
                     "no new tag, nothing pushed")
         return f"kiln nightly: {self.summary()}"
 

@@ -31,7 +31,7 @@ def show(ui: UI, report: NightlyReport) -> None:
     "report": "write nightly.md, nightly.json (and commit-message.txt) into this folder",
     "commit": "git commit the refreshed lock files, with the package diff as the message",
     "no_refresh": "do not refresh the package locks (rebuild what the tree says changed)",
-    "verbose": "show the build output as it streams",
+    "verbose": "show progress and the build output as it streams (default: the report only)",
     "json": "print the report as JSON"})
 @kiln_task
 def nightly(c: InvokeContext, only: str | None = None, report: str | None = None,
@@ -39,6 +39,7 @@ def nightly(c: InvokeContext, only: str | None = None, report: str | None = None
             json: bool = False) -> None:
     """Refresh locks, rebuild what changed (parents first), verify, publish, move candidate."""
     ctx = run_context(verbose)
+    ctx.ui = UI(verbose=verbose, quiet=not verbose)  # the quiet night prints one line
     options = Options(only=tuple(only.split(",")) if only else None, refresh=not no_refresh,
                       report_dir=Path(report) if report else None, commit=commit)
     result = run_nightly(ctx, options)
