@@ -1,8 +1,9 @@
 """The nightly run against the real engine, a real registry and a real Debian repository.
 
-`hello` installs kiln-hello from a repository on loopback (tests/integration/aptrepo.py); the
-repository reaches its apt sources through its parent image `repo`, whose layer drops a
-sources.list.d file. `hello-child` is built on `hello`; `other` (busybox) is unrelated.
+`hello` installs kiln-hello from repositories on loopback (tests/integration/aptrepo.py): a
+`debian` one and a `debian-security` one; they reach its apt sources through its parent image
+`repo`, whose layer drops a sources.list.d file. `hello-child` is built on `hello`; `other`
+(busybox) is unrelated.
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ SOURCES = "/etc/apt/sources.list.d/kiln-test.list"
 BOOTSTRAP = "base:\n  bootstrap:\n    suite: bookworm\n    variant: minbase\n"
 
 
-def debian_files(repo: AptRepo) -> dict[str, str]:
+def debian_files(mirror: Mirror) -> dict[str, str]:
     return {
         "layers/testrepo/layer.yaml": (
-            f"run:\n  - echo '{repo.sources_line}' > {SOURCES}\n"),
+            f"run:\n  - echo '{mirror.sources[0]}' > {SOURCES}"
+            f" && echo '{mirror.sources[1]}' >> {SOURCES}\n"),
         "layers/testrepo/tests/test_testrepo.py": (
             f"def test_sources(host):\n    assert host.file('{SOURCES}').contains('kiln-test')\n"),
         "images/repo.yaml": BOOTSTRAP + 'version: "1"\nlayers: [testrepo]\n',
@@ -71,11 +73,29 @@ def busybox_files(text: str, name: str = "other") -> dict[str, str]:
     }
 
 
+class Mirror:
+    """Two repositories served by one server: `debian` and `debian-security`, laid out like
+    Debian's, so that a package from the second is a security update by its URL."""
+
+    def __init__(self, root: Path) -> None:
+        self.server = AptRepo(root)
+        self.main = AptRepo(root / "debian", suite="kiln-test")
+        self.security = AptRepo(root / "debian-security", suite="kiln-test-security")
+
+    @property
+    def sources(self) -> tuple[str, str]:
+        url = self.server.url
+        return (f"deb [trusted=yes] {url}/debian kiln-test main",
+                f"deb [trusted=yes] {url}/debian-security kiln-test-security main")
+
+
 @pytest.fixture
-def apt_repo(tmp_path: Path) -> Iterator[AptRepo]:
-    with AptRepo(tmp_path / "apt") as repo:
-        repo.add("kiln-hello", "1.0")
-        yield repo
+def apt_repo(tmp_path: Path) -> Iterator[Mirror]:
+    mirror = Mirror(tmp_path / "apt")
+    mirror.main.add("kiln-hello", "1.0")
+    mirror.security.index()
+    with mirror.server:
+        yield mirror
 
 
 @pytest.fixture
@@ -154,13 +174,14 @@ def test_a_package_update_rebuilds_that_image_and_its_child_only(
     assert writes(registry) == written
     assert {image: tags(registry, image) for image in before} == before
 
-    # kiln-hello 1.1 reaches the mirror: hello and hello-child only.
-    apt_repo.add("kiln-hello", "1.1")
+    # kiln-hello 1.1 reaches the security archive: hello and hello-child only.
+    apt_repo.security.add("kiln-hello", "1.1")
     update = night(kiln_ctx, root, tmp_path / "update", commit=True)
     assert statuses(update) == {"repo": "unchanged", "other": "unchanged", "hello": "rebuilt",
                                 "hello-child": "rebuilt"}
     by_image = {o.image: o for o in update.report.outcomes}
-    assert by_image["hello"].packages == (PackageChange("kiln-hello", "1.0", "1.1"),)
+    assert by_image["hello"].packages == (PackageChange("kiln-hello", "1.0", "1.1", True),)
+    assert str(by_image["hello"].packages[0]) == "kiln-hello: 1.0 -> 1.1 [security]"
     assert by_image["hello-child"].reason == "its base image 'hello' was rebuilt"
     for image in ("hello", "hello-child"):
         assert len(tags(registry, image)) == 2
@@ -170,17 +191,17 @@ def test_a_package_update_rebuilds_that_image_and_its_child_only(
         assert tags(registry, image) == before[image]
         assert channel(registry, image) == candidates[image]
     markdown = (tmp_path / "update" / "nightly.md").read_text()
-    assert "`kiln-hello`: 1.0 -> 1.1" in markdown
+    assert "- **security** `kiln-hello`: 1.0 -> 1.1" in markdown
     message = (tmp_path / "update" / "commit-message.txt").read_text()
-    assert message.startswith("locks: 1 package update for hello\n")
-    assert "images/hello.lock:\n  kiln-hello: 1.0 -> 1.1" in message
+    assert message.startswith("locks: 1 package update for hello (1 security)\n")
+    assert "images/hello.lock:\n  kiln-hello: 1.0 -> 1.1 [security]" in message
     assert update.committed
     assert git(root, "log", "-1", "--format=%B").strip() == message.strip()
     assert git(root, "status", "--porcelain", "images") == ""
 
     # kiln-hello 1.2 fails hello's verification; other changes too. hello fails, its child
     # is skipped, both keep their channels; other is still published.
-    apt_repo.add("kiln-hello", "1.2")
+    apt_repo.main.add("kiln-hello", "1.2")
     (root / "layers/hello/tests/test_hello.py").write_text(HELLO_FAILS_AT_1_2)
     for rel, text in busybox_files("two").items():
         (root / rel).write_text(text.replace("{busybox}\n", _busybox_base(root)))
