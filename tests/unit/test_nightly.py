@@ -3,6 +3,11 @@ report merge."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from kiln import report as reports
@@ -148,3 +153,44 @@ def test_a_quiet_night_says_so() -> None:
     quiet = report(ImageOutcome("base", "unchanged"), ImageOutcome("python", "unchanged"))
     assert quiet.headline() == ("nothing changed: 2 images unchanged, nothing built, "
                                 "no new tag, nothing pushed")
+
+
+def kiln(cwd, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    return subprocess.run([sys.executable, "-c", "from kiln.cli import main; main()", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_merge_reports_cli_aggregates_the_fan_out_and_commits_the_locks(tmp_path) -> None:
+    root = tmp_path / "project"
+    (root / "images").mkdir(parents=True)
+    (root / "layers").mkdir()
+    (root / "images" / "base.yaml").write_text("base: {bootstrap: {suite: bookworm}}\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=root, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=root, check=True)
+    (root / "images" / "base.lock").write_text("kiln-lock: 1\n")  # copied from an artifact
+    report(ImageOutcome("base", "rebuilt", "1 package changed",
+                        (PackageChange("openssl", "1", "2", True),), "t", "sha256:1",
+                        ("candidate",))).write(root / "reports" / "nightly-base")
+    report(ImageOutcome("base", "unchanged"), ImageOutcome("python", "failed", "boom")).write(
+        root / "reports" / "nightly-python")
+    done = kiln(root, "merge-reports", "reports", "--out", "merged", "--commit")
+    assert done.returncode == 1, done.stderr  # python failed
+    assert "kiln nightly: 1 rebuilt, 1 failed" in done.stdout
+    merged = reports.read(root / "merged" / "nightly.json")
+    assert [(o.image, o.status) for o in merged.outcomes] == [("base", "rebuilt"),
+                                                              ("python", "failed")]
+    message = (root / "merged" / "commit-message.txt").read_text()
+    assert message.startswith("locks: 1 package update for base (1 security)")
+    log = subprocess.run(["git", "log", "-1", "--format=%B", "--name-only"], cwd=root,
+                         check=True, capture_output=True, text=True).stdout
+    assert log.startswith(message.strip()) and log.rstrip().endswith("images/base.lock")
+
+
+def test_merge_reports_without_reports_says_where_it_looked(tmp_path) -> None:
+    (tmp_path / "images").mkdir()
+    done = kiln(tmp_path, "merge-reports", "nothing-here")
+    assert done.returncode == 1
+    assert "nothing-here: no nightly.json below it" in done.stderr

@@ -77,15 +77,15 @@ def merge_reports(c: InvokeContext, folder: str, out: str | None = None, commit:
         if message:
             (Path(out) / "commit-message.txt").write_text(message)
     ui = UI()
-    if message and commit:
-        root = Project.find().root
-        commit_locks(root, [lockfile.shown(image) for image in changes], message)
-        ui.info("committed the lock files of the rebuilt images")
     if json:
         ui.json(merged.to_json())
     else:
         show(ui, merged)
         if message:
             ui.out.print("\n" + message, markup=False, highlight=False)
+    if message and commit:
+        root = Project.find().root
+        commit_locks(root, [lockfile.shown(image) for image in changes], message)
+        ui.info("committed the lock files of the rebuilt images")
     if merged.failed:
         raise Exit("nightly: some images failed (see the report)", code=1)
