@@ -142,6 +142,14 @@ def night_image(night: Night, name: str, parents: Mapping[str, str | None]) -> I
         night.ctx.ui.warn(f"{name}: {exc}")
         return ImageOutcome(name, "failed", first_line(str(exc)),
                             seconds=round(time.monotonic() - started, 2))
+    except Exception as exc:  # a bug must not cost the other images their night either
+        if os.environ.get("KILN_DEBUG"):
+            raise
+        night.ctx.ui.warn(f"{name}: unexpected {type(exc).__name__}: {exc} (KILN_DEBUG=1 "
+                          "shows the traceback)")
+        return ImageOutcome(name, "failed", first_line(f"unexpected {type(exc).__name__}: "
+                                                       f"{exc}"),
+                            seconds=round(time.monotonic() - started, 2))
 
 
 # steps ---------------------------------------------------------------------------------------
