@@ -203,10 +203,14 @@ class Engine:
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot remove container {ref[:12]}: {_reason(exc)}") from None
 
-    def run_once(self, image: str, argv: list[str], user: str = "root") -> tuple[int, str]:
+    def run_once(self, image: str, argv: list[str], user: str = "root",
+                 network: str | None = None) -> tuple[int, str]:
         """Run `argv` in a throwaway container; return its exit code and output. The output is
-        read while it runs, so it is kept even if the container is removed right after."""
-        container = self.run_container(image, entrypoint=argv[:1], command=argv[1:], user=user)
+        read while it runs, so it is kept even if the container is removed right after.
+        `network` is a network mode ("host": the host's loopback is reachable)."""
+        extra: dict[str, Any] = {"network_mode": network} if network else {}
+        container = self.run_container(image, entrypoint=argv[:1], command=argv[1:], user=user,
+                                       **extra)
         try:
             output = b"".join(container.attach(stream=True, logs=True, stdout=True,
                                                stderr=True))

@@ -22,6 +22,8 @@ from kiln.errors import KilnError
 from kiln.lockfile import Lock, LockedPackage, LockError, LockSection
 from kiln.model import Plan
 
+INDEX_RE = re.compile(r"^'(?P<url>[^']+/InRelease)' (?P<file>\S+) \d+\s*$")
+SUM_RE = re.compile(r"^(?P<sha>[0-9a-f]{64})  (?P<file>\S+)$")
 URI_RE = re.compile(r"^'(?P<url>[^']+)' (?P<file>\S+) (?P<size>\d+) SHA256:(?P<sha>[0-9a-f]{64})$")
 MARK = "### kiln section "
 ATTEMPTS, KILLED = 3, 137
@@ -36,8 +38,12 @@ class LockUpdate:
 
 
 def resolve_script(requests: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
+    # The Release files apt reads, with their sha256: what the resolution depended on, so that
+    # a later refresh can tell from the mirror alone whether resolving again could change it.
     lines = ["set -eu", "export DEBIAN_FRONTEND=noninteractive",
-             "apt-get update -qq -o Acquire::Retries=3 >/dev/null"]
+             "apt-get update --print-uris 2>/dev/null | grep \"/InRelease' \" || true",
+             "apt-get update -qq -o Acquire::Retries=3 >/dev/null",
+             "(cd /var/lib/apt/lists && sha256sum -- *Release 2>/dev/null) || true"]
     asked: list[str] = []
     for i, (_, packages) in enumerate(requests):
         asked += [p for p in packages if p not in asked]
@@ -72,15 +78,38 @@ def parse_uris(output: str, requests: tuple[tuple[str, tuple[str, ...]], ...],
     return Lock(image, tuple(sections))
 
 
-def resolve(engine: Engine, plan: Plan, base_ref: str) -> Lock:
-    """Run apt in a container of the image's base and read the lock from its answer."""
+def index_state(output: str) -> dict[str, str]:
+    """InRelease URL -> sha256 of the Release file apt read for it (InRelease, or Release when
+    the repository has no InRelease), from the output of resolve_script."""
+    files: dict[str, str] = {}
+    sums: dict[str, str] = {}
+    for line in output.splitlines():
+        if m := INDEX_RE.match(line.strip()):
+            files[m["url"]] = m["file"]
+        elif m := SUM_RE.match(line.strip()):
+            sums[m["file"]] = m["sha"]
+    out = {}
+    for url, name in files.items():
+        sha = sums.get(name) or sums.get(name.removesuffix("InRelease") + "Release")
+        if sha:
+            out[url] = sha
+    return out
+
+
+def resolve(engine: Engine, plan: Plan, base_ref: str,
+            indexes: dict[str, str] | None = None) -> Lock:
+    """Run apt in a container of the image's base and read the lock from its answer.
+
+    The container has the host's network, so a repository on the host's loopback (a local
+    mirror, the tests' repository) is reachable as it is from the host, which fetches the
+    .debs. `indexes`, when given, receives index_state() of the run."""
     requests = lockfile.requests_of(plan)
     if not requests:
         return Lock(plan.image.name, ())
     argv = ["/bin/sh", "-c", resolve_script(requests)]
     for _ in range(ATTEMPTS):
         # 137 is SIGKILL from outside (a shared engine's cleanup, the OOM killer): try again.
-        code, output = engine.run_once(base_ref, argv)
+        code, output = engine.run_once(base_ref, argv, network="host")
         if code != KILLED:
             break
     if code != 0:
@@ -88,11 +117,13 @@ def resolve(engine: Engine, plan: Plan, base_ref: str) -> Lock:
         raise LockError(f"images/{plan.image.name}.yaml: apt could not resolve the image's "
                         f"packages in a container of {base_ref} (exit {code}); is every "
                         f"package name right, and is the mirror reachable?\n{tail}")
+    if indexes is not None:
+        indexes.update(index_state(output))
     return parse_uris(output, requests, plan.image.name)
 
 
 def update(engine: Engine, plan: Plan, base_ref: Callable[[], str], root: Path, *,
-           refresh: bool) -> LockUpdate:
+           refresh: bool, indexes: dict[str, str] | None = None) -> LockUpdate:
     """Write the image's lock when it is missing, stale, or a refresh is asked for."""
     image = plan.image.name
     old = lockfile.read(root, image)
@@ -109,7 +140,7 @@ def update(engine: Engine, plan: Plan, base_ref: Callable[[], str], root: Path, 
             return LockUpdate(image, lockfile.shown(image), True, tuple(
                 lockfile.diff(old, Lock(image, ()))))
         return LockUpdate(image, lockfile.shown(image), False, ())
-    new = resolve(engine, plan, base_ref())
+    new = resolve(engine, plan, base_ref(), indexes)
     changed = old is None or lockfile.dumps(old) != lockfile.dumps(new)
     if changed:
         lockfile.write(root, new)

@@ -92,12 +92,49 @@ class NightlyReport:
                                                                               packages)))))
         return out
 
+    def headline(self) -> str:
+        """One line for the end of the run; the no-op night says so plainly."""
+        if not self.changed:
+            n = len(self.outcomes)
+            return (f"nothing changed: {n} image{'s' * (n != 1)} unchanged, nothing built, "
+                    "no new tag, nothing pushed")
+        return f"kiln nightly: {self.summary()}"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NightlyReport:
+        outcomes = tuple(
+            ImageOutcome(**{**o, "packages": tuple(PackageChange(**p) for p in o["packages"]),
+                            "channels": tuple(o["channels"])})
+            for o in data.get("outcomes") or ())
+        return cls(str(data["started"]), str(data["finished"]), outcomes)
+
     def write(self, folder: Path) -> tuple[Path, Path]:
         folder.mkdir(parents=True, exist_ok=True)
         md, js = folder / "nightly.md", folder / "nightly.json"
         md.write_text(self.to_markdown())
         js.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
         return md, js
+
+
+def merge(reports: list[NightlyReport]) -> NightlyReport:
+    """One report from the per-image reports of a fanned-out run (a CI matrix).
+
+    An image reported by several jobs keeps its most informative outcome: failed over
+    rebuilt over skipped over unchanged (a level job that only reused a parent reports the
+    parent unchanged; the job that built it reports it rebuilt)."""
+    rank = {"failed": 3, "rebuilt": 2, "skipped": 1, "unchanged": 0}
+    best: dict[str, ImageOutcome] = {}
+    for report in reports:
+        for o in report.outcomes:
+            if o.image not in best or rank[o.status] > rank[best[o.image].status]:
+                best[o.image] = o
+    started = min((r.started for r in reports), default="")
+    finished = max((r.finished for r in reports), default="")
+    return NightlyReport(started, finished, tuple(best[name] for name in sorted(best)))
+
+
+def read(path: Path) -> NightlyReport:
+    return NightlyReport.from_json(json.loads(path.read_text()))
 
 
 COLUMNS = ("image", "status", "tag", "digest", "channels", "why / package changes")

@@ -1,0 +1,91 @@
+"""Tasks about the nightly run: nightly, merge-reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke import Exit, task
+from invoke.context import Context as InvokeContext
+
+from kiln import lockfile
+from kiln import report as reports
+from kiln.commands.common import kiln_task, run_context
+from kiln.errors import KilnError
+from kiln.load import Project
+from kiln.nightly import Options, commit_locks, commit_message, run_nightly
+from kiln.report import COLUMNS, NightlyReport
+from kiln.ui import UI
+
+TASKS = ("nightly", "merge_reports")
+
+
+def show(ui: UI, report: NightlyReport) -> None:
+    if report.changed:
+        ui.table(f"kiln nightly ({report.started} -> {report.finished})", COLUMNS,
+                 report.rows())
+    ui.result(report.headline())
+
+
+@task(help={
+    "only": "process only these images (a,b): one CI runner per image; parents are reused",
+    "report": "write nightly.md, nightly.json (and commit-message.txt) into this folder",
+    "commit": "git commit the refreshed lock files, with the package diff as the message",
+    "no_refresh": "do not refresh the package locks (rebuild what the tree says changed)",
+    "verbose": "show progress and the build output as it streams (default: the report only)",
+    "json": "print the report as JSON"})
+@kiln_task
+def nightly(c: InvokeContext, only: str | None = None, report: str | None = None,
+            commit: bool = False, no_refresh: bool = False, verbose: bool = False,
+            json: bool = False) -> None:
+    """Refresh locks, rebuild what changed (parents first), verify, publish, move candidate."""
+    ctx = run_context(verbose)
+    ctx.ui = UI(verbose=verbose, quiet=not verbose)  # the quiet night prints one line
+    options = Options(only=tuple(only.split(",")) if only else None, refresh=not no_refresh,
+                      report_dir=Path(report) if report else None, commit=commit)
+    result = run_nightly(ctx, options)
+    if json:
+        ctx.ui.json(result.report.to_json())
+    else:
+        show(ctx.ui, result.report)
+        if result.commit_message:
+            ctx.ui.result("\nlock changes (commit message"
+                          + (", committed" if result.committed else "; `--commit` commits it")
+                          + "):\n")
+            ctx.ui.out.print(result.commit_message, markup=False, highlight=False)
+    if result.report.failed:
+        raise Exit("nightly: some images failed (see the report)", code=1)
+
+
+@task(name="merge-reports", positional=["folder"], help={
+    "folder": "a folder holding per-image reports (any */nightly.json below it)",
+    "out": "write the merged nightly.md, nightly.json and commit-message.txt here",
+    "commit": "git commit the lock files of the rebuilt images (copied into images/ first)",
+    "json": "print the merged report as JSON"})
+@kiln_task
+def merge_reports(c: InvokeContext, folder: str, out: str | None = None, commit: bool = False,
+                  json: bool = False) -> None:
+    """Merge the per-image reports of a fanned-out nightly (a CI matrix) into one."""
+    found = sorted(Path(folder).rglob("nightly.json"))
+    if not found:
+        raise KilnError(f"{folder}: no nightly.json below it (download the jobs' reports here)")
+    merged = reports.merge([reports.read(path) for path in found])
+    changes = {o.image: o.packages for o in merged.outcomes
+               if o.status == "rebuilt" and o.packages}
+    message = commit_message(changes)
+    if out:
+        merged.write(Path(out))
+        if message:
+            (Path(out) / "commit-message.txt").write_text(message)
+    ui = UI()
+    if json:
+        ui.json(merged.to_json())
+    else:
+        show(ui, merged)
+        if message:
+            ui.out.print("\n" + message, markup=False, highlight=False)
+    if message and commit:
+        root = Project.find().root
+        commit_locks(root, [lockfile.shown(image) for image in changes], message)
+        ui.info("committed the lock files of the rebuilt images")
+    if merged.failed:
+        raise Exit("nightly: some images failed (see the report)", code=1)
