@@ -272,10 +272,7 @@ def publish(s: Session, name: str, tag: str | None = None) -> PublishResult:
         body = push_content(s, name, repo, image_id, info)
         digest = sha256_digest(body)
         s.ui.step(f"manifest {digest[:19]} pushed by digest")
-        revoked = revocation(s, repo, digest)
-        if revoked is not None:
-            raise PublishError(f"{repo}@{digest} was revoked on {revoked.get('at')} "
-                               f"({revoked.get('reason')}); it cannot be published again")
+        refuse_revoked(s, repo, digest)
         manifest = Manifest(digest, OCI_MANIFEST, body)
         attest(s, repo, manifest, record, prepared_name=name)
         s.ui.step("provenance and signature attached")
@@ -636,6 +633,14 @@ def revocation(s: Session, repo: str, digest: str) -> dict[str, Any] | None:
         return None
     data: dict[str, Any] = json.loads(got[1].get(REVOCATION_TYPE, b"{}"))
     return data
+
+
+def refuse_revoked(s: Session, repo: str, digest: str) -> None:
+    """A revoked digest is never published again, whatever tag it would get."""
+    revoked = revocation(s, repo, digest)
+    if revoked is not None:
+        raise PublishError(f"{repo}@{digest} was revoked on {revoked.get('at')} "
+                           f"({revoked.get('reason')}); it cannot be published again")
 
 
 def revoke(s: Session, spec: str, reason: str) -> list[Move]:

@@ -43,7 +43,7 @@ from kiln.publish import (
     parse_spec,
     promote,
     refuse_other,
-    revocation,
+    refuse_revoked,
     sign_and_attach,
     tag_immutably,
 )
@@ -162,10 +162,7 @@ def publish_disk(s: Session, name: str, tag: str | None = None) -> PublishResult
         body = push_disk(s, name, repo, disk, record)
         digest = sha256_digest(body)
         s.ui.step(f"manifest {digest[:19]} pushed by digest")
-        revoked = revocation(s, repo, digest)
-        if revoked is not None:
-            raise PublishError(f"{repo}@{digest} was revoked on {revoked.get('at')} "
-                               f"({revoked.get('reason')}); it cannot be published again")
+        refuse_revoked(s, repo, digest)
         attest_disk(s, name, repo, Manifest(digest, OCI_MANIFEST, body))
         s.ui.step("provenance and signature attached")
         tag_immutably(s, repo, tag, body, disk.config_digest)
