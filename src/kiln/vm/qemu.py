@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -176,13 +177,22 @@ class Machine:
         raise BootError(self.failure(f"no SSH login within {seconds:.0f}s"))
 
     def failure(self, what: str, lines: int = 40) -> str:
-        tail = deque(self.console_text().splitlines(), maxlen=lines)
+        console = self.console_text().splitlines()
+        tail = deque(console, maxlen=lines)
         out = [f"{what} ({self.spec.boot}, {self.spec.accel}, after {self.elapsed():.0f}s)"]
         if errors := self.qemu_errors():
             out.append("  qemu: " + errors.splitlines()[-1])
+        # A unit that failed early in the boot has scrolled out of the tail by the login prompt.
+        failed = [line for line in map(_printable, console) if FAILED_RE.search(line)][-10:]
+        if failed:
+            out.append("  serial console, failures:")
+            out += [f"  | {line}" for line in failed]
         out.append(f"  serial console, last {len(tail)} lines:")
         out += [f"  | {_printable(line)}" for line in tail]
         return "\n".join(out)
+
+
+FAILED_RE = re.compile(r"\[FAILED\]|Failed to start|Kernel panic|Dependency failed")
 
 
 def _printable(line: str) -> str:

@@ -206,7 +206,10 @@ def fstab(spec: DiskSpec) -> str:
 
 
 def kernel_cmdline(spec: DiskSpec) -> str:
-    base = f"root=UUID={spec.ids.root_fs} ro console=tty0 console=ttyS0,115200n8"
+    # status_unit_format=name: the console names units ("Failed to start kiln-broken.service")
+    # instead of descriptions an 80-column console cuts short.
+    base = (f"root=UUID={spec.ids.root_fs} ro console=tty0 console=ttyS0,115200n8 "
+            "systemd.status_unit_format=name")
     return f"{base} {spec.cmdline}".strip()
 
 
