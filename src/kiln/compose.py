@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from kiln import guard
 from kiln.errors import DefinitionError, KilnError, Problem
 from kiln.load import Project
 from kiln.model import (
@@ -122,12 +123,16 @@ def _check_resolved(layer: Layer, problems: list[Problem]) -> Layer:
     if hc := layer.healthcheck:
         for attr in ("interval", "timeout", "start_period"):
             check(f"healthcheck.{attr}", getattr(hc, attr), DURATION_RE, "a duration like 30s")
-    for key in ("env", "labels"):
-        for name, value in getattr(layer, key):
-            if any(ord(c) < 32 and c not in "\t" for c in value):
-                bad(f"{key}.{name}", value, "no newlines or control characters")
+    _check_values(layer, problems)
     expose = tuple(dict.fromkeys(p if "/" in p else f"{p}/tcp" for p in layer.expose))
     return dataclasses.replace(layer, expose=expose)
+
+
+def _check_values(layer: Layer, problems: list[Problem]) -> None:
+    """Every string that reaches the build, literal or substituted, against kiln.guard's rules:
+    none may end or join a Dockerfile instruction, forge a label or leave the layer."""
+    for key, message, hint in guard.layer_values(layer):
+        problems.append(_at(layer.where(key), message, hint))
 
 
 def _at(where: Where, message: str, hint: str = "") -> Problem:
