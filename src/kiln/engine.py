@@ -61,6 +61,15 @@ class Engine:
         except docker.errors.DockerException as exc:
             raise EngineError(f"{ref}: no such image in the engine ({_reason(exc)})") from None
 
+    def history(self, ref: str) -> list[str]:
+        """What made each history entry of the image (`created_by`), oldest first."""
+        try:
+            entries = self.api.history(ref)  # type: ignore[no-untyped-call]
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"{ref}: cannot read the image's history ({_reason(exc)})"
+                              ) from None
+        return [str(entry.get("CreatedBy") or "") for entry in reversed(entries)]
+
     def tag(self, image_id: str, ref: str) -> None:
         repository, _, tag = ref.rpartition(":")
         try:

@@ -151,8 +151,9 @@ def _check_source(reader: Reader, layer_dir: Path, src: str, key: str) -> None:
         _check_source_file(reader, layer_dir, src, key, line)
     except (OSError, RuntimeError) as exc:  # a name too long, a link loop, a folder we may
         # not read (Python 3.11's resolve() raises RuntimeError for a loop)
-        reader.problem(line, f"{key}: cannot read 'files/{guard.shown(src)}': "
-                       f"{exc.strerror or exc}", "name a readable file inside the layer")
+        reason = getattr(exc, "strerror", None) or exc
+        reader.problem(line, f"{key}: cannot read 'files/{guard.shown(src)}': {reason}",
+                       "name a readable file inside the layer")
 
 
 def _check_source_file(reader: Reader, layer_dir: Path, src: str, key: str, line: int) -> None:
