@@ -8,15 +8,18 @@ before anything is built (tests/integration/test_hostile.py shows it on the real
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
 import pytest
 from kilntest import REF, MakeProject, only_problem, problems_of
 
+from kiln import lockfile
 from kiln.compose import compose
 from kiln.errors import DefinitionError, KilnError
 from kiln.guard import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
+from kiln.lockfile import FORMAT, LockError
 from kiln.render import context_entries, render_dockerfile
 from kiln.render.checks import instruction_kinds, steps_problem, structure_problem
 from kiln.render.context import open_source
@@ -273,3 +276,22 @@ def test_every_problem_of_a_hostile_image_is_one_line(make_project: MakeProject)
     with pytest.raises(DefinitionError) as err:
         compose(project, "i")
     assert str(err.value).count("\n") == 2
+
+
+# --- the lock: its .deb file names land in a context path and a RUN line ----------------------
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("name", "../../../../tmp/x"), ("name", "/etc/passwd"), ("version", "1 \\\nCOPY / /"),
+    ("arch", "amd64\nRUN x"),
+])
+def test_a_hand_edited_lock_cannot_name_a_path_or_an_instruction(field: str,
+                                                                 value: str) -> None:
+    package = {"name": "curl", "version": "1:7.88", "arch": "amd64", "size": 1,
+               "sha256": "a" * 64, "url": "http://deb.debian.org/x.deb", field: value}
+    text = json.dumps({"kiln-lock": FORMAT, "image": "i", "sections": [
+        {"layer": "a", "requests": ["curl"], "packages": [package]}]})
+    with pytest.raises(LockError) as err:
+        lockfile.parse(text, "images/i.lock")
+    assert str(err.value) == (f"images/i.lock: sections[0].packages[0]: invalid {field} "
+                              f"{json.dumps(value)} (regenerate it with `invoke lock`)")
+    assert "\n" not in str(err.value)
