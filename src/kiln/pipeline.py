@@ -175,8 +175,12 @@ def run_build(ctx: Context, prepared: Prepared) -> BuildResult:
 def check_steps(ctx: Context, prepared: Prepared) -> None:
     """The steps the engine ran are the rendered instructions, one for one (render.checks says
     why the image history is the signal); otherwise the image is removed, never tagged."""
-    ran = ctx.engine.history(prepared.ref)
-    added = ran[len(ctx.engine.history(prepared.base_ref)):]
+    try:
+        ran = ctx.engine.history(prepared.ref)
+        added = ran[len(ctx.engine.history(prepared.base_ref)):]
+    except KilnError:
+        ctx.engine.remove_image(prepared.ref)  # unchecked, it must not pass for up to date
+        raise
     problem = checks.steps_problem(added, [i.text for i in prepared.rendered.instructions])
     if problem:
         ctx.engine.remove_image(prepared.ref)

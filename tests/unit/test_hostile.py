@@ -94,7 +94,7 @@ def test_a_link_swapped_in_after_checking_is_refused(make_project: MakeProject) 
     (root / "layers/a/files/motd").unlink()
     (root / "layers/a/files/motd").symlink_to(root / "images/i.yaml")
     assert only_problem(lambda: context_entries(root, plan)) == (  # type: ignore[arg-type]
-        f"{L}:2: files[].src: 'files/motd' leads outside the layer "
+        f"{L}:2: files[0].src: 'files/motd' leads outside the layer "
         "(copy the file into the layer instead of linking to it)")
 
 

@@ -45,7 +45,7 @@ def context_entries(root: Path, plan: Plan) -> list[ContextEntry]:
         for i, spec in enumerate(layer.files):
             where = layer.where(f"files[{i}].src")
             try:
-                _add_source(entries, layer.name, files_dir, spec, where)
+                _add_source(entries, layer.name, files_dir, spec, where, f"files[{i}].src")
             except (OSError, RuntimeError) as exc:  # RuntimeError: a link loop (Python 3.11)
                 raise DefinitionError([Problem(
                     where.path, where.line, f"files[{i}].src: cannot read "
@@ -55,16 +55,16 @@ def context_entries(root: Path, plan: Plan) -> list[ContextEntry]:
 
 
 def _add_source(entries: dict[str, ContextEntry], layer: str, files_dir: Path, spec: FileSpec,
-                where: Where) -> None:
+                where: Where, key: str) -> None:
     def refuse(message: str, hint: str) -> DefinitionError:
         return DefinitionError([Problem(where.path, where.line, message, hint)])
 
     if rule := guard.source_path(spec.src):
-        raise refuse(f"files[].src: {rule[0]}", rule[1])
+        raise refuse(f"{key}: {rule[0]}", rule[1])
     real_dir = files_dir.resolve()
     src = (files_dir / spec.src).resolve(strict=True)
     if not guard.inside(src, real_dir):
-        raise refuse(f"files[].src: 'files/{guard.shown(spec.src)}' leads outside the layer",
+        raise refuse(f"{key}: 'files/{guard.shown(spec.src)}' leads outside the layer",
                      "copy the file into the layer instead of linking to it")
     base = source_arcname(layer, spec)
     _parents(entries, base)
@@ -76,7 +76,7 @@ def _add_source(entries: dict[str, ContextEntry], layer: str, files_dir: Path, s
         arc = f"{base}/{inner.relative_to(src).as_posix()}"
         real = inner.resolve(strict=True)
         if not guard.inside(real, real_dir):
-            raise refuse(f"files[].src: '{arc}' leads outside the layer",
+            raise refuse(f"{key}: '{arc}' leads outside the layer",
                          "copy the file into the layer instead of linking to it")
         is_dir = real.is_dir()
         entries[arc] = ContextEntry(arc, None if is_dir else real, 0o755 if is_dir else spec.mode)
