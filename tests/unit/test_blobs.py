@@ -30,7 +30,7 @@ def test_gzip_stream_is_pinned_and_standard(tmp_path: Path) -> None:
     assert got == again
     assert got.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
     assert got.digest == "sha256:" + hashlib.sha256(packed).hexdigest()
-    assert got.size == len(packed) < len(data) // 2
+    assert got.size == len(packed) < len(data) * 0.7
     # header: magic, deflate, no flags (no name), mtime 0, xfl 0, os 255, as Go writes it
     assert packed[:10] == bytes.fromhex("1f8b08000000000000ff")
     assert gzip.decompress(packed) == data  # any gzip reader takes it
