@@ -125,10 +125,10 @@ def open_session(project: Project, ui: UI, engine: Engine | None = None,
         local = embedded(project.root)
         if not local.healthy():
             ui.info(f"starting kiln's embedded registry ({local.folder})")
-        address = local.start()
+        local.start()
+        registry = local.client()  # with the embedded registry's own credential
     else:
-        address = config.registry
-    registry = Registry(address)
+        registry = Registry(config.registry)
     registry.ping()
     return Session(project, config, registry, ui, engine)
 
@@ -898,7 +898,7 @@ def pull(s: Session, spec: str) -> PullResult:
     remote = f"{s.registry.host}/{repo}"
     engine = s.need_engine()
     with s.ui.task(f"pull {remote}@{digest[:19]} (signature and verification checked)"):
-        image_id = engine.pull_stream(remote, digest)
+        image_id = engine.pull_stream(remote, digest, s.registry.credentials)
     if image_id != trust.image_id:
         raise TrustError(f"{remote}@{digest}: the engine pulled {image_id[:19]}, but the signed "
                          f"provenance names {trust.image_id[:19]}")
