@@ -20,7 +20,7 @@ import requests
 from faultproxy import Fault, Forwarder
 
 import kiln.publish as publishing
-from kiln import records
+from kiln import blobs, records
 from kiln.config import load_config
 from kiln.credentials import CredentialsError, docker_credentials
 from kiln.embedded import LocalRegistry
@@ -257,3 +257,47 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+# compressed, reproducible pushes -----------------------------------------------------------
+def test_compressed_digests_are_the_same_from_two_checkouts_and_republish_sends_nothing(
+        make_project, kiln_ctx, engine, registry, docker_config, tmp_path, monkeypatch):
+    """Two checkouts, each with its own state folder (no shared cache: two machines), build
+    the same image and publish it to one registry: the same gzip layers, so the second
+    uploads no layer; a third publish under a new tag reads the cache: no export, no gzip."""
+    monkeypatch.setattr(publishing, "SETTLE", 0.3)
+    monkeypatch.setenv("KILN_REGISTRY", str(registry.address))
+    keys = tmp_path / "keys"
+    keygen(keys / "signing.key", keys / "kiln.pub")
+    monkeypatch.setenv("KILN_SIGNING_KEY", str(keys / "signing.key"))
+    monkeypatch.setenv("KILN_PUBLIC_KEY", str(keys / "kiln.pub"))
+    layers, results = [], []
+    for i in range(2):
+        monkeypatch.setenv("KILN_STATE_DIR", str(tmp_path / f"state{i}"))
+        root = tmp_path / f"checkout{i}"
+        make_project(FILES).root.rename(root)
+        built = build_image(kiln_ctx(Project(root), verify=False), "small")
+        records.save(root, records.VerifyRecord(
+            image="small", image_id=built.image_id, fingerprint=built.fingerprint,
+            target="container", suite="0" * 64, passed=True, started="2026-01-01T00:00:00Z"))
+        s = publishing.open_session(Project(root), UI(quiet=True), engine)
+        results.append(publish(s, "small", tag=f"1.0-machine{i}"))
+        doc = s.registry.manifest("kiln/small", results[-1].digest).json  # type: ignore[union-attr]
+        layers.append(doc["layers"])
+        assert {d["mediaType"] for d in doc["layers"]} == {blobs.LAYER_GZIP}
+        trust = publishing.check_trust(s, "kiln/small", results[-1].digest)
+        assert trust.provenance["compression"] == blobs.COMPRESSION
+    assert layers[0] == layers[1]  # same compressed digests and sizes
+    assert results[0].digest == results[1].digest
+    # the second checkout sent its signature and provenance, not one layer
+    assert results[1].bytes_uploaded < min(d["size"] for d in layers[0])
+    # the cache: a new tag from checkout1 neither saves the image nor compresses anything
+    monkeypatch.setattr(publishing, "_export", _forbidden)
+    monkeypatch.setattr(blobs, "gzip_file", _forbidden)
+    again = publish(publishing.open_session(Project(tmp_path / "checkout1"), UI(quiet=True),
+                                            engine), "small", tag="1.0-again")
+    assert again.digest == results[0].digest
+
+
+def _forbidden(*args: object, **kwargs: object) -> None:
+    raise AssertionError("a cached layer was exported or compressed again")
