@@ -28,7 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from kiln.credentials import IDENTITY_TOKEN_USER, docker_credentials
+from kiln.credentials import IDENTITY_TOKEN_USER, CredentialsError, docker_credentials
 from kiln.errors import KilnError
 
 JSON_MAX = 4 << 20  # any other JSON answer: tag lists, catalog pages, tokens, errors
@@ -123,8 +123,11 @@ class Transport:
         certs = Path("/etc/docker/certs.d") / self.host / "ca.crt"
         if certs.is_file():
             self.session.verify = str(certs)
-        self.credentials = credentials if credentials is not None else \
-            docker_credentials(self.host)
+        try:
+            self.credentials = credentials if credentials is not None else \
+                docker_credentials(self.host)
+        except CredentialsError as exc:  # one family of errors for everything registry
+            raise RegistryAuthError(str(exc)) from None
         self.counters = Counters()
         self._tokens: dict[str, str] = {}  # scope -> bearer token
         self._basic = False  # the registry asked for Basic auth: send it with every request

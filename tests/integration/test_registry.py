@@ -208,6 +208,8 @@ def test_credential_helpers_as_docker_calls_them(auth_local, docker_config, tmp_
     config.write_text(json.dumps({"credsStore": "broken"}))
     with pytest.raises(CredentialsError, match=r"exit code 3 \(keychain locked\)"):
         docker_credentials(host)
+    with pytest.raises(RegistryAuthError, match="keychain locked"):  # one error family
+        Registry(host)
     config.write_text(json.dumps({"credsStore": "missing-helper"}))
     with pytest.raises(CredentialsError, match="docker-credential-missing-helper"):
         docker_credentials(host)
