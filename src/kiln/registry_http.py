@@ -324,6 +324,9 @@ def _pause(attempt: int, resp: requests.Response | None) -> None:
 def _read(resp: requests.Response, limit: int, what: str, host: str) -> None:
     """Read a (streamed) answer into resp.content, refusing more than `limit` bytes; a cut
     body is a transient failure (_Retry)."""
+    if resp.request is not None and resp.request.method == "HEAD":
+        resp._content = b""  # no body: its Content-Length is the size of what was asked about
+        return
     length = resp.headers.get("Content-Length", "")
     too_big = RegistryProtocolError(f"{host}: the answer to {what} is over {limit >> 10} KiB; "
                                     "refused (a registry's manifests and lists are far smaller)")
