@@ -179,7 +179,9 @@ class LocalRegistry:
             return self._start(port)
 
     def _start(self, port: int | None) -> str:
-        if self.healthy():
+        # A registry started before kiln gave it a credential is restarted with one.
+        opened_up = self.auth and self.htpasswd is None and self.credentials() is None
+        if self.healthy() and not opened_up:
             assert self.address is not None
             return self.address
         if self.pid():

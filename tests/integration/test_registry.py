@@ -331,3 +331,16 @@ def test_compressed_digests_are_the_same_from_two_checkouts_and_republish_sends_
 
 def _forbidden(*args: object, **kwargs: object) -> None:
     raise AssertionError("a cached layer was exported or compressed again")
+
+
+def test_an_open_embedded_registry_from_before_gets_its_credential(tmp_path):
+    folder = tmp_path / "registry"
+    old = LocalRegistry(folder)  # as kiln started it before the credential existed
+    address = old.start()
+    try:
+        assert requests.get(f"http://{address}/v2/", timeout=5).status_code == 200
+        assert LocalRegistry(folder, auth=True).start() == address  # same port, restarted
+        assert requests.get(f"http://{address}/v2/", timeout=5).status_code == 401
+        LocalRegistry(folder).client().ping()  # the folder's credential, whoever opens it
+    finally:
+        old.stop()
