@@ -16,7 +16,8 @@ recorded in the provenance (COMPRESSION):
 - the 10-byte gzip header is written here, not by Python's `gzip` module (whose header bytes
   have changed between Python releases): mtime 0, no file name, XFL 0, OS 255 ("unknown"), as
   Go's compress/gzip writes it.
-A different zlib version could in principle deflate differently; its version is in COMPRESSION.
+A different zlib could in principle deflate differently; the version loaded (not the one
+Python was built against) is in COMPRESSION.
 
 Cached: `<state dir>/layers/<hex of diff_id>.json` maps a diff_id to its compressed digest and
 size, so a republish (or a child image sharing its parent's layers) asks the registry with a
@@ -44,7 +45,7 @@ LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 LEVEL = 4  # see above: the bytes of `docker push` at half the CPU of level 6
 # What the provenance records about how layers were compressed (release code reads this).
 COMPRESSION: dict[str, Any] = {
-    "mediaType": LAYER_GZIP, "format": "gzip", "deflate": "zlib", "zlib": zlib.ZLIB_VERSION,
+    "mediaType": LAYER_GZIP, "format": "gzip", "deflate": "zlib", "zlib": zlib.ZLIB_RUNTIME_VERSION,
     "level": LEVEL, "wbits": 15, "memLevel": 8, "strategy": "default",
     "header": {"mtime": 0, "name": None, "xfl": 0, "os": 255},
 }
