@@ -16,6 +16,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from kiln.credentials import IDENTITY_TOKEN_USER
 from kiln.errors import EngineError
 
 KILN_LABEL = "dev.kiln.managed"  # on every container kiln starts, so leaks can be found
@@ -138,7 +139,7 @@ class Engine:
         auth: dict[str, str] | None = None
         if credentials is not None:
             user, secret = credentials
-            auth = {"identitytoken": secret} if user == "<token>" else \
+            auth = {"identitytoken": secret} if user == IDENTITY_TOKEN_USER else \
                 {"username": user, "password": secret}
         self._read_stream(lambda: self.api.pull(repository, tag=tag_or_digest, stream=True,
                                                 decode=True, auth_config=auth),
