@@ -27,8 +27,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import bcrypt
-
 from kiln.errors import KilnError
 from kiln.records import state_dir
 from kiln.registry import Registry, RegistryError, wait_until_up
@@ -118,6 +116,8 @@ class LocalRegistry:
         if self.credentials() is None:
             if not self.auth:
                 return None
+            import bcrypt  # here: only the first start of a registry needs it
+
             password = secrets.token_urlsafe(32)
             hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
             _write_private(path, f"{USER}:{hashed}\n")
