@@ -16,6 +16,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from kiln.credentials import IDENTITY_TOKEN_USER
 from kiln.errors import EngineError
 
 KILN_LABEL = "dev.kiln.managed"  # on every container kiln starts, so leaks can be found
@@ -139,10 +140,18 @@ class Engine:
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot export {ref}: {_reason(exc)}") from None
 
-    def pull_stream(self, repository: str, tag_or_digest: str) -> str:
-        """Pull `repository:tag` or `repository@sha256:...`; errors come in the stream."""
+    def pull_stream(self, repository: str, tag_or_digest: str,
+                    credentials: tuple[str, str] | None = None) -> str:
+        """Pull `repository:tag` or `repository@sha256:...`; errors come in the stream.
+        `credentials` (user, secret; user `<token>`: an identity token) go to the engine for
+        this pull only; without them docker-py looks in Docker's config as `docker pull` does."""
+        auth: dict[str, str] | None = None
+        if credentials is not None:
+            user, secret = credentials
+            auth = {"identitytoken": secret} if user == IDENTITY_TOKEN_USER else \
+                {"username": user, "password": secret}
         self._read_stream(lambda: self.api.pull(repository, tag=tag_or_digest, stream=True,
-                                                decode=True),
+                                                decode=True, auth_config=auth),
                           f"pull {repository}@{tag_or_digest}")
         sep = "@" if tag_or_digest.startswith("sha256:") else ":"
         image_id = self.image_id(f"{repository}{sep}{tag_or_digest}")

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln import __version__
+from kiln.blobs import COMPRESSION, push_layer
 from kiln.config import Config, load_config
 from kiln.embedded import embedded
 from kiln.engine import Engine
@@ -63,7 +64,6 @@ from kiln.signing import SignatureError, canonical_json, load_private, load_publ
 from kiln.ui import UI
 
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
-LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"  # uncompressed: digest = the diff_id
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY = b"{}"
 ATTESTATION_TYPE = "application/vnd.dev.kiln.attestation.v1+json"
@@ -125,10 +125,10 @@ def open_session(project: Project, ui: UI, engine: Engine | None = None,
         local = embedded(project.root)
         if not local.healthy():
             ui.info(f"starting kiln's embedded registry ({local.folder})")
-        address = local.start()
+        local.start()
+        registry = local.client()  # with the embedded registry's own credential
     else:
-        address = config.registry
-    registry = Registry(address)
+        registry = Registry(config.registry)
     registry.ping()
     return Session(project, config, registry, ui, engine)
 
@@ -325,33 +325,30 @@ def _read_back(s: Session, repo: str, tag: str, digest: str) -> None:
 
 
 def push_content(s: Session, name: str, repo: str, image_id: str, info: dict[str, Any]) -> bytes:
-    """Blobs, then the manifest by digest; returns the manifest bytes. Blobs the registry has
-    are skipped (HEAD), blobs a parent image's repository has are mounted, the rest are read
-    from `docker save` on disk and streamed."""
+    """Blobs, then the manifest by digest; returns the manifest bytes. Layers go through
+    kiln.blobs (reproducible gzip, cached by diff_id: known layers cost a HEAD or a mount from
+    a parent image's repository); what the registry lacks is read from one `docker save`."""
     reg = s.registry
     diff_ids: list[str] = list(info["RootFS"]["Layers"])
-    wanted = list(dict.fromkeys([image_id, *diff_ids]))
-    sizes: dict[str, int | None] = {d: reg.blob_size(repo, d) for d in wanted}
     sources = [s.config.repository(p) for p in _parents(s, name)]
-    for d in [d for d in wanted if sizes[d] is None]:
-        for source in sources:
-            if reg.mount_blob(repo, d, source):
-                sizes[d] = reg.blob_size(repo, d)
-                break
-    missing = {d for d in wanted if sizes[d] is None}
-    if missing:
-        engine = s.need_engine()
-        with tempfile.TemporaryDirectory(prefix="kiln-push-", dir=_tmp_parent(s)) as tmp:
-            files = _export(engine, image_id, missing, Path(tmp))
-            lost = missing - set(files)
-            if lost:
-                raise PublishError(f"docker save of {image_id[:19]} lacks blobs "
-                                   f"{', '.join(sorted(d[:19] for d in lost))}")
-            for d in wanted:  # config last-but-not-least: order does not matter to the registry
-                if d in missing:
-                    s.ui.step(f"upload {d[:19]} ({files[d].stat().st_size >> 10} KiB)")
-                    reg.upload_blob(repo, d, files[d])
-                    sizes[d] = files[d].stat().st_size
+    with tempfile.TemporaryDirectory(prefix="kiln-push-", dir=_tmp_parent(s)) as tmp:
+        files: dict[str, Path] = {}
+
+        def exported(digest: str) -> Path:
+            if not files:  # the first blob the registry lacks: save the image once
+                files.update(_export(s.need_engine(), image_id, {image_id, *diff_ids},
+                                     Path(tmp)))
+            if digest not in files:
+                raise PublishError(f"docker save of {image_id[:19]} lacks blob {digest[:19]}")
+            return files[digest]
+
+        layers = [push_layer(reg, repo, d, exported, state=state_dir(s.root),
+                             mount_from=sources, say=s.ui.step) for d in diff_ids]
+        config_size = reg.blob_size(repo, image_id)
+        if config_size is None:
+            config = exported(image_id)
+            reg.upload_blob(repo, image_id, config)
+            config_size = config.stat().st_size
     labels = (info.get("Config") or {}).get("Labels") or {}
     annotations = {"org.opencontainers.image.created": str(info["Created"])}
     for key in ("dev.kiln.image", "dev.kiln.fingerprint", "org.opencontainers.image.version"):
@@ -360,8 +357,8 @@ def push_content(s: Session, name: str, repo: str, image_id: str, info: dict[str
     manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": CONFIG_TYPE, "digest": image_id, "size": sizes[image_id]},
-        "layers": [{"mediaType": LAYER_TYPE, "digest": d, "size": sizes[d]} for d in diff_ids],
+        "config": {"mediaType": CONFIG_TYPE, "digest": image_id, "size": config_size},
+        "layers": layers,
         "annotations": annotations,
     }
     body = canonical_json(manifest)
@@ -461,6 +458,7 @@ def provenance(s: Session, name: str, repo: str, manifest: Manifest,
                        for c in record.checks],
         },
         "kiln": __version__,
+        "compression": COMPRESSION,  # how the layers were gzipped: the digests are reproducible
     }
 
 
@@ -900,7 +898,7 @@ def pull(s: Session, spec: str) -> PullResult:
     remote = f"{s.registry.host}/{repo}"
     engine = s.need_engine()
     with s.ui.task(f"pull {remote}@{digest[:19]} (signature and verification checked)"):
-        image_id = engine.pull_stream(remote, digest)
+        image_id = engine.pull_stream(remote, digest, s.registry.credentials)
     if image_id != trust.image_id:
         raise TrustError(f"{remote}@{digest}: the engine pulled {image_id[:19]}, but the signed "
                          f"provenance names {trust.image_id[:19]}")
