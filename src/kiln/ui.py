@@ -13,6 +13,8 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
+from kiln.prog import localise
+
 
 class UI:
     def __init__(self, *, verbose: bool = False, quiet: bool = False) -> None:
@@ -27,10 +29,10 @@ class UI:
     # logs --------------------------------------------------------------------------------
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.err.print(message)
+            self.err.print(localise(message))
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[bold yellow]warning:[/] {escape(message)}")
+        self.err.print(f"[bold yellow]warning:[/] {escape(localise(message))}")
 
     def output(self, line: str) -> None:
         if self.verbose:
@@ -71,4 +73,4 @@ class UI:
         self.out.print(table)
 
     def result(self, message: str) -> None:
-        self.out.print(message)
+        self.out.print(localise(message))

@@ -42,7 +42,13 @@ def built(ctx: Context, name: str) -> Target:
 def verify(c: InvokeContext, image: str, target: str = "container", junit: str | None = None,
            keep: bool = False, boot: str | None = None, accel: str = "auto",
            timeout: float | None = None, verbose: bool = False, json: bool = False) -> None:
-    """Run an image's suite (its layers' tests) against a throwaway container or VM; record it."""
+    """Run an image's suite (its layers' tests) against a throwaway container or VM; record it.
+
+    Examples:
+      kiln verify nginx
+      kiln verify nginx --junit report.xml
+      kiln verify base-vm --target vm
+    """
     if target == "vm":
         verify_disk(image, boot=boot, accel=accel, timeout=timeout, verbose=verbose, json=json)
         return
@@ -72,7 +78,12 @@ def verify(c: InvokeContext, image: str, target: str = "container", junit: str |
     "user": "the user the shell runs as (default: the image's user)"})
 @kiln_task
 def shell(c: InvokeContext, image: str, user: str | None = None) -> None:
-    """Open a shell in a fresh container of an image (removed when the shell exits)."""
+    """Open a shell in a fresh container of an image (removed when the shell exits).
+
+    Examples:
+      kiln shell nginx
+      kiln shell nginx --user root
+    """
     ctx = run_context()
     code = open_shell(ctx.engine, built(ctx, image), ctx.ui, user=user)
     if code:
