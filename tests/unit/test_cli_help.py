@@ -73,8 +73,9 @@ def test_every_task_has_help_and_it_runs_nothing(task: str, form: str, project: 
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_help_under_invoke_runs_nothing_and_names_invoke(task: str, project: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_under_invoke_runs_nothing_and_names_invoke(
+        task: str, project: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     before = tree(project)
     forms = [["invoke", "help", task], ["invoke", "--help", task]]
     if sum(a.positional for a in namespace[task].get_arguments()) < 2:
