@@ -154,6 +154,28 @@ def _code(lang: str, text: str) -> list[str]:
     return [f"```{lang}", *text.rstrip("\n").split("\n"), "```"]
 
 
+def _entrypoint_section() -> list[str]:
+    """Docker's rule for ENTRYPOINT and CMD, which kiln follows over layers and parent images."""
+    return [
+        "## Entrypoint and cmd",
+        "",
+        "`entrypoint` and `cmd` follow Docker's rules, over the layers in image order (the "
+        "parent image's layers first):",
+        "",
+        "- The later layer wins, for each of the two.",
+        "- A layer that sets `entrypoint` resets the `cmd` set before it, by an earlier layer "
+        "or the parent image, unless it sets `cmd` too: the parent's default arguments "
+        "(`python3` for the python sample) are not arguments to a new program.",
+        "- `cmd: []` is a value, not a missing key: it clears the cmd (`CMD []`).",
+        "",
+        "So a layer on the python image that sets `entrypoint: [python3, /srv/app/server.py]` "
+        "runs exactly that, and a layer that only sets `cmd` keeps the entrypoint and changes "
+        "its arguments. An image with an `entrypoint` is a service: verification starts it as "
+        "in production and tests it once it is healthy (docs/verification.md).",
+        "",
+    ]
+
+
 def definitions_markdown() -> str:
     """The complete definitions reference, as committed in docs/definitions.md."""
     defaults = _bootstrap_defaults()
@@ -285,6 +307,7 @@ def definitions_markdown() -> str:
         "`dest`, `users` and `groups` by `name`. When two layers set an `exclusive` key "
         "differently, the error names both layers and their files.",
         "",
+        *_entrypoint_section(),
         "## YAML rules",
         "",
         "Definitions are read the YAML 1.2 way on purpose, so that a file means the same to "

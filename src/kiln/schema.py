@@ -24,7 +24,8 @@ from kiln.model import (
 )
 from kiln.yamlnodes import Map, Node, Scalar, Seq, describe
 
-Merge = Literal["none", "union", "append", "keyed", "map", "override", "exclusive", "image"]
+Merge = Literal["none", "union", "append", "keyed", "map", "override", "exclusive", "command",
+                "image"]
 
 MERGE_RULES: dict[Merge, str] = {
     "none": "not merged: read by the composer itself",
@@ -34,6 +35,9 @@ MERGE_RULES: dict[Merge, str] = {
     "map": "merged per key; the later layer wins (image labels win over all layers)",
     "override": "the later layer wins",
     "exclusive": "set by at most one layer; two layers setting different values is an error",
+    "command": "the later layer wins, as in a Dockerfile; a layer that sets `entrypoint` resets "
+               "the `cmd` set before it (parent image included) unless it sets `cmd` too; "
+               "`cmd: []` clears it",
     "image": "image files only",
 }
 
@@ -326,10 +330,11 @@ LAYER_FIELDS: tuple[Field, ...] = (
     _f("volumes", "list of absolute paths", lambda r, n, k: tuple(
         v for i, x in enumerate(r.items(n, k)) if (v := r.abspath(x, f"{k}[{i}]"))), "[]",
        "union", "Mount points for state that must outlive the container."),
-    _f("entrypoint", "list of strings (exec form)", Reader.command, "unset", "exclusive",
-       "The process the container runs."),
-    _f("cmd", "list of strings (exec form)", Reader.command, "unset", "exclusive",
-       "Default arguments (or command, without entrypoint)."),
+    _f("entrypoint", "list of strings (exec form)", Reader.command, "unset", "command",
+       "The process the container runs. Setting it resets an inherited `cmd` (see "
+       "Entrypoint and cmd below)."),
+    _f("cmd", "list of strings (exec form)", Reader.command, "unset", "command",
+       "Default arguments to the entrypoint (or the command, without one); `[]` clears it."),
     _f("stopsignal", "string", Reader.string, "unset (SIGTERM)", "exclusive",
        "Signal that stops the container gracefully."),
     _f("healthcheck", "{test, interval, timeout, retries, start_period}", Reader.healthcheck,
