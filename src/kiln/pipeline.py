@@ -13,6 +13,7 @@ from typing import Any, Literal
 from kiln import buildkit, hermetic, lockfile, planner
 from kiln.bootstrap import bootstrap, import_rootfs
 from kiln.buildkit import Output, Step
+from kiln.checks import check_plans
 from kiln.compose import compose, compose_all
 from kiln.engine import Engine
 from kiln.errors import BuildError, KilnError
@@ -85,7 +86,9 @@ def prepare(project: Project, name: str) -> Prepared:
 
 def validate(project: Project) -> list[Plan]:
     """Every definition, checked at once: nothing is built while any of them is invalid."""
-    return compose_all(project)
+    plans = compose_all(project)
+    check_plans(project.root, plans)
+    return plans
 
 
 def build_image(ctx: Context, name: str) -> BuildResult:

@@ -22,6 +22,7 @@ from kiln.model import (
     ParamValue,
     UserSpec,
 )
+from kiln.testowners import read_overrides
 from kiln.yamlnodes import Map, Node, Scalar, Seq, describe
 
 Merge = Literal["none", "union", "append", "keyed", "map", "override", "exclusive", "command",
@@ -284,6 +285,13 @@ class Reader:
         return Healthcheck(**{k: v for k, v in rec.items() if v is not None})
 
 
+TESTS_TYPE = "list of {skip or replace: <layer>::<test>, with, reason}"
+TESTS_HELP = ("Tests of layers below that no longer apply: `skip` one, or `replace` it `with` a "
+              "test of this definition's own tests/. `reason` is required and shown in the "
+              "verification record and report. Checked at `check`; verification only, not part "
+              "of the fingerprint.")
+
+
 @dataclass(frozen=True)
 class Field:
     key: str
@@ -345,6 +353,7 @@ LAYER_FIELDS: tuple[Field, ...] = (
        "Build secrets the layer's run steps read from /run/secrets/<id> (BuildKit secret "
        "mounts: never in a layer, the history, build args or env). Values come from "
        "`invoke build --secret id=path` or the environment variable KILN_SECRET_<ID>."),
+    _f("tests", TESTS_TYPE, read_overrides, "[]", "none", TESTS_HELP),
 )
 
 IMAGE_FIELDS: tuple[Field, ...] = (
@@ -366,6 +375,7 @@ IMAGE_FIELDS: tuple[Field, ...] = (
        "Extra local tags given to the built image (kiln/<name>:<tag>)."),
     _f("labels", "mapping string -> string", Reader.string_map, "{}", "image",
        "OCI labels; they win over the layers' labels."),
+    _f("tests", TESTS_TYPE, read_overrides, "[]", "image", TESTS_HELP),
 )
 
 BOOTSTRAP_VARIANTS = ("extract", "custom", "essential", "apt", "required", "minbase", "buildd",

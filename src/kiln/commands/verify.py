@@ -11,7 +11,15 @@ from invoke.context import Context as InvokeContext
 from kiln.commands.common import kiln_task, run_context
 from kiln.errors import KilnError
 from kiln.pipeline import Context, prepare, validate
-from kiln.verify import Target, VerifyError, failure_lines, open_shell, per_layer, summary
+from kiln.verify import (
+    Target,
+    VerifyError,
+    failure_lines,
+    open_shell,
+    override_lines,
+    per_layer,
+    summary,
+)
 from kiln.verify import verify as run_verify
 from kiln.vm.verify import verify_vm
 
@@ -65,7 +73,7 @@ def verify(c: InvokeContext, image: str, target: str = "container", junit: str |
     else:
         ctx.ui.table(f"kiln verify {image}", ["layer", "passed", "failed", "errors", "skipped"],
                      per_layer(record))
-        for line in failure_lines(record):
+        for line in override_lines(record) + failure_lines(record):
             ctx.ui.out.print(line, markup=False, highlight=False)
         ctx.ui.info(summary(record))
     if not record.passed:
