@@ -10,7 +10,7 @@ from invoke.context import Context as InvokeContext
 
 from kiln.commands.common import kiln_task, run_context
 from kiln.errors import KilnError
-from kiln.pipeline import Context, prepare, validate
+from kiln.pipeline import Context, move_verified_tags, prepare, validate
 from kiln.verify import (
     Target,
     VerifyError,
@@ -79,6 +79,8 @@ def verify(c: InvokeContext, image: str, target: str = "container", junit: str |
     if not record.passed:
         raise VerifyError(f"{subject.plan.image.path}: '{image}' failed verification: "
                           f"{record.reason}")
+    # verified now: `latest` and the version may name it (a failed build left them behind)
+    move_verified_tags(ctx.engine, prepare(ctx.project, image), subject.image_id)
 
 
 @task(positional=["image"], help={
