@@ -176,6 +176,29 @@ def _entrypoint_section() -> list[str]:
     ]
 
 
+def _checks_section() -> list[str]:
+    """What `check` verifies beyond each key (kiln.checks), so nothing fails late in a build."""
+    return [
+        "## Checked before any build",
+        "",
+        "`check` (and every task that builds) also checks what needs the whole plan:",
+        "",
+        "- File names are names: `images/Redis.yaml` is refused (rename it `images/redis.yaml`).",
+        "- A file's `owner` (user and group) must exist when the file is copied: created by "
+        "this or an earlier layer (a parent image's included), or one of the Debian base's "
+        "own accounts (base-passwd: `root`, `www-data`, `nobody`, ...). An account a package "
+        "creates is not known before the build: declare it under `users:`, or use numeric "
+        "ids. On a `ref` or `rootfs` base, whose accounts are unknown, names are not checked.",
+        "- Healthcheck numbers: `retries` of 1 or more, `interval` and `timeout` of 1ms or "
+        "more (`start_period` may be 0s).",
+        "- The number of build steps: the engine stacks at most 125 layers; an image that "
+        "would need more is refused, naming the layer with the most `run` steps (merge them: "
+        "one step can run several commands).",
+        "- The tests an image or layer skips or replaces (docs/verification.md).",
+        "",
+    ]
+
+
 def definitions_markdown() -> str:
     """The complete definitions reference, as committed in docs/definitions.md."""
     defaults = _bootstrap_defaults()
@@ -308,6 +331,7 @@ def definitions_markdown() -> str:
         "differently, the error names both layers and their files.",
         "",
         *_entrypoint_section(),
+        *_checks_section(),
         "## YAML rules",
         "",
         "Definitions are read the YAML 1.2 way on purpose, so that a file means the same to "

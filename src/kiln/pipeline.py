@@ -14,7 +14,7 @@ from typing import Any, Literal
 from kiln import buildkit, hermetic, lockfile, planner
 from kiln.bootstrap import bootstrap, import_rootfs
 from kiln.buildkit import Output, Step
-from kiln.checks import check_plans
+from kiln.checks import check_names, check_plans
 from kiln.compose import compose, compose_all
 from kiln.engine import Engine
 from kiln.errors import BuildError, KilnError
@@ -87,6 +87,7 @@ def prepare(project: Project, name: str) -> Prepared:
 
 def validate(project: Project) -> list[Plan]:
     """Every definition, checked at once: nothing is built while any of them is invalid."""
+    check_names(project.root)
     plans = compose_all(project)
     check_plans(project.root, plans)
     return plans

@@ -9,7 +9,7 @@ from invoke import task
 from invoke.context import Context as InvokeContext
 
 from kiln.commands.common import kiln_task, run_context
-from kiln.hermetic import parse_secret_args
+from kiln.hermetic import check_lock, parse_secret_args
 from kiln.load import Project
 from kiln.pipeline import build_all, build_image, prepare, validate
 from kiln.render import write_context_dir
@@ -26,6 +26,9 @@ TASKS = ("render", "build", "images", "layers", "check", "docs")
 def render(c: InvokeContext, image: str, context: str | None = None, json: bool = False) -> None:
     """Print the Dockerfile kiln renders for an image (deterministic: same inputs, same bytes).
 
+    It is the Dockerfile build would run: with packages, that needs a lock that fits the
+    definitions, and render refuses without one, with build's own error.
+
     Examples:
       kiln render nginx
       kiln render nginx --context /tmp/nginx-context
@@ -34,6 +37,7 @@ def render(c: InvokeContext, image: str, context: str | None = None, json: bool 
     project = Project.find()
     validate(project)
     prepared = prepare(project, image)
+    check_lock(project.root, prepared.plan)  # what build would refuse, render refuses
     if context:
         write_context_dir(Path(context), prepared.rendered.dockerfile, prepared.entries)
     if json:
@@ -85,6 +89,9 @@ def build(c: InvokeContext, image: str, no_cache: bool = False, force: bool = Fa
          "yes" if verified[r.image] else "NO") for r in results])
     if disks:
         disk_table(ctx.ui, disks)
+    for r in results:  # one line per image, whole refs: what a CI log is searched for
+        ctx.ui.result(f"{r.image}: {r.action} {r.ref} ({r.image_id}) in {r.seconds:.1f}s, "
+                      + ("verified" if verified[r.image] else "NOT verified"))
 
 
 @task(help={"json": "print as JSON"})

@@ -68,11 +68,14 @@ def lock(c: InvokeContext, image: str, refresh: bool = False, verbose: bool = Fa
           json: bool = False) -> None:
     """Resolve every package (dependencies included) of images into images/<name>.lock.
 
+    A parent image is built first when missing (apt resolves in a container of it), but
+    nothing is verified: `kiln build` does that.
+
     Examples:
       kiln lock nginx
       kiln lock all --refresh
     """
-    ctx = run_context(verbose)
+    ctx = run_context(verbose, verify=False)  # locking builds a missing parent, verifies nothing
     names = _names(ctx.project, image)
     updates = []
     for plan_ in validate(ctx.project):
