@@ -78,6 +78,15 @@ def merge_reports(c: InvokeContext, folder: str, out: str | None = None, commit:
     if not found:
         raise KilnError(f"{folder}: no nightly.json below it (download the jobs' reports here)")
     merged = reports.merge([reports.read(path) for path in found])
+    try:  # the graph, coloured by the merged statuses, when run in the project
+        from dataclasses import replace
+
+        from kiln.nightly import status_graph
+        from kiln.pipeline import validate
+
+        merged = replace(merged, graph=status_graph(validate(Project.find()), merged.outcomes))
+    except KilnError:
+        pass
     changes = {o.image: o.packages for o in merged.outcomes
                if o.status == "rebuilt" and o.packages}
     message = commit_message(changes)
