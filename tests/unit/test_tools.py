@@ -54,7 +54,7 @@ def test_graph_draws_images_bases_and_layers() -> None:
     text = mermaid(plans)
     assert text.startswith("flowchart BT\n")
     assert '  base_bookworm_minbase[("debian bookworm (minbase)")] --> image_base' in text
-    assert "  image_base --> image_python" in text
+    assert "  image_python --> image_webapp" in text
     assert '  layers_base>"minimal, core, hardening, user"] -.-> image_base' in text
     graph = dot(plans)
     assert graph.startswith("digraph kiln {") and "image_base -> image_nginx;" in graph
