@@ -17,7 +17,7 @@ from kiln.commands.common import SHORT_FLAGS
 REPO = Path(__file__).resolve().parents[2]
 TASKS = sorted(namespace.task_names)
 # Tasks that neither change nor report anything a script would read.
-NO_JSON = {"help", "shell"}
+NO_JSON = {"help", "shell", "run"}  # interactive: a terminal, not a result
 
 
 @pytest.fixture
