@@ -1,6 +1,8 @@
 """`kiln prune`: remove what kiln made that nothing needs any more, and say how much it freed.
 
-- kiln images (labelled dev.kiln.image) that are unverified or unreferenced. An image is kept
+- kiln images this project made (its state names them: the inputs recorded at each build, the
+  verification records; another project's images on the same engine are not its to judge)
+  that are unverified or unreferenced. An image is kept
   when it is an image's current build (its fingerprint's tag) and verified, or when a moving
   tag (`latest`, the version, the image's `tags`) names it: those move onto verified images
   only. Failed and superseded builds go.
@@ -13,6 +15,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,11 +80,12 @@ def _images(project: Project, engine: Engine) -> list[Removal]:
         current[name] = image_ref(name, fingerprint(project.root, plan))
         repo = image_repository(name)
         moving.update(f"{repo}:{tag}" for tag in ("latest", plan.image.version, *plan.image.tags))
+    ours = made_here(project.root)
     out = []
     for image in engine.images(IMAGE_LABEL):
         image_id, tags = str(image["Id"]), list(image.get("RepoTags") or [])
         name = (image.get("Labels") or {}).get(IMAGE_LABEL, "?")
-        if set(tags) & moving:
+        if image_id not in ours or set(tags) & moving:
             continue
         record = records.load(project.root, image_id)
         verified = record is not None and record.passed
@@ -95,6 +100,16 @@ def _images(project: Project, engine: Engine) -> list[Removal]:
         out.append(Removal("image", image_id, ", ".join(tags) or image_id[:19], why,
                            int(image.get("Size") or 0)))
     return out
+
+
+def made_here(root: Path) -> set[str]:
+    """The image IDs this project built (kiln.planner's inputs) or verified (its records)."""
+    state = records.state_dir(root)
+    ids = {f"sha256:{p.stem}" for p in (state / "verified" / "container").glob("*.json")}
+    for path in (state / "inputs").glob("*.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            ids.add(str(json.loads(path.read_text())["image_id"]))
+    return ids
 
 
 def _cache(engine: Engine) -> list[Removal]:
