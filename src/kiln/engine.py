@@ -89,6 +89,29 @@ class Engine:
     def images(self, label: str) -> list[dict[str, Any]]:
         return list(self.api.images(filters={"label": label}))
 
+    # disk use (kiln prune) -----------------------------------------------------------------
+    def layers_size(self) -> int:
+        """Bytes the engine's image layers take, shared layers counted once."""
+        try:
+            return int(self.api.df().get("LayersSize") or 0)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot read the engine's disk use: {_reason(exc)}") from None
+
+    def build_cache(self) -> list[dict[str, Any]]:
+        try:
+            return list(self.api.df().get("BuildCache") or [])
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot list the build cache: {_reason(exc)}") from None
+
+    def prune_build_cache(self) -> int:
+        """Remove the unused BuildKit cache (the engine cannot prune one build's records alone:
+        filtered prunes leave records whose children remain); the bytes reclaimed."""
+        try:
+            result = self.api.prune_builds()
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot prune the build cache: {_reason(exc)}") from None
+        return int(result.get("SpaceReclaimed") or 0)
+
     def import_rootfs(self, tarball: Path, ref: str, changes: list[str]) -> str:
         repository, _, tag = ref.rpartition(":")
         try:

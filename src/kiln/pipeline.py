@@ -5,6 +5,7 @@ Specs (Plan, Prepared) are frozen; the mutable build state is the Context.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any, Literal
 from kiln import buildkit, hermetic, lockfile, planner
 from kiln.bootstrap import bootstrap, import_rootfs
 from kiln.buildkit import Output, Step
+from kiln.checks import check_names, check_plans
 from kiln.compose import compose, compose_all
 from kiln.engine import Engine
 from kiln.errors import BuildError, KilnError
@@ -85,7 +87,10 @@ def prepare(project: Project, name: str) -> Prepared:
 
 def validate(project: Project) -> list[Plan]:
     """Every definition, checked at once: nothing is built while any of them is invalid."""
-    return compose_all(project)
+    check_names(project.root)
+    plans = compose_all(project)
+    check_plans(project.root, plans)
+    return plans
 
 
 def build_image(ctx: Context, name: str) -> BuildResult:
@@ -98,6 +103,7 @@ def build_image(ctx: Context, name: str) -> BuildResult:
     tag_image(ctx, prepared, result.image_id)
     record_inputs(ctx, prepared, result.image_id)
     verify_image(ctx, prepared, result.image_id)
+    result = move_tags(ctx, prepared, result)
     ctx.results[name] = result
     return result
 
@@ -202,8 +208,26 @@ def normalize(ctx: Context, prepared: Prepared) -> str:
 
 
 def tag_image(ctx: Context, prepared: Prepared, image_id: str) -> None:
-    for ref in _tags(prepared):
-        ctx.engine.tag(image_id, ref)
+    """The immutable tag (the fingerprint's), which names these inputs whatever the verdict."""
+    ctx.engine.tag(image_id, prepared.ref)
+
+
+def move_tags(ctx: Context, prepared: Prepared, result: BuildResult) -> BuildResult:
+    """Moving tags (`latest`, the version, the image's `tags`) go onto verified images only:
+    an unverified build leaves them on the last verified one."""
+    record = ctx.verified.get(prepared.plan.image.name)
+    if record is None or not record.passed or record.image_id != result.image_id:
+        moving = _tags(prepared)[1:]
+        ctx.ui.warn(f"{prepared.plan.image.name} is not verified: {', '.join(moving)} not moved "
+                    f"(they stay on the last verified image)")
+        return dataclasses.replace(result, tags=(prepared.ref,))
+    move_verified_tags(ctx.engine, prepared, result.image_id)
+    return result
+
+
+def move_verified_tags(engine: Engine, prepared: Prepared, image_id: str) -> None:
+    for ref in _tags(prepared)[1:]:
+        engine.tag(image_id, ref)
 
 
 def verify_image(ctx: Context, prepared: Prepared, image_id: str) -> None:

@@ -30,33 +30,59 @@ def _session(verbose: bool = False) -> Session:
     return open_session(Project.find(), UI(verbose=verbose))
 
 
-@task(help={"force": "replace an existing key (images signed with the old one stop verifying)"})
+@task(help={"force": "replace an existing key (images signed with the old one stop verifying)",
+            "json": "print the key and its files as JSON"})
 @kiln_task
-def keygen(c: InvokeContext, force: bool = False) -> None:
-    """Write the project's ed25519 signing key (private: not committed) and kiln.pub."""
+def keygen(c: InvokeContext, force: bool = False, json: bool = False) -> None:
+    """Write the project's ed25519 signing key (private: not committed) and kiln.pub.
+
+    Examples:
+      kiln keygen
+    """
     config = load_config(Project.find().root)
     key = make_keys(config.signing_key, config.public_key, force=force)
+    if json:
+        UI().json({"key": str(key), "private": str(config.signing_key),
+                   "public": str(config.public_key)})
+        return
     UI().result(f"key {key}: private {config.signing_key} (keep it out of git), "
                 f"public {config.public_key} (commit it)")
 
 
-@task(positional=["action"], help={"action": "up, down or status"})
+@task(positional=["action"], help={"action": "up, down or status",
+                                   "json": "print the registry's state as JSON"})
 @kiln_task
-def registry(c: InvokeContext, action: str) -> None:
-    """Start, stop or show kiln's embedded registry (used when no registry is configured)."""
+def registry(c: InvokeContext, action: str, json: bool = False) -> None:
+    """Start, stop or show kiln's embedded registry (used when no registry is configured).
+
+    Examples:
+      kiln registry up
+      kiln registry status --json
+      kiln registry down
+    """
     root = Project.find().root
     config = load_config(root)
     local = embedded(root)
     if action == "up":
         address = local.start()
-        UI().result(f"embedded registry up at http://{address}/v2/ (storage {local.data})")
+        state = {"action": action, "running": True, "address": address,
+                 "storage": str(local.data)}
+        message = f"embedded registry up at http://{address}/v2/ (storage {local.data})"
     elif action == "down":
         stopped = local.stop()
-        UI().result("embedded registry stopped" if stopped else "embedded registry not running")
+        state = {"action": action, "running": False, "stopped": stopped}
+        message = "embedded registry stopped" if stopped else "embedded registry not running"
     elif action == "status":
-        UI().result(local.status().describe())
+        status = local.status()
+        state = {"action": action, "status": status.describe()}
+        message = status.describe()
     else:
         raise KilnError(f"registry {action}: expected up, down or status")
+    state["configured"] = None if config.embedded else config.registry
+    if json:
+        UI().json(state)
+        return
+    UI().result(message)
     if not config.embedded:
         UI().warn(f"a registry is configured ({config.registry}, from {config.source}): "
                   "publish uses it, not the embedded one")
@@ -70,7 +96,12 @@ def registry(c: InvokeContext, action: str) -> None:
 @kiln_task
 def publish(c: InvokeContext, image: str, tag: str | None = None, target: str = "container",
             json: bool = False) -> None:
-    """Push a verified image (or VM disk) under an immutable tag, signed, with its provenance."""
+    """Push a verified image (or VM disk) under an immutable tag, signed, with its provenance.
+
+    Examples:
+      kiln publish nginx
+      kiln publish base-vm --target vm
+    """
     s = _session()
     push = publish_disk if check_target(target) == "vm" else publish_image
     results = [push(s, name, tag) for name in image.split(",")]
@@ -86,31 +117,60 @@ def publish(c: InvokeContext, image: str, tag: str | None = None, target: str = 
 @task(positional=["image", "channel"], help={
     "image": "image[:tag|@digest]; a bare name means the version of the local build",
     "channel": "channel to move (stable, candidate, ...)",
-    "target": "container (default) or vm: move the disk channel (tag <channel>-vm)"})
+    "target": "container (default) or vm: move the disk channel (tag <channel>-vm)",
+    "json": "print the channel's move as JSON"})
 @kiln_task
-def promote(c: InvokeContext, image: str, channel: str, target: str = "container") -> None:
-    """Move a channel to a signed, verified, published version (recorded in its history)."""
+def promote(c: InvokeContext, image: str, channel: str, target: str = "container",
+            json: bool = False) -> None:
+    """Move a channel to a signed, verified, published version (recorded in its history).
+
+    Examples:
+      kiln promote nginx stable
+      kiln promote nginx:1.22-20261201-0123456789ab candidate
+    """
     move = promote_image(_session(), image, channel, check_target(target))
+    if json:
+        UI().json(move.to_json())
+        return
     verb = "already at" if move.action == "unchanged" else "now at"
     UI().result(f"{move.repository}:{move.channel} {verb} {move.tag} ({move.digest})")
 
 
 @task(positional=["image", "channel"], help={
-    "target": "container (default) or vm: roll back the disk channel (tag <channel>-vm)"})
+    "image": "image name",
+    "channel": "channel to roll back (stable, candidate, ...)",
+    "target": "container (default) or vm: roll back the disk channel (tag <channel>-vm)",
+    "json": "print the channel's move as JSON"})
 @kiln_task
-def rollback(c: InvokeContext, image: str, channel: str, target: str = "container") -> None:
-    """Return a channel to its previous known-good digest."""
+def rollback(c: InvokeContext, image: str, channel: str, target: str = "container",
+             json: bool = False) -> None:
+    """Return a channel to its previous known-good digest.
+
+    Examples:
+      kiln rollback nginx stable
+    """
     move = rollback_channel(_session(), image, channel, check_target(target))
+    if json:
+        UI().json(move.to_json())
+        return
     UI().result(f"{move.repository}:{move.channel} rolled back from "
                 f"{(move.previous or 'nothing')[:19]} to {move.tag} ({move.digest})")
 
 
-@task(positional=["image"], help={"image": "image@sha256:<digest>", "reason": "why (recorded)"})
+@task(positional=["image"], help={"image": "image@sha256:<digest>", "reason": "why (recorded)",
+                                  "json": "print the revocation and the channels moved as JSON"})
 @kiln_task
-def revoke(c: InvokeContext, image: str, reason: str = "") -> None:
-    """Mark a digest bad: pull refuses it, channels cannot point at it (they roll back)."""
+def revoke(c: InvokeContext, image: str, reason: str = "", json: bool = False) -> None:
+    """Mark a digest bad: pull refuses it, channels cannot point at it (they roll back).
+
+    Examples:
+      kiln revoke nginx@sha256:<digest> --reason 'CVE-2026-1234'
+    """
     s = _session()
     moves = revoke_digest(s, image, reason)
+    if json:
+        s.ui.json({"revoked": image, "reason": reason, "rolled_back": [m.to_json() for m in moves]})
+        return
     s.ui.result(f"revoked {image}")
     for move in moves:
         s.ui.result(f"  {move.channel} rolled back to {move.tag} ({move.digest[:19]})")
@@ -124,7 +184,13 @@ def revoke(c: InvokeContext, image: str, reason: str = "") -> None:
 @kiln_task
 def pull(c: InvokeContext, image: str, target: str = "container", output: str = ".",
          json: bool = False) -> None:
-    """Pull by digest after checking its signature, provenance and verification record."""
+    """Pull by digest after checking its signature, provenance and verification record.
+
+    Examples:
+      kiln pull nginx
+      kiln pull nginx:candidate --json
+      kiln pull base-vm --target vm --output disks/
+    """
     s = _session()
     if check_target(target) == "vm":
         disk = pull_disk(s, image, Path(output))
@@ -146,7 +212,12 @@ def pull(c: InvokeContext, image: str, target: str = "container", output: str = 
 @task(help={"json": "print as JSON"})
 @kiln_task
 def catalog(c: InvokeContext, json: bool = False) -> None:
-    """List published images: versions, channels, digests, verified/signed state, age."""
+    """List published images: versions, channels, digests, verified/signed state, age.
+
+    Examples:
+      kiln catalog
+      kiln catalog --json
+    """
     s = _session()
     rows = list_catalog(s)
     if json:
