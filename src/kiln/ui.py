@@ -1,4 +1,8 @@
-"""Everything kiln shows a person: progress and logs on stderr, results on stdout."""
+"""Everything kiln shows a person: progress and logs on stderr, results on stdout.
+
+rich is imported when the first line is printed, not with the module: a command that prints
+nothing through the UI does not pay for it.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,39 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.status import Status
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.status import Status
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 class UI:
     def __init__(self, *, verbose: bool = False, quiet: bool = False) -> None:
-        self.err = Console(stderr=True, highlight=False)
-        self.out = Console(highlight=False, soft_wrap=True)
         self.verbose = verbose
         self.quiet = quiet
         self._status: Status | None = None
         self._started = 0.0
         self._label = ""
+
+    @cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False)
+
+    @cached_property
+    def out(self) -> Console:
+        from rich.console import Console
+
+        return Console(highlight=False, soft_wrap=True)
 
     # logs --------------------------------------------------------------------------------
     def info(self, message: str) -> None:
@@ -63,6 +83,8 @@ class UI:
         print(json.dumps(data, indent=2, sort_keys=True))
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        from rich.table import Table
+
         table = Table(title=title, title_justify="left")
         for column in columns:
             table.add_column(column)
