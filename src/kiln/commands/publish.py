@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke import task
 from invoke.context import Context as InvokeContext
 
 from kiln.commands.common import kiln_task
 from kiln.config import load_config
-from kiln.embedded import embedded
 from kiln.errors import KilnError
 from kiln.load import Project
-from kiln.publish import Session, check_target, open_session
-from kiln.publish import catalog as list_catalog
-from kiln.publish import promote as promote_image
-from kiln.publish import publish as publish_image
-from kiln.publish import pull as pull_image
-from kiln.publish import revoke as revoke_digest
-from kiln.publish import rollback as rollback_channel
-from kiln.signing import keygen as make_keys
 from kiln.ui import UI
-from kiln.vm.publish import publish_disk, pull_disk
+
+if TYPE_CHECKING:  # publishing's libraries (requests, cryptography) load in its tasks
+    from kiln.publish import Session
 
 TASKS = ("keygen", "registry", "publish", "promote", "rollback", "revoke", "pull", "catalog")
 
 
 def _session(verbose: bool = False) -> Session:
+    from kiln.publish import open_session
+
     return open_session(Project.find(), UI(verbose=verbose))
 
 
@@ -34,6 +30,8 @@ def _session(verbose: bool = False) -> Session:
 @kiln_task
 def keygen(c: InvokeContext, force: bool = False) -> None:
     """Write the project's ed25519 signing key (private: not committed) and kiln.pub."""
+    from kiln.signing import keygen as make_keys
+
     config = load_config(Project.find().root)
     key = make_keys(config.signing_key, config.public_key, force=force)
     UI().result(f"key {key}: private {config.signing_key} (keep it out of git), "
@@ -44,6 +42,8 @@ def keygen(c: InvokeContext, force: bool = False) -> None:
 @kiln_task
 def registry(c: InvokeContext, action: str) -> None:
     """Start, stop or show kiln's embedded registry (used when no registry is configured)."""
+    from kiln.embedded import embedded
+
     root = Project.find().root
     config = load_config(root)
     local = embedded(root)
@@ -71,6 +71,10 @@ def registry(c: InvokeContext, action: str) -> None:
 def publish(c: InvokeContext, image: str, tag: str | None = None, target: str = "container",
             json: bool = False) -> None:
     """Push a verified image (or VM disk) under an immutable tag, signed, with its provenance."""
+    from kiln.publish import check_target
+    from kiln.publish import publish as publish_image
+    from kiln.vm.publish import publish_disk
+
     s = _session()
     push = publish_disk if check_target(target) == "vm" else publish_image
     results = [push(s, name, tag) for name in image.split(",")]
@@ -90,6 +94,9 @@ def publish(c: InvokeContext, image: str, tag: str | None = None, target: str = 
 @kiln_task
 def promote(c: InvokeContext, image: str, channel: str, target: str = "container") -> None:
     """Move a channel to a signed, verified, published version (recorded in its history)."""
+    from kiln.publish import check_target
+    from kiln.publish import promote as promote_image
+
     move = promote_image(_session(), image, channel, check_target(target))
     verb = "already at" if move.action == "unchanged" else "now at"
     UI().result(f"{move.repository}:{move.channel} {verb} {move.tag} ({move.digest})")
@@ -100,6 +107,9 @@ def promote(c: InvokeContext, image: str, channel: str, target: str = "container
 @kiln_task
 def rollback(c: InvokeContext, image: str, channel: str, target: str = "container") -> None:
     """Return a channel to its previous known-good digest."""
+    from kiln.publish import check_target
+    from kiln.publish import rollback as rollback_channel
+
     move = rollback_channel(_session(), image, channel, check_target(target))
     UI().result(f"{move.repository}:{move.channel} rolled back from "
                 f"{(move.previous or 'nothing')[:19]} to {move.tag} ({move.digest})")
@@ -109,6 +119,8 @@ def rollback(c: InvokeContext, image: str, channel: str, target: str = "containe
 @kiln_task
 def revoke(c: InvokeContext, image: str, reason: str = "") -> None:
     """Mark a digest bad: pull refuses it, channels cannot point at it (they roll back)."""
+    from kiln.publish import revoke as revoke_digest
+
     s = _session()
     moves = revoke_digest(s, image, reason)
     s.ui.result(f"revoked {image}")
@@ -125,6 +137,10 @@ def revoke(c: InvokeContext, image: str, reason: str = "") -> None:
 def pull(c: InvokeContext, image: str, target: str = "container", output: str = ".",
          json: bool = False) -> None:
     """Pull by digest after checking its signature, provenance and verification record."""
+    from kiln.publish import check_target
+    from kiln.publish import pull as pull_image
+    from kiln.vm.publish import pull_disk
+
     s = _session()
     if check_target(target) == "vm":
         disk = pull_disk(s, image, Path(output))
@@ -147,6 +163,8 @@ def pull(c: InvokeContext, image: str, target: str = "container", output: str = 
 @kiln_task
 def catalog(c: InvokeContext, json: bool = False) -> None:
     """List published images: versions, channels, digests, verified/signed state, age."""
+    from kiln.publish import catalog as list_catalog
+
     s = _session()
     rows = list_catalog(s)
     if json:
