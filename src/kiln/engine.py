@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
-import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import quote
 
+from kiln import dockersock
+from kiln.dockersock import unix_socket
 from kiln.errors import EngineError
 
 if TYPE_CHECKING:
@@ -61,14 +59,8 @@ class Engine:
     def connect(cls) -> Engine:
         """A handle on a reachable engine. On a unix socket, docker-py is loaded on first use;
         that the socket accepts a connection is checked here."""
-        if socket_path := _unix_socket():
-            try:
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                    sock.settimeout(30)
-                    sock.connect(socket_path)
-            except OSError:
-                raise EngineError("cannot reach the Docker engine: no engine is listening "
-                                  "(start dockerd, or point DOCKER_HOST at an engine)") from None
+        if unix_socket():
+            dockersock.reachable()
             return cls()
         return cls(cls().client)
 
@@ -96,8 +88,8 @@ class Engine:
 
     def image_tags(self, ref: str) -> tuple[str, list[str]] | None:
         """(ID, every name it has) of an image, or None: one question to the engine."""
-        if self._client is None and (socket_path := _unix_socket()):
-            found = _socket_get(socket_path, f"/images/{quote(ref, safe='')}/json")
+        if self._client is None and unix_socket():
+            found = dockersock.inspect_image(ref)
         else:
             try:
                 found = self.api.inspect_image(ref)  # type: ignore[no-untyped-call]
@@ -107,7 +99,16 @@ class Engine:
                 if exc.status_code != 404:
                     raise EngineError(f"{ref}: cannot inspect image: {_reason(exc)}") from None
                 found = None
-        return None if found is None else (str(found["Id"]), list(found.get("RepoTags") or []))
+        return (str(found["Id"]), list(found.get("RepoTags") or [])) if found else None
+
+    def images_named(self, repositories: list[str]) -> list[dict[str, Any]]:
+        """Every image with a name in these repositories (their IDs and RepoTags): one call."""
+        if self._client is None and unix_socket():
+            return dockersock.images_named(repositories)
+        try:
+            return list(self.api.images(filters={"reference": repositories}))
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot list images: {_reason(exc)}") from None
 
     def inspect_image(self, ref: str) -> dict[str, Any]:
         try:
@@ -373,39 +374,6 @@ class Engine:
             with contextlib.suppress(docker.errors.NotFound):
                 self.api.remove_container(created["Id"], force=True, v=True)
         return written
-
-
-def _unix_socket() -> str | None:
-    """The engine's unix socket path, when DOCKER_HOST names one (or is unset)."""
-    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    return host.removeprefix("unix://") if host.startswith("unix://") else None
-
-
-def _socket_get(path: str, url: str) -> dict[str, Any] | None:
-    """GET `url` of the engine API over its unix socket: the JSON answer, None on a 404.
-
-    HTTP/1.0 and no keep-alive: the engine closes the connection after the answer, so reading
-    to the end is the whole protocol (no chunked encoding, no http.client to import).
-    """
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(30)
-            sock.connect(path)
-            sock.sendall(f"GET {url} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
-            data = b""
-            while chunk := sock.recv(1 << 16):
-                data += chunk
-    except OSError as exc:
-        raise EngineError(f"cannot reach the Docker engine at {path}: {exc.strerror or exc} "
-                          "(start dockerd, or point DOCKER_HOST at an engine)") from None
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = head.split(b" ", 2)[1:2]
-    if status == [b"404"]:
-        return None
-    if status != [b"200"]:
-        raise EngineError(f"the engine answered {url} with: {head.splitlines()[:1]!r} "
-                          f"{body[:200].decode(errors='replace')}")
-    return dict(json.loads(body))
 
 
 def _reason(exc: Exception) -> str:

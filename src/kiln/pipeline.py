@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from kiln import buildkit, hermetic, lockfile, planner
+from kiln import buildkit, hermetic, lockfile, noop, planner, records
 from kiln.bootstrap import bootstrap, import_rootfs
 from kiln.buildkit import Output, Step
 from kiln.compose import compose, compose_all
@@ -72,6 +72,7 @@ class Context:
     network: str = "none"  # of every build step; "default" only to prove it changes nothing
     results: dict[str, BuildResult] = field(default_factory=dict)
     verified: dict[str, VerifyRecord] = field(default_factory=dict)
+    chains: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # for kiln.noop
 
 
 def prepare(project: Project, name: str) -> Prepared:
@@ -91,6 +92,7 @@ def validate(project: Project) -> list[Plan]:
 def build_image(ctx: Context, name: str) -> BuildResult:
     if name in ctx.results:
         return ctx.results[name]
+    before = noop.stamp(str(ctx.project.root))  # before any input is read
     prepared = prepare(ctx.project, name)
     hermetic.check_lock(ctx.project.root, prepared.plan)
     ensure_base(ctx, prepared)
@@ -99,6 +101,7 @@ def build_image(ctx: Context, name: str) -> BuildResult:
     record_inputs(ctx, prepared, result.image_id)
     verify_image(ctx, prepared, result.image_id)
     ctx.results[name] = result
+    remember_noop(ctx, prepared, result, before)
     return result
 
 
@@ -136,8 +139,7 @@ def reuse_existing(ctx: Context, prepared: Prepared) -> BuildResult | None:
     image_id = ctx.engine.image_id(prepared.ref)
     if image_id is None:
         return None
-    ctx.ui.info(f"[bold]{prepared.plan.image.name}[/]: up to date ({prepared.ref}, "
-                "fingerprint unchanged)")
+    ctx.ui.info(noop.up_to_date_line(prepared.plan.image.name, prepared.ref))
     return _result(prepared, image_id, "up to date", 0.0)
 
 
@@ -193,6 +195,23 @@ def verify_image(ctx: Context, prepared: Prepared, image_id: str) -> None:
     target = Target(prepared.plan, prepared.ref, image_id, prepared.fingerprint)
     ctx.verified[target.name] = gate(ctx.engine, ctx.project.root, target, ctx.ui,
                                      enabled=ctx.verify, keep=ctx.keep, force=ctx.force)
+
+
+def remember_noop(ctx: Context, prepared: Prepared, result: BuildResult, before: str) -> None:
+    """Let the next `kiln build` of this image answer without the pipeline (kiln.noop), if
+    it ended verified, as a container image only, with its parents verified too."""
+    image, root = prepared.plan.image, str(ctx.project.root)
+    record = ctx.verified.get(image.name)
+    parent = (ctx.chains.get(image.base.image) if isinstance(image.base, ImageBase)
+              else [])
+    if record is None or not record.passed or parent is None or "vm" in image.targets:
+        noop.forget(root, image.name)
+        return
+    ctx.chains[image.name] = [*parent, {
+        "image": image.name, "ref": result.ref, "id": result.image_id,
+        "tags": list(result.tags), "verified_on": record.started,
+        "verify_record": str(records.path(ctx.project.root, result.image_id, "container"))}]
+    noop.remember(root, image.name, before, ctx.chains[image.name])
 
 
 def record_inputs(ctx: Context, prepared: Prepared, image_id: str) -> None:

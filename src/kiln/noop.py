@@ -1,0 +1,195 @@
+"""The no-op build: `kiln build <image>` with nothing changed, answered in tens of milliseconds.
+
+A whole build process that finds nothing to do spends its time importing (invoke, YAML, the
+pipeline), parsing every definition and hashing every input. When the last build of an image
+ended verified, kiln keeps a record of it (.kiln/noop/<image>.json): the stat of every file
+and folder under images/ and layers/ (path, size, mtime_ns, inode, mode; a folder's mtime
+changes when an entry is added or removed), of the project's kiln.toml, and of each verify
+record it relied on, with what that build ended with (each image of the chain, parents
+first: its ref, ID, tags and the date it was verified).
+
+If every stat is as recorded, no input can have changed, so the fingerprints are the recorded
+ones; one question to the engine (the images whose names are the recorded refs and tags)
+says whether they still name the recorded IDs. Then the result is printed as the full path
+would print it, without loading invoke, YAML or the pipeline. Any difference, any option
+other than the image names, any image with a VM target: the full path runs, and rewrites the
+record when it ends verified. The content hashes stay the truth: the record only ever lets
+kiln skip work when nothing it could read has moved.
+
+This module imports only the standard library and kiln.engine, on purpose.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from typing import Any
+
+RECORD_VERSION = 1
+WATCHED_DIRS = ("images", "layers")
+WATCHED_FILES = ("kiln.toml", ".kiln/config.toml")
+ENV = ("KILN_PROJECT", "KILN_STATE_DIR", "SOURCE_DATE_EPOCH", "KILN_DOCKER")
+
+
+def state_dir(root: str) -> str:
+    return os.environ.get("KILN_STATE_DIR") or os.path.join(root, ".kiln")
+
+
+def record_path(root: str, image: str) -> str:
+    return os.path.join(state_dir(root), "noop", f"{image}.json")
+
+
+def find_root(start: str | None = None) -> str | None:
+    """As kiln.load.Project.find: KILN_PROJECT, or the nearest folder with images/, layers/."""
+    if env := os.environ.get("KILN_PROJECT"):
+        return os.path.realpath(env)
+    here = os.path.realpath(start or os.getcwd())
+    while True:
+        if all(os.path.isdir(os.path.join(here, d)) for d in WATCHED_DIRS):
+            return here
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+
+
+def stamp(root: str) -> str:
+    """The stat of every watched path, and the environment kiln reads, as one text (kept
+    whole: a few kB, and comparing it needs no hash library loaded)."""
+    lines = [_line(root, name) for name in WATCHED_FILES]
+    for top in WATCHED_DIRS:
+        stack = [top]
+        while stack:
+            rel = stack.pop()
+            lines.append(_line(root, rel))
+            try:
+                entries = sorted(os.scandir(os.path.join(root, rel)), key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries:
+                child = f"{rel}/{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(child)
+                else:
+                    lines.append(_line(root, child))
+    lines += [f"{key}={os.environ.get(key, '')}\n" for key in ENV]
+    return "".join(lines)
+
+
+def _line(root: str, rel: str) -> str:
+    try:
+        st = os.stat(os.path.join(root, rel), follow_symlinks=False)
+    except OSError:
+        return f"{rel} -\n"
+    return f"{rel} {st.st_size} {st.st_mtime_ns} {st.st_ino} {st.st_mode}\n"
+
+
+# writing (the full path, at the end of a verified build) ------------------------------------
+def remember(root: str, image: str, before: str, chain: list[dict[str, Any]]) -> None:
+    """Record that `image` ended verified. `before` is stamp() taken before any input was read
+    (a file edited while the build ran then makes the next run take the full path); `chain`
+    is, parents first, {image, ref, id, tags, verified_on, verify_record}."""
+    import tempfile
+
+    from kiln import __version__
+
+    records = [c["verify_record"] for c in chain]
+    data = {"version": RECORD_VERSION, "kiln": __version__, "image": image, "chain": chain,
+            "stamp": _combine(before, root, records)}
+    path = record_path(root, image)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), delete=False,
+                                     suffix=".tmp") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(f.name, path)
+
+
+def forget(root: str, image: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(record_path(root, image))
+
+
+def _combine(tree: str, root: str, records: list[str]) -> str:
+    """The tree's stamp and the stat of each verify record (kiln's own files, outside it)."""
+    return tree + "".join(_line(root, path) for path in records)
+
+
+# reading (before invoke is even imported) -----------------------------------------------------
+def answer(argv: list[str]) -> bool:
+    """Print the result of `kiln <argv>` and return True if it is a no-op build; else False
+    (nothing printed: the caller runs the full command)."""
+    if len(argv) != 2 or argv[0] != "build" or argv[1].startswith("-") or argv[1] == "all":
+        return False
+    root = find_root()
+    if root is None:
+        return False
+    try:
+        return _answer(root, argv[1].split(","))
+    except Exception:
+        return False
+
+
+def _answer(root: str, names: list[str]) -> bool:
+    from kiln import __version__
+
+    found = []
+    for name in names:
+        try:
+            with open(record_path(root, name)) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            return False
+        if data.get("version") != RECORD_VERSION or data.get("kiln") != __version__:
+            return False
+        found.append(data)
+    tree = stamp(root)
+    for data in found:
+        records = [c["verify_record"] for c in data["chain"]]
+        if _combine(tree, root, records) != data["stamp"]:
+            return False
+    if not _engine_agrees([c for data in found for c in data["chain"]]):
+        return False
+    _show(found)
+    return True
+
+
+def _engine_agrees(chain: list[dict[str, Any]]) -> bool:
+    """One question: the engine's images named by the recorded refs' repositories."""
+    from kiln.dockersock import images_named
+
+    repositories = sorted({c["ref"].rpartition(":")[0] for c in chain})
+    named: dict[str, str] = {}
+    for image in images_named(repositories):
+        for tag in image.get("RepoTags") or ():
+            named[tag] = image["Id"]
+    return all(named.get(tag) == c["id"] for c in chain for tag in (c["ref"], *c["tags"]))
+
+
+def _show(found: list[dict[str, Any]]) -> None:
+    """What the full path prints for a no-op build (kiln.pipeline and kiln.verify say it)."""
+    from kiln.ui import UI
+
+    ui = UI()
+    shown: set[str] = set()
+    for data in found:
+        for c in data["chain"]:
+            if c["image"] in shown:
+                continue
+            shown.add(c["image"])
+            ui.info(up_to_date_line(c["image"], c["ref"]))
+            ui.info(verified_line(c["image"], c["verified_on"]))
+    ui.table("kiln build", ["image", "action", "id", "tags", "seconds", "verified"], [
+        (c["image"], "up to date", c["id"][7:19], ", ".join(c["tags"]), "0.0", "yes")
+        for c in (data["chain"][-1] for data in found)])
+    sys.stdout.flush()
+
+
+def up_to_date_line(image: str, ref: str) -> str:
+    return f"[bold]{image}[/]: up to date ({ref}, fingerprint unchanged)"
+
+
+def verified_line(image: str, started: str) -> str:
+    return (f"[bold]{image}[/]: verified on {started} (same image ID and suite; not verified "
+            "again)")
