@@ -13,11 +13,16 @@ import json
 import os
 import socket
 from typing import Any
-from urllib.parse import quote
 
 # kiln.errors is imported where an error is raised: its dataclasses cost more than the answer.
 
 UNREACHABLE = "(start dockerd, or point DOCKER_HOST at an engine)"
+
+
+def quote(text: str) -> str:
+    """Percent-encode everything but unreserved characters (urllib.parse costs an import)."""
+    safe = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~"
+    return "".join(chr(b) if chr(b) in safe else f"%{b:02X}" for b in text.encode())
 
 
 def unix_socket() -> str | None:
@@ -42,13 +47,13 @@ def reachable() -> None:
 
 def inspect_image(ref: str) -> dict[str, Any] | None:
     """`docker image inspect ref`, or None when there is no such image."""
-    found = get(f"/images/{quote(ref, safe='')}/json")
+    found = get(f"/images/{quote(ref)}/json")
     return dict(found) if found is not None else None
 
 
 def images_named(repositories: list[str]) -> list[dict[str, Any]]:
     """Every image with a name in these repositories (IDs and RepoTags), in one request."""
-    filters = quote(json.dumps({"reference": repositories}), safe="")
+    filters = quote(json.dumps({"reference": repositories}))
     return list(get(f"/images/json?filters={filters}") or [])
 
 

@@ -21,16 +21,18 @@ This module imports only the standard library and kiln.engine, on purpose.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
+import zlib
 from typing import Any
 
 RECORD_VERSION = 1
 WATCHED_DIRS = ("images", "layers")
 WATCHED_FILES = ("kiln.toml", ".kiln/config.toml")
 ENV = ("KILN_PROJECT", "KILN_STATE_DIR", "SOURCE_DATE_EPOCH", "KILN_DOCKER")
+RICH_ENV = ("TERM", "COLORTERM", "NO_COLOR", "COLUMNS", "LINES", "JUPYTER_COLUMNS",
+            "JUPYTER_LINES", "CLICOLOR", "CLICOLOR_FORCE", "PYCHARM_HOSTED", "TERM_PROGRAM")
 
 
 def state_dir(root: str) -> str:
@@ -107,6 +109,8 @@ def remember(root: str, image: str, before: str, chain: list[dict[str, Any]]) ->
 
 
 def forget(root: str, image: str) -> None:
+    import contextlib
+
     with contextlib.suppress(FileNotFoundError):
         os.unlink(record_path(root, image))
 
@@ -134,16 +138,18 @@ def answer(argv: list[str]) -> bool:
 def _answer(root: str, names: list[str]) -> bool:
     from kiln import __version__
 
-    found = []
+    found, texts = [], []
     for name in names:
         try:
             with open(record_path(root, name)) as f:
-                data = json.load(f)
+                text = f.read()
+            data = json.loads(text)
         except (OSError, ValueError):
             return False
         if data.get("version") != RECORD_VERSION or data.get("kiln") != __version__:
             return False
         found.append(data)
+        texts.append(text)
     tree = stamp(root)
     for data in found:
         records = [c["verify_record"] for c in data["chain"]]
@@ -151,7 +157,7 @@ def _answer(root: str, names: list[str]) -> bool:
             return False
     if not _engine_agrees([c for data in found for c in data["chain"]]):
         return False
-    _show(found)
+    _show(root, names, texts, found)
     return True
 
 
@@ -167,8 +173,44 @@ def _engine_agrees(chain: list[dict[str, Any]]) -> bool:
     return all(named.get(tag) == c["id"] for c in chain for tag in (c["ref"], *c["tags"]))
 
 
-def _show(found: list[dict[str, Any]]) -> None:
-    """What the full path prints for a no-op build (kiln.pipeline and kiln.verify say it)."""
+def _show(root: str, names: list[str], texts: list[str], found: list[dict[str, Any]]) -> None:
+    """Print what the full path prints for a no-op build (kiln.pipeline and kiln.verify say it).
+
+    rich renders it the first time; the rendered text is kept next to the records, for this
+    terminal (tty or not, size, colour settings), and printed as is while the records are
+    the same: importing rich alone takes longer than the rest of the answer.
+    """
+    key = _terminal(names)
+    shown = os.path.join(state_dir(root), "noop", "shown", f"{zlib.crc32(key.encode()):08x}.json")
+    try:
+        with open(shown) as f:
+            cached = json.load(f)
+        if cached["key"] == key and cached["records"] == texts:
+            sys.stderr.write(cached["stderr"])
+            sys.stderr.flush()
+            sys.stdout.write(cached["stdout"])
+            sys.stdout.flush()
+            return
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    out, err = _Tee(sys.stdout), _Tee(sys.stderr)
+    sys.stdout, sys.stderr = out, err
+    try:
+        _render(found)
+    finally:
+        sys.stdout, sys.stderr = out.file, err.file
+    data = {"key": key, "records": texts, "stdout": "".join(out.text),
+            "stderr": "".join(err.text)}
+    try:
+        os.makedirs(os.path.dirname(shown), exist_ok=True)
+        with open(shown + ".tmp", "w") as f:
+            json.dump(data, f)
+        os.replace(shown + ".tmp", shown)
+    except OSError:
+        pass  # not kept: the next no-op renders it again
+
+
+def _render(found: list[dict[str, Any]]) -> None:
     from kiln.ui import UI
 
     ui = UI()
@@ -184,6 +226,34 @@ def _show(found: list[dict[str, Any]]) -> None:
         (c["image"], "up to date", c["id"][7:19], ", ".join(c["tags"]), "0.0", "yes")
         for c in (data["chain"][-1] for data in found)])
     sys.stdout.flush()
+
+
+def _terminal(names: list[str]) -> str:
+    """What rich's rendering depends on: the streams (terminal or not, their size and
+    encoding) and the environment it reads."""
+    parts = [",".join(names)]
+    for stream in (sys.stdout, sys.stderr):
+        tty = stream.isatty()
+        size = os.get_terminal_size(stream.fileno()) if tty else None
+        parts.append(f"{tty} {size} {getattr(stream, 'encoding', '')}")
+    parts += [f"{k}={v}" for k, v in sorted(os.environ.items())
+              if k in RICH_ENV or k.startswith(("FORCE_COLOR", "TTY_"))]
+    return "\n".join(parts)
+
+
+class _Tee:
+    """A text stream that keeps what is written to it and passes it on."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.text: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.text.append(text)
+        return int(self.file.write(text))
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, flush, encoding...
+        return getattr(self.file, name)
 
 
 def up_to_date_line(image: str, ref: str) -> str:
