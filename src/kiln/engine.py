@@ -35,9 +35,12 @@ else:
 
         def __getattr__(self, attr: str) -> Any:
             module: ModuleType = importlib.import_module(self._name)
-            if attr == "errors":
-                return importlib.import_module("docker.errors")
-            return getattr(module, attr)
+            value = (importlib.import_module("docker.errors") if attr == "errors"
+                     else getattr(module, attr))
+            # Kept: an `except docker.errors...` clause met while the interpreter shuts down
+            # (a stream closed late) must not need the import system.
+            setattr(self, attr, value)
+            return value
 
     docker = _Lazy("docker")
 
