@@ -11,6 +11,7 @@ def main() -> None:
 
     if noop.answer(sys.argv[1:]):
         return
-    from kiln.cli import main as cli_main
+    with noop.capture(sys.argv[1:]):  # a no-op's output is kept, for the next answer
+        from kiln.cli import main as cli_main
 
-    cli_main()
+        cli_main()

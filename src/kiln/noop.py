@@ -6,17 +6,19 @@ ended verified, kiln keeps a record of it (.kiln/noop/<image>.json): the stat of
 and folder under images/ and layers/ (path, size, mtime_ns, inode, mode; a folder's mtime
 changes when an entry is added or removed), of the project's kiln.toml, and of each verify
 record it relied on, with what that build ended with (each image of the chain, parents
-first: its ref, ID, tags and the date it was verified).
+first: its ref, ID and tags).
 
 If every stat is as recorded, no input can have changed, so the fingerprints are the recorded
 ones; one question to the engine (the images whose names are the recorded refs and tags)
-says whether they still name the recorded IDs. Then the result is printed as the full path
-would print it, without loading invoke, YAML or the pipeline. Any difference, any option
-other than the image names, any image with a VM target: the full path runs, and rewrites the
-record when it ends verified. The content hashes stay the truth: the record only ever lets
-kiln skip work when nothing it could read has moved.
+says whether they still name the recorded IDs. Then kiln prints what the full path printed
+the last time it found the same records (kept per terminal, see `capture`), without loading
+invoke, YAML, rich or the pipeline. Any difference, any option other than the image names,
+any image with a VM target, no kept output for this terminal: the full path runs, rewrites
+the record when it ends verified, and keeps its output when it was a no-op. The content
+hashes stay the truth: the record only ever lets kiln skip work when nothing it could read
+has moved.
 
-This module imports only the standard library and kiln.engine, on purpose.
+This module imports only the standard library and kiln.dockersock, on purpose.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def _line(root: str, rel: str) -> str:
 def remember(root: str, image: str, before: str, chain: list[dict[str, Any]]) -> None:
     """Record that `image` ended verified. `before` is stamp() taken before any input was read
     (a file edited while the build ran then makes the next run take the full path); `chain`
-    is, parents first, {image, ref, id, tags, verified_on, verify_record}."""
+    is, parents first, {image, ref, id, tags, verify_record}."""
     import tempfile
 
     from kiln import __version__
@@ -121,43 +123,60 @@ def _combine(tree: str, root: str, records: list[str]) -> str:
 
 
 # reading (before invoke is even imported) -----------------------------------------------------
-def answer(argv: list[str]) -> bool:
-    """Print the result of `kiln <argv>` and return True if it is a no-op build; else False
-    (nothing printed: the caller runs the full command)."""
+def bare_build(argv: list[str]) -> list[str] | None:
+    """The image names of `kiln build <names>` without options, or None."""
     if len(argv) != 2 or argv[0] != "build" or argv[1].startswith("-") or argv[1] == "all":
-        return False
+        return None
+    return argv[1].split(",")
+
+
+def answer(argv: list[str]) -> bool:
+    """Print the result of `kiln <argv>` and return True if it is a no-op build whose answer
+    is known; else False (nothing printed: the caller runs the full command)."""
+    names = bare_build(argv)
     root = find_root()
-    if root is None:
+    if names is None or root is None:
         return False
     try:
-        return _answer(root, argv[1].split(","))
-    except Exception:
+        return _answer(root, names)
+    except Exception:  # any doubt at all: the full path decides, and reports
         return False
 
 
-def _answer(root: str, names: list[str]) -> bool:
+def _records(root: str, names: list[str]) -> list[str] | None:
+    """The text of each image's record, or None if one is missing or from another kiln."""
     from kiln import __version__
 
-    found, texts = [], []
+    texts = []
     for name in names:
         try:
             with open(record_path(root, name)) as f:
-                text = f.read()
-            data = json.loads(text)
+                texts.append(f.read())
+            data = json.loads(texts[-1])
         except (OSError, ValueError):
-            return False
+            return None
         if data.get("version") != RECORD_VERSION or data.get("kiln") != __version__:
-            return False
-        found.append(data)
-        texts.append(text)
+            return None
+    return texts
+
+
+def _answer(root: str, names: list[str]) -> bool:
+    texts = _records(root, names)
+    if texts is None:
+        return False
+    found = [json.loads(text) for text in texts]
     tree = stamp(root)
     for data in found:
         records = [c["verify_record"] for c in data["chain"]]
         if _combine(tree, root, records) != data["stamp"]:
             return False
-    if not _engine_agrees([c for data in found for c in data["chain"]]):
+    shown = _shown(root, names, texts)
+    if shown is None or not _engine_agrees([c for data in found for c in data["chain"]]):
         return False
-    _show(root, names, texts, found)
+    sys.stderr.write(shown["stderr"])
+    sys.stderr.flush()
+    sys.stdout.write(shown["stdout"])
+    sys.stdout.flush()
     return True
 
 
@@ -173,59 +192,69 @@ def _engine_agrees(chain: list[dict[str, Any]]) -> bool:
     return all(named.get(tag) == c["id"] for c in chain for tag in (c["ref"], *c["tags"]))
 
 
-def _show(root: str, names: list[str], texts: list[str], found: list[dict[str, Any]]) -> None:
-    """Print what the full path prints for a no-op build (kiln.pipeline and kiln.verify say it).
+# what a no-op prints: the full path's own words, kept ------------------------------------------
+# The fast path never words an answer itself: the full path's output of a no-op build is kept
+# (per terminal: tty or not, size, encoding, colour settings; and per records) and printed
+# again while nothing has changed. So the two can never say different things, and rich (which
+# takes longer to import than the whole answer) is not loaded.
+NOTED: dict[str, str] = {}  # image -> action of each build_image in this process
 
-    rich renders it the first time; the rendered text is kept next to the records, for this
-    terminal (tty or not, size, colour settings), and printed as is while the records are
-    the same: importing rich alone takes longer than the rest of the answer.
-    """
-    key = _terminal(names)
-    shown = os.path.join(state_dir(root), "noop", "shown", f"{zlib.crc32(key.encode()):08x}.json")
-    try:
-        with open(shown) as f:
-            cached = json.load(f)
-        if cached["key"] == key and cached["records"] == texts:
-            sys.stderr.write(cached["stderr"])
-            sys.stderr.flush()
-            sys.stdout.write(cached["stdout"])
-            sys.stdout.flush()
+
+def note(image: str, action: str) -> None:
+    NOTED[image] = action
+
+
+class capture:
+    """Around the full path of a bare `kiln build`: keep what it printed if it was a no-op
+    (every image up to date, every requested one recorded verified)."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.names = bare_build(argv) or []
+        self.root = find_root() if self.names else None
+        self.out, self.err = _Tee(sys.stdout), _Tee(sys.stderr)
+
+    def __enter__(self) -> capture:
+        if self.root is not None:
+            sys.stdout, sys.stderr = self.out, self.err
+        return self
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        if self.root is None:
             return
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    out, err = _Tee(sys.stdout), _Tee(sys.stderr)
-    sys.stdout, sys.stderr = out, err
+        sys.stdout, sys.stderr = self.out.file, self.err.file
+        if kind is not None or not NOTED or set(NOTED.values()) != {"up to date"}:
+            return
+        texts = _records(self.root, self.names)
+        if texts is not None:
+            _keep(self.root, self.names, texts, "".join(self.out.text), "".join(self.err.text))
+
+
+def _shown_path(root: str, key: str) -> str:
+    return os.path.join(state_dir(root), "noop", "shown", f"{zlib.crc32(key.encode()):08x}.json")
+
+
+def _shown(root: str, names: list[str], texts: list[str]) -> dict[str, str] | None:
+    key = _terminal(names)
     try:
-        _render(found)
-    finally:
-        sys.stdout, sys.stderr = out.file, err.file
-    data = {"key": key, "records": texts, "stdout": "".join(out.text),
-            "stderr": "".join(err.text)}
+        with open(_shown_path(root, key)) as f:
+            kept = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if kept.get("key") != key or kept.get("records") != texts:
+        return None
+    return {"stdout": str(kept["stdout"]), "stderr": str(kept["stderr"])}
+
+
+def _keep(root: str, names: list[str], texts: list[str], out: str, err: str) -> None:
+    key = _terminal(names)
+    path = _shown_path(root, key)
     try:
-        os.makedirs(os.path.dirname(shown), exist_ok=True)
-        with open(shown + ".tmp", "w") as f:
-            json.dump(data, f)
-        os.replace(shown + ".tmp", shown)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            json.dump({"key": key, "records": texts, "stdout": out, "stderr": err}, f)
+        os.replace(path + ".tmp", path)
     except OSError:
-        pass  # not kept: the next no-op renders it again
-
-
-def _render(found: list[dict[str, Any]]) -> None:
-    from kiln.ui import UI
-
-    ui = UI()
-    shown: set[str] = set()
-    for data in found:
-        for c in data["chain"]:
-            if c["image"] in shown:
-                continue
-            shown.add(c["image"])
-            ui.info(up_to_date_line(c["image"], c["ref"]))
-            ui.info(verified_line(c["image"], c["verified_on"]))
-    ui.table("kiln build", ["image", "action", "id", "tags", "seconds", "verified"], [
-        (c["image"], "up to date", c["id"][7:19], ", ".join(c["tags"]), "0.0", "yes")
-        for c in (data["chain"][-1] for data in found)])
-    sys.stdout.flush()
+        pass  # not kept: the next no-op takes the full path again
 
 
 def _terminal(names: list[str]) -> str:
@@ -254,12 +283,3 @@ class _Tee:
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, flush, encoding...
         return getattr(self.file, name)
-
-
-def up_to_date_line(image: str, ref: str) -> str:
-    return f"[bold]{image}[/]: up to date ({ref}, fingerprint unchanged)"
-
-
-def verified_line(image: str, started: str) -> str:
-    return (f"[bold]{image}[/]: verified on {started} (same image ID and suite; not verified "
-            "again)")

@@ -101,6 +101,7 @@ def build_image(ctx: Context, name: str) -> BuildResult:
     record_inputs(ctx, prepared, result.image_id)
     verify_image(ctx, prepared, result.image_id)
     ctx.results[name] = result
+    noop.note(name, result.action)
     remember_noop(ctx, prepared, result, before)
     return result
 
@@ -139,7 +140,8 @@ def reuse_existing(ctx: Context, prepared: Prepared) -> BuildResult | None:
     image_id = ctx.engine.image_id(prepared.ref)
     if image_id is None:
         return None
-    ctx.ui.info(noop.up_to_date_line(prepared.plan.image.name, prepared.ref))
+    ctx.ui.info(f"[bold]{prepared.plan.image.name}[/]: up to date ({prepared.ref}, "
+                "fingerprint unchanged)")
     return _result(prepared, image_id, "up to date", 0.0)
 
 
@@ -209,7 +211,7 @@ def remember_noop(ctx: Context, prepared: Prepared, result: BuildResult, before:
         return
     ctx.chains[image.name] = [*parent, {
         "image": image.name, "ref": result.ref, "id": result.image_id,
-        "tags": list(result.tags), "verified_on": record.started,
+        "tags": list(result.tags),
         "verify_record": str(records.path(ctx.project.root, result.image_id, "container"))}]
     noop.remember(root, image.name, before, ctx.chains[image.name])
 

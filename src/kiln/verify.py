@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from kiln import noop, records
+from kiln import records
 from kiln.engine import Engine
 from kiln.errors import CommandError, KilnError
 from kiln.model import Config, Healthcheck, Plan
@@ -474,7 +474,8 @@ def gate(engine: Engine, root: Path, target: Target, ui: UI, *, enabled: bool = 
         return record
     if covered and not force:
         assert existing is not None
-        ui.info(noop.verified_line(target.name, existing.started))
+        ui.info(f"[bold]{target.name}[/]: verified on {existing.started} "
+                f"(same image ID and suite; not verified again)")
         return existing
     if not has_tests(suite):
         ui.warn(f"{target.plan.image.path}: '{target.name}' has no tests; it stays unverified "
