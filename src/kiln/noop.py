@@ -76,15 +76,21 @@ def stamp(root: str) -> str:
                 child = f"{rel}/{entry.name}"
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(child)
+                elif entry.is_symlink():
+                    # Its target's stat too: the link stays put when the file it names changes.
+                    # A linked folder is not walked: such a tree never gets the fast path.
+                    lines += [_line(root, child), _line(root, child, follow=True)]
+                    if entry.is_dir():
+                        lines.append(f"{child} linked folder {os.urandom(8).hex()}\n")
                 else:
                     lines.append(_line(root, child))
     lines += [f"{key}={os.environ.get(key, '')}\n" for key in ENV]
     return "".join(lines)
 
 
-def _line(root: str, rel: str) -> str:
+def _line(root: str, rel: str, follow: bool = False) -> str:
     try:
-        st = os.stat(os.path.join(root, rel), follow_symlinks=False)
+        st = os.stat(os.path.join(root, rel), follow_symlinks=follow)
     except OSError:
         return f"{rel} -\n"
     return f"{rel} {st.st_size} {st.st_mtime_ns} {st.st_ino} {st.st_mode}\n"

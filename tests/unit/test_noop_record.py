@@ -42,6 +42,20 @@ def test_stamp_moves_with_every_edit_addition_removal_and_setting(tmp_path, monk
     assert not changed()
 
 
+def test_stamp_follows_a_linked_file_and_never_matches_with_a_linked_folder(tmp_path):
+    root = project(tmp_path)
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (outside / "f").write_text("one\n")
+    (root / "layers/x/files/link").symlink_to(outside / "f")
+    first = noop.stamp(str(root))
+    assert noop.stamp(str(root)) == first
+    (outside / "f").write_text("two, longer\n")  # the link itself is untouched
+    assert noop.stamp(str(root)) != first
+    (root / "layers/x/files/folder").symlink_to(outside)
+    assert noop.stamp(str(root)) != noop.stamp(str(root))
+
+
 def test_only_a_bare_build_of_named_images_is_answered(tmp_path, monkeypatch):
     monkeypatch.setenv("KILN_PROJECT", str(project(tmp_path)))
     for argv in (["build"], ["build", "a", "--force"], ["build", "--json", "a"],
