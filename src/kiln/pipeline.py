@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from kiln import buildkit, hermetic, lockfile, planner
+from kiln import buildkit, hermetic, lockfile, noop, planner, records
 from kiln.bootstrap import bootstrap, import_rootfs
 from kiln.buildkit import Output, Step
 from kiln.checks import check_names, check_plans
@@ -74,6 +74,7 @@ class Context:
     network: str = "none"  # of every build step; "default" only to prove it changes nothing
     results: dict[str, BuildResult] = field(default_factory=dict)
     verified: dict[str, VerifyRecord] = field(default_factory=dict)
+    chains: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # for kiln.noop
 
 
 def prepare(project: Project, name: str) -> Prepared:
@@ -96,6 +97,7 @@ def validate(project: Project) -> list[Plan]:
 def build_image(ctx: Context, name: str) -> BuildResult:
     if name in ctx.results:
         return ctx.results[name]
+    before = noop.stamp(str(ctx.project.root))  # before any input is read
     prepared = prepare(ctx.project, name)
     hermetic.check_lock(ctx.project.root, prepared.plan)
     ensure_base(ctx, prepared)
@@ -105,6 +107,8 @@ def build_image(ctx: Context, name: str) -> BuildResult:
     verify_image(ctx, prepared, result.image_id)
     result = move_tags(ctx, prepared, result)
     ctx.results[name] = result
+    noop.note(name, result.action)
+    remember_noop(ctx, prepared, result, before)
     return result
 
 
@@ -235,6 +239,23 @@ def verify_image(ctx: Context, prepared: Prepared, image_id: str) -> None:
     target = Target(prepared.plan, prepared.ref, image_id, prepared.fingerprint)
     ctx.verified[target.name] = gate(ctx.engine, ctx.project.root, target, ctx.ui,
                                      enabled=ctx.verify, keep=ctx.keep, force=ctx.force)
+
+
+def remember_noop(ctx: Context, prepared: Prepared, result: BuildResult, before: str) -> None:
+    """Let the next `kiln build` of this image answer without the pipeline (kiln.noop), if
+    it ended verified, as a container image only, with its parents verified too."""
+    image, root = prepared.plan.image, str(ctx.project.root)
+    record = ctx.verified.get(image.name)
+    parent = (ctx.chains.get(image.base.image) if isinstance(image.base, ImageBase)
+              else [])
+    if record is None or not record.passed or parent is None or "vm" in image.targets:
+        noop.forget(root, image.name)
+        return
+    ctx.chains[image.name] = [*parent, {
+        "image": image.name, "ref": result.ref, "id": result.image_id,
+        "tags": list(result.tags),
+        "verify_record": str(records.path(ctx.project.root, result.image_id, "container"))}]
+    noop.remember(root, image.name, before, ctx.chains[image.name])
 
 
 def record_inputs(ctx: Context, prepared: Prepared, image_id: str) -> None:

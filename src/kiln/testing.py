@@ -36,11 +36,9 @@ from testinfra.backend import base
 from kiln.engine import Engine
 from kiln.errors import KilnError
 from kiln.model import Config, Healthcheck, ParamValue
+from kiln.suiteinfo import INFO_ENV, SCHEME
 from kiln.testkit import HttpResponse, http_get, listening, service_logs
 from kiln.testowners import describe
-
-INFO_ENV = "KILN_VERIFY_INFO"
-SCHEME = "kiln"
 
 # testinfra finds backends by URL scheme in this table (module path, class name).
 testinfra.backend.BACKENDS[SCHEME] = f"{__name__}.KilnBackend"
@@ -67,10 +65,6 @@ class ImageInfo:
     def ports(self) -> tuple[int, ...]:
         """The exposed TCP ports, as numbers."""
         return tuple(int(p.split("/")[0]) for p in self.config.expose if p.endswith("/tcp"))
-
-
-def config_to_json(config: Config) -> dict[str, Any]:
-    return dataclasses.asdict(config)
 
 
 def config_from_json(data: dict[str, Any]) -> Config:

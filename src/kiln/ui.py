@@ -1,4 +1,8 @@
-"""Everything kiln shows a person: progress and logs on stderr, results on stdout."""
+"""Everything kiln shows a person: progress and logs on stderr, results on stdout.
+
+rich is imported when the first line is printed, not with the module: a command that prints
+nothing through the UI does not pay for it.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,21 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.status import Status
-from rich.table import Table
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from kiln.prog import localise
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.status import Status
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
 
 # Not a terminal (CI logs, pipes): lines as long as they are. Wrapped at 80 columns, a
 # `docker exec` line could not be pasted and tables cut refs short.
@@ -22,6 +33,8 @@ UNLIMITED = 1_000_000
 
 
 def console(stderr: bool) -> Console:
+    from rich.console import Console
+
     tty = (sys.stderr if stderr else sys.stdout).isatty()
     return Console(stderr=stderr, highlight=False, soft_wrap=not tty or not stderr,
                    width=None if tty else UNLIMITED)
@@ -29,14 +42,20 @@ def console(stderr: bool) -> Console:
 
 class UI:
     def __init__(self, *, verbose: bool = False, quiet: bool = False) -> None:
-        self.err = console(stderr=True)
-        self.out = console(stderr=False)
         self.verbose = verbose
         self.quiet = quiet
         self._status: Status | None = None
         self._started = 0.0
         self._label = ""
         self._pending: tuple[str, float] | None = None  # the step running, and since when
+
+    @cached_property
+    def err(self) -> Console:
+        return console(stderr=True)
+
+    @cached_property
+    def out(self) -> Console:
+        return console(stderr=False)
 
     # logs --------------------------------------------------------------------------------
     def info(self, message: str) -> None:
@@ -91,6 +110,8 @@ class UI:
         print(json.dumps(data, indent=2, sort_keys=True))
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        from rich.table import Table
+
         table = Table(title=title, title_justify="left")
         for column in columns:
             table.add_column(column)

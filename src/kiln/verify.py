@@ -36,7 +36,7 @@ from kiln.errors import CommandError, KilnError
 from kiln.model import Config, Healthcheck, Plan
 from kiln.records import CheckResult, Outcome, VerifyRecord
 from kiln.run import interactive, run
-from kiln.testing import INFO_ENV, SCHEME, config_to_json
+from kiln.suiteinfo import INFO_ENV, SCHEME, config_to_json
 from kiln.testowners import describe, overrides
 from kiln.ui import UI
 

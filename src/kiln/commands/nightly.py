@@ -12,7 +12,6 @@ from kiln import report as reports
 from kiln.commands.common import kiln_task, run_context
 from kiln.errors import KilnError
 from kiln.load import Project
-from kiln.nightly import Options, commit_locks, commit_message, run_nightly
 from kiln.report import COLUMNS, NightlyReport
 from kiln.ui import UI
 
@@ -43,6 +42,8 @@ def nightly(c: InvokeContext, only: str | None = None, report: str | None = None
       kiln nightly --report out/
       kiln nightly --only nginx --no-refresh
     """
+    from kiln.nightly import Options, run_nightly  # publishing's libraries: loaded here
+
     ctx = run_context(verbose)
     ctx.ui = UI(verbose=verbose, quiet=not verbose)  # the quiet night prints one line
     options = Options(only=tuple(only.split(",")) if only else None, refresh=not no_refresh,
@@ -74,6 +75,8 @@ def merge_reports(c: InvokeContext, folder: str, out: str | None = None, commit:
     Examples:
       kiln merge-reports reports/ --out merged/
     """
+    from kiln.nightly import commit_locks, commit_message
+
     found = sorted(Path(folder).rglob("nightly.json"))
     if not found:
         raise KilnError(f"{folder}: no nightly.json below it (download the jobs' reports here)")

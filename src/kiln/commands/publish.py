@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke import task
 from invoke.context import Context as InvokeContext
 
 from kiln.commands.common import kiln_task
 from kiln.config import load_config
-from kiln.embedded import embedded
 from kiln.errors import KilnError
 from kiln.load import Project
-from kiln.publish import Session, check_target, open_session
-from kiln.publish import catalog as list_catalog
-from kiln.publish import promote as promote_image
-from kiln.publish import publish as publish_image
-from kiln.publish import pull as pull_image
-from kiln.publish import revoke as revoke_digest
-from kiln.publish import rollback as rollback_channel
-from kiln.signing import keygen as make_keys
 from kiln.ui import UI
-from kiln.vm.publish import publish_disk, pull_disk
+
+if TYPE_CHECKING:  # publishing's libraries (requests, cryptography) load in its tasks
+    from kiln.publish import Session
 
 TASKS = ("keygen", "registry", "publish", "promote", "rollback", "revoke", "pull", "catalog")
 
 
 def _session(verbose: bool = False) -> Session:
+    from kiln.publish import open_session
+
     return open_session(Project.find(), UI(verbose=verbose))
 
 
@@ -39,6 +35,8 @@ def keygen(c: InvokeContext, force: bool = False, json: bool = False) -> None:
     Examples:
       kiln keygen
     """
+    from kiln.signing import keygen as make_keys
+
     config = load_config(Project.find().root)
     key = make_keys(config.signing_key, config.public_key, force=force)
     if json:
@@ -60,6 +58,8 @@ def registry(c: InvokeContext, action: str, json: bool = False) -> None:
       kiln registry status --json
       kiln registry down
     """
+    from kiln.embedded import embedded
+
     root = Project.find().root
     config = load_config(root)
     local = embedded(root)
@@ -102,6 +102,10 @@ def publish(c: InvokeContext, image: str, tag: str | None = None, target: str = 
       kiln publish nginx
       kiln publish base-vm --target vm
     """
+    from kiln.publish import check_target
+    from kiln.publish import publish as publish_image
+    from kiln.vm.publish import publish_disk
+
     s = _session()
     push = publish_disk if check_target(target) == "vm" else publish_image
     results = [push(s, name, tag) for name in image.split(",")]
@@ -128,6 +132,9 @@ def promote(c: InvokeContext, image: str, channel: str, target: str = "container
       kiln promote nginx stable
       kiln promote nginx:1.22-20261201-0123456789ab candidate
     """
+    from kiln.publish import check_target
+    from kiln.publish import promote as promote_image
+
     move = promote_image(_session(), image, channel, check_target(target))
     if json:
         UI().json(move.to_json())
@@ -149,6 +156,9 @@ def rollback(c: InvokeContext, image: str, channel: str, target: str = "containe
     Examples:
       kiln rollback nginx stable
     """
+    from kiln.publish import check_target
+    from kiln.publish import rollback as rollback_channel
+
     move = rollback_channel(_session(), image, channel, check_target(target))
     if json:
         UI().json(move.to_json())
@@ -166,6 +176,8 @@ def revoke(c: InvokeContext, image: str, reason: str = "", json: bool = False) -
     Examples:
       kiln revoke nginx@sha256:<digest> --reason 'CVE-2026-1234'
     """
+    from kiln.publish import revoke as revoke_digest
+
     s = _session()
     moves = revoke_digest(s, image, reason)
     if json:
@@ -191,6 +203,10 @@ def pull(c: InvokeContext, image: str, target: str = "container", output: str = 
       kiln pull nginx:candidate --json
       kiln pull base-vm --target vm --output disks/
     """
+    from kiln.publish import check_target
+    from kiln.publish import pull as pull_image
+    from kiln.vm.publish import pull_disk
+
     s = _session()
     if check_target(target) == "vm":
         disk = pull_disk(s, image, Path(output))
@@ -218,6 +234,8 @@ def catalog(c: InvokeContext, json: bool = False) -> None:
       kiln catalog
       kiln catalog --json
     """
+    from kiln.publish import catalog as list_catalog
+
     s = _session()
     rows = list_catalog(s)
     if json:

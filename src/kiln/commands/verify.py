@@ -21,7 +21,6 @@ from kiln.verify import (
     summary,
 )
 from kiln.verify import verify as run_verify
-from kiln.vm.verify import verify_vm
 
 TASKS = ("verify", "shell")
 
@@ -103,6 +102,8 @@ def shell(c: InvokeContext, image: str, user: str | None = None) -> None:
 def verify_disk(image: str, *, boot: str | None, accel: str, timeout: float | None,
                 verbose: bool, json: bool) -> None:
     """`verify --target vm`: boot a throwaway copy of the built disk, run the suite over SSH."""
+    from kiln.vm.verify import verify_vm  # qemu's and SSH's libraries: loaded here
+
     if accel not in ("auto", "kvm", "tcg"):
         raise KilnError(f"--accel {accel}: use auto, kvm or tcg")
     ctx = run_context(verbose)
