@@ -16,6 +16,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from kiln import session
 from kiln.errors import EngineError
 
 KILN_LABEL = "dev.kiln.managed"  # on every container kiln starts, so leaks can be found
@@ -194,7 +195,7 @@ class Engine:
         try:
             return self.client.containers.run(
                 image, command=command, entrypoint=entrypoint, detach=True,
-                labels={KILN_LABEL: "1", **(labels or {})}, **kwargs)
+                labels={KILN_LABEL: "1", **session.labels(), **(labels or {})}, **kwargs)
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot start a container of {image}: {_reason(exc)}") from None
 
@@ -245,7 +246,7 @@ class Engine:
         try:
             created = self.api.create_container(
                 image, name=name, entrypoint=entrypoint, healthcheck=healthcheck,
-                labels={KILN_LABEL: "1", **(labels or {})})
+                labels={KILN_LABEL: "1", **session.labels(), **(labels or {})})
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot create a container of {image}: {_reason(exc)}") from None
         return str(created["Id"])
@@ -313,7 +314,7 @@ class Engine:
         """
         try:
             created = self.api.create_container(image, command=["/bin/true"],
-                                                labels={KILN_LABEL: "1"})
+                                                labels={KILN_LABEL: "1", **session.labels()})
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot create a container of {image} to export: "
                               f"{_reason(exc)}") from None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from kiln import session
 from kiln.errors import BuildError, DefinitionError, KilnError
+from kiln.fingerprint import image_repository
 from kiln.pipeline import build_all, build_image, prepare
 
 LAYERS = {
@@ -50,8 +52,14 @@ LAYERS = {
 }
 
 
+def _own_refs(engine) -> set[str]:
+    """This session's image references (the engine may be shared: only ours are compared)."""
+    return {ref for img in engine.api.images(all=True) for ref in img.get("RepoTags") or ()
+            if ref.startswith(session.prefix())}
+
+
 def _run(engine, ref: str, *cmd: str) -> str:
-    out = engine.client.containers.run(ref, list(cmd), remove=True)
+    out = engine.client.containers.run(ref, list(cmd), remove=True, labels=session.labels())
     return out.decode()
 
 
@@ -66,8 +74,8 @@ def test_build_runs_every_layer_step_and_labels_the_image(make_project, kiln_ctx
     assert labels["dev.kiln.layers"] == "hello"
     assert labels["org.opencontainers.image.version"] == "1.10"
     assert labels["example.layer"] == "hello"
-    assert "kiln/small:latest" in result.tags
-    assert engine.image_id("kiln/small:1.10") == result.image_id
+    assert f"{image_repository('small')}:latest" in result.tags
+    assert engine.image_id(f"{image_repository('small')}:1.10") == result.image_id
 
 
 def test_unchanged_fingerprint_is_not_built_again(make_project, kiln_ctx):
@@ -111,12 +119,12 @@ def test_invalid_definition_builds_nothing(make_project, kiln_ctx, engine):
     files = dict(LAYERS)
     files["layers/child/layer.yaml"] = "requires: [hello]\nrun: [true]\nusr: app\n"
     project = make_project(files)
-    before = {img["Id"] for img in engine.api.images(all=True)}
+    before = _own_refs(engine)
     with pytest.raises(DefinitionError) as err:
         build_all(kiln_ctx(project))
     assert str(err.value) == ("layers/child/layer.yaml:3: unknown key 'usr' "
                               "(did you mean 'user'?)")
-    assert {img["Id"] for img in engine.api.images(all=True)} == before
+    assert _own_refs(engine) == before
 
 
 def test_tampered_rootfs_is_refused(make_project, kiln_ctx, engine):

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from kiln import session
 from kiln.errors import BuildError, DefinitionError
 from kiln.pipeline import build_all, build_image, ensure_base, prepare, run_build
 from kiln.render import Rendered
@@ -63,7 +64,9 @@ HOSTILE = {
 
 
 def _images(engine) -> set[str]:
-    return {img["Id"] for img in engine.api.images(all=True)}
+    """This session's image references (the engine may be shared: only ours are compared)."""
+    return {ref for img in engine.api.images(all=True) for ref in img.get("RepoTags") or ()
+            if ref.startswith(session.prefix())}
 
 
 def test_hostile_definitions_build_nothing(make_project, kiln_ctx, engine):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln import records
+from kiln import records, session
 from kiln.engine import KILN_LABEL, Engine
 from kiln.errors import KilnError
 from kiln.pipeline import build_image, prepare
@@ -126,7 +126,8 @@ def _kiln_containers(engine: Engine, image: str) -> set[str]:
     Containers inherit their image's labels, so dev.kiln.image picks this test's image out of
     whatever else runs on the engine.
     """
-    labels = [KILN_LABEL, f"dev.kiln.image={image}"]
+    labels = [KILN_LABEL, f"dev.kiln.image={image}",
+              *(f"{key}={value}" for key, value in session.labels().items())]
     return {c.name for c in engine.client.containers.list(
         all=True, filters={"label": labels}, ignore_removed=True)}
 
