@@ -65,7 +65,9 @@ def test_two_sessions_and_a_third_party_share_an_engine(make_project, kiln_ctx, 
         with as_session(third):
             theirs = build_image(kiln_ctx(make_project(PROJECT)), "small")
             container = engine.create_container(theirs.image_id, f"{third}-kept")
-        their_refs = {ref for ref in all_refs(engine) if ref.startswith(f"{third}/")}
+        their_refs = {ref: engine.image_id(ref) for ref in all_refs(engine)
+                      if ref.startswith(f"{third}/")}
+        assert their_refs[theirs.ref] == theirs.image_id
         shared = {(rendezvous / f"built-{name}").read_text() for name in "ab"}
         assert shared == {theirs.image_id}  # one ID, three parties' names for it
         (rendezvous / "go").touch()
@@ -73,8 +75,7 @@ def test_two_sessions_and_a_third_party_share_an_engine(make_project, kiln_ctx, 
         (rendezvous / "done-a").touch()
         finish(b)
 
-        assert {ref: engine.image_id(ref) for ref in their_refs} == dict.fromkeys(
-            their_refs, theirs.image_id)
+        assert {ref: engine.image_id(ref) for ref in their_refs} == their_refs
         assert engine.inspect_container(container)["Id"] == container
         for proc in (a, b):  # each session cleaned up its own
             mine = f"kiln-test-{proc.pid}-"
