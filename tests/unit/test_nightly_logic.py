@@ -50,8 +50,8 @@ def test_a_cycle_is_an_error() -> None:
 
 
 @pytest.mark.parametrize(("statuses", "image", "expected"), [
-    ({"base": "failed"}, "web", "python"),  # the nearest: python was skipped
-    ({"base": "failed", "python": "skipped"}, "web", "python"),
+    ({"base": "failed"}, "web", "base"),  # python has no outcome yet: base is the nearest
+    ({"base": "failed", "python": "skipped"}, "web", "python"),  # the nearest: python
     ({"base": "failed"}, "python", "base"),
     ({"base": "failed"}, "tools", None),  # unrelated images go on
     ({"base": "rebuilt", "python": "unchanged"}, "web", None),
@@ -59,9 +59,17 @@ def test_a_cycle_is_an_error() -> None:
 ])
 def test_skip_propagates_to_descendants_only(statuses: dict[str, str], image: str,
                                              expected: str | None) -> None:
-    if image == "web" and statuses.get("base") == "failed" and "python" not in statuses:
-        statuses = {**statuses, "python": "skipped"}
     assert blocked_by(image, PARENTS, statuses) == expected
+
+
+def test_a_night_in_order_skips_each_descendant_for_its_parent() -> None:
+    statuses = {"base": "failed"}
+    for image in dependency_order(PARENTS)[1:]:
+        statuses[image] = "rebuilt" if blocked_by(image, PARENTS, statuses) is None else "skipped"
+    assert statuses == {"base": "failed", "tools": "rebuilt", "nginx": "skipped",
+                        "python": "skipped", "web": "skipped"}
+    assert [blocked_by(i, PARENTS, statuses) for i in ("nginx", "python", "web")] == [
+        "base", "base", "python"]
 
 
 def test_security_updates_are_marked_by_their_archive() -> None:
