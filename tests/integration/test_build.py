@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from enginescope import session_refs
 
 from kiln import session
 from kiln.errors import BuildError, DefinitionError, KilnError
@@ -50,12 +51,6 @@ LAYERS = {
         layers: [child]
     """,
 }
-
-
-def _own_refs(engine) -> set[str]:
-    """This session's image references (the engine may be shared: only ours are compared)."""
-    return {ref for img in engine.api.images(all=True) for ref in img.get("RepoTags") or ()
-            if ref.startswith(session.prefix())}
 
 
 def _run(engine, ref: str, *cmd: str) -> str:
@@ -119,12 +114,12 @@ def test_invalid_definition_builds_nothing(make_project, kiln_ctx, engine):
     files = dict(LAYERS)
     files["layers/child/layer.yaml"] = "requires: [hello]\nrun: [true]\nusr: app\n"
     project = make_project(files)
-    before = _own_refs(engine)
+    before = session_refs(engine)
     with pytest.raises(DefinitionError) as err:
         build_all(kiln_ctx(project))
     assert str(err.value) == ("layers/child/layer.yaml:3: unknown key 'usr' "
                               "(did you mean 'user'?)")
-    assert _own_refs(engine) == before
+    assert session_refs(engine) == before
 
 
 def test_tampered_rootfs_is_refused(make_project, kiln_ctx, engine):

@@ -13,12 +13,13 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from enginescope import all_refs, remove_refs
-from session_probe import PROJECT, wait_for
+from session_probe import PROJECT
 
 from kiln import session
 from kiln.pipeline import build_image
@@ -45,6 +46,16 @@ def start(name: str, rendezvous: Path, tmp_path: Path, after: str = "") -> subpr
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def wait_for(path: Path, procs: tuple[subprocess.Popen[str], ...], timeout: float = 300) -> None:
+    """Wait until a session makes `path`; a session that ended before fails the test at once."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        for proc in procs:
+            assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, f"{path.name} never came"
+        time.sleep(0.05)
+
+
 def finish(proc: subprocess.Popen[str]) -> str:
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
@@ -60,8 +71,8 @@ def test_two_sessions_and_a_third_party_share_an_engine(make_project, kiln_ctx, 
     a = start("a", rendezvous, tmp_path)
     b = start("b", rendezvous, tmp_path, after="a")
     try:
-        wait_for(rendezvous / "built-a")
-        wait_for(rendezvous / "built-b")
+        wait_for(rendezvous / "built-a", (a, b))
+        wait_for(rendezvous / "built-b", (a, b))
         with as_session(third):
             theirs = build_image(kiln_ctx(make_project(PROJECT)), "small")
             container = engine.create_container(theirs.image_id, f"{third}-kept")
