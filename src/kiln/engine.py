@@ -119,8 +119,14 @@ class Engine:
             raise EngineError(f"cannot load {archive.name}: {_reason(exc)}") from None
 
     def remove_unused(self, image_id: str) -> None:
-        """Remove an image unless something (a tag, a child, a container) still uses it."""
+        """Remove an image unless something (a tag, a child, a container) still uses it.
+
+        The engine removes an image by ID together with its one tag, if it has exactly one:
+        so a tagged image is left alone here (another build, e.g. another session's, which
+        BuildKit answered with the same raw image, holds that tag)."""
         with contextlib.suppress(docker.errors.DockerException):
+            if self.api.inspect_image(image_id).get("RepoTags"):  # type: ignore[no-untyped-call]
+                return
             self.api.remove_image(image_id, noprune=False)
 
     def pull(self, ref: str) -> str:
