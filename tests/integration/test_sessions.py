@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -67,7 +68,6 @@ def test_two_sessions_and_a_third_party_share_an_engine(make_project, kiln_ctx, 
     rendezvous = tmp_path / "rendezvous"
     rendezvous.mkdir()
     third = f"third-party-{secrets.token_hex(4)}"
-    container = None
     a = start("a", rendezvous, tmp_path)
     b = start("b", rendezvous, tmp_path, after="a")
     try:
@@ -96,8 +96,15 @@ def test_two_sessions_and_a_third_party_share_an_engine(make_project, kiln_ctx, 
     finally:
         for proc in (a, b):
             if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-        if container:
-            engine.remove_container(container)
-        remove_refs(engine, {ref for ref in all_refs(engine) if ref.startswith(f"{third}/")})
+                proc.send_signal(signal.SIGINT)  # pytest tears down, cleaning up, then exits
+                try:
+                    proc.communicate(timeout=120)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
+        # What the sessions started here and the third party left, if they failed half-way.
+        started = (f"kiln-test-{a.pid}-", f"kiln-test-{b.pid}-", f"{third}")
+        for leftover in engine.containers():
+            if leftover.labels.get(session.LABEL, "").startswith(started):
+                engine.remove_container(leftover.id)
+        remove_refs(engine, {ref for ref in all_refs(engine) if ref.startswith(started)})
