@@ -26,6 +26,7 @@ from kiln import records
 from kiln.config import load_config
 from kiln.embedded import LocalRegistry, free_port
 from kiln.errors import KilnError
+from kiln.fingerprint import image_repository
 from kiln.load import Project
 from kiln.pipeline import BuildResult, build_image
 from kiln.publish import (
@@ -195,7 +196,7 @@ def test_pull_checks_signature_then_pulls_by_digest(project, kiln_ctx, engine, r
     got = pull(session(project.root, engine), "small:stable")
     assert got.digest == published.digest and got.image_id == built.image_id
     assert engine.image_id(f"{registry.address}/kiln/small:stable") == built.image_id
-    assert engine.image_id("kiln/small:stable") == built.image_id
+    assert engine.image_id(f"{image_repository('small')}:stable") == built.image_id
     by_digest = pull(session(project.root, engine), f"small@{published.digest}")
     assert by_digest.image_id == built.image_id
 
