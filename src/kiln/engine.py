@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, TYPE_CHECKING, Any
 
-from kiln import dockersock
+from kiln import dockersock, session
 from kiln.credentials import IDENTITY_TOKEN_USER
 from kiln.dockersock import unix_socket
 from kiln.errors import EngineError
@@ -200,8 +200,14 @@ class Engine:
             raise EngineError(f"cannot load {archive.name}: {_reason(exc)}") from None
 
     def remove_unused(self, image_id: str) -> None:
-        """Remove an image unless something (a tag, a child, a container) still uses it."""
+        """Remove an image unless something (a tag, a child, a container) still uses it.
+
+        The engine removes an image by ID together with its one tag, if it has exactly one:
+        so a tagged image is left alone here (another build, e.g. another session's, which
+        BuildKit answered with the same raw image, holds that tag)."""
         with contextlib.suppress(docker.errors.DockerException):
+            if self.api.inspect_image(image_id).get("RepoTags"):  # type: ignore[no-untyped-call]
+                return
             self.api.remove_image(image_id, noprune=False)
 
     def pull(self, ref: str) -> str:
@@ -284,7 +290,7 @@ class Engine:
         try:
             return self.client.containers.run(
                 image, command=command, entrypoint=entrypoint, detach=True,
-                labels={KILN_LABEL: "1", **(labels or {})}, **kwargs)
+                labels={KILN_LABEL: "1", **session.labels(), **(labels or {})}, **kwargs)
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot start a container of {image}: {_reason(exc)}") from None
 
@@ -335,7 +341,7 @@ class Engine:
         try:
             created = self.api.create_container(
                 image, name=name, entrypoint=entrypoint, healthcheck=healthcheck,
-                labels={KILN_LABEL: "1", **(labels or {})})
+                labels={KILN_LABEL: "1", **session.labels(), **(labels or {})})
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot create a container of {image}: {_reason(exc)}") from None
         return str(created["Id"])
@@ -403,7 +409,7 @@ class Engine:
         """
         try:
             created = self.api.create_container(image, command=["/bin/true"],
-                                                labels={KILN_LABEL: "1"})
+                                                labels={KILN_LABEL: "1", **session.labels()})
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot create a container of {image} to export: "
                               f"{_reason(exc)}") from None

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from kiln import RENDER_VERSION, hashcache, lockfile
+from kiln import RENDER_VERSION, hashcache, lockfile, session
 from kiln.model import Base, BootstrapBase, ImageBase, Plan, RefBase, RootfsBase
 from kiln.records import state_dir
 from kiln.render.context import context_entries
@@ -118,7 +118,7 @@ def bootstrap_key(base: BootstrapBase) -> str:
 
 
 def image_repository(name: str) -> str:
-    return f"kiln/{name}"
+    return f"{session.prefix()}kiln/{name}"
 
 
 def image_ref(name: str, fp: str) -> str:
@@ -135,9 +135,10 @@ def base_ref_of(base: Base, parent_fp: Any) -> str:
     if isinstance(base, ImageBase):
         return image_ref(base.image, parent_fp())
     if isinstance(base, BootstrapBase):
-        return f"kiln-bootstrap/{base.suite}-{base.variant}:{bootstrap_key(base)[:16]}"
+        return (f"{session.prefix()}kiln-bootstrap/{base.suite}-{base.variant}:"
+                f"{bootstrap_key(base)[:16]}")
     if isinstance(base, RootfsBase):
         stem = re.sub(r"[^a-z0-9._-]+", "-", Path(base.path).name.split(".")[0].lower()) or "rootfs"
-        return f"kiln-rootfs/{stem}:{base.sha256[:16]}"
+        return f"{session.prefix()}kiln-rootfs/{stem}:{base.sha256[:16]}"
     assert isinstance(base, RefBase)
     return base.ref

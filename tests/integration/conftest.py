@@ -1,5 +1,8 @@
 """Fixtures for tests against the real Docker engine. Everything a test creates is removed.
 
+The engine may be shared: cleanup and leak checks look only at this session's containers and
+image references (enginescope.py says how they are known).
+
 The test base is Debian's busybox-static put in a rootfs tarball made here, byte for byte the
 same every time, so most integration tests build in seconds without the Debian mirror.
 """
@@ -16,9 +19,10 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import docker.errors
 import pytest
+from enginescope import SESSION, remove_refs, session_containers, session_refs, track_registry
 
+from kiln import session as kiln_session
 from kiln.embedded import LocalRegistry
 from kiln.engine import Engine
 from kiln.errors import EngineError
@@ -33,6 +37,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """KILN_SESSION is set around each integration test, its fixtures' setup and teardown
+    included (module-scoped ones too), and around nothing else: unit tests see no session."""
+    if "integration" not in str(item.fspath):
+        yield
+        return
+    old = os.environ.get(kiln_session.ENV)
+    os.environ[kiln_session.ENV] = SESSION
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(kiln_session.ENV, None)
+        else:
+            os.environ[kiln_session.ENV] = old
 
 
 @pytest.fixture(scope="session")
@@ -122,43 +144,36 @@ def kiln_ctx(engine: Engine) -> Callable[[Project], Context]:
     return make
 
 
-def _image_ids(engine: Engine) -> set[str]:
-    return {img["Id"] for img in engine.api.images(all=True)}
-
-
-def remove_images(engine: Engine, ids: set[str]) -> None:
-    """Remove images, children before parents (the engine refuses the other order)."""
-    for _ in range(10):
-        if not ids:
-            return
-        for image_id in sorted(ids):
-            try:
-                engine.api.remove_image(image_id, force=True)
-                ids.discard(image_id)
-            except docker.errors.NotFound:
-                ids.discard(image_id)
-            except docker.errors.APIError:
-                pass  # a child still exists; the next pass gets it
-        ids &= _image_ids(engine)
-    raise AssertionError(f"could not remove images: {sorted(ids)}")
-
-
 @pytest.fixture(autouse=True)
 def leaves_nothing(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Each test removes the images it created, and must leave no kiln container behind."""
+    """Each test removes the images it created, and must leave no container of this session
+    behind. Only this session's references and containers are looked at."""
     if "engine" not in request.fixturenames:
         yield
         return
     engine: Engine = request.getfixturevalue("engine")
-    before_images = _image_ids(engine)
-    before_containers = {c.id for c in engine.containers()}
+    before_refs = session_refs(engine)
+    before_containers = {c.id for c in session_containers(engine)}
     yield
-    leaked = [c for c in engine.containers() if c.id not in before_containers]
+    leaked = [c for c in session_containers(engine) if c.id not in before_containers]
     for container in leaked:
         container.remove(force=True, v=True)
     if not request.node.get_closest_marker("keep_images"):
-        remove_images(engine, _image_ids(engine) - before_images)
+        remove_refs(engine, session_refs(engine) - before_refs)
     assert not leaked, f"kiln left containers behind: {[c.name for c in leaked]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cleanup() -> Iterator[None]:
+    """At the end of the run, what the session kept (keep_images tests) goes too."""
+    yield
+    try:
+        engine = Engine.connect()
+    except EngineError:
+        return
+    for container in session_containers(engine):
+        container.remove(force=True, v=True)
+    remove_refs(engine, session_refs(engine))
 
 
 @pytest.fixture
@@ -174,6 +189,7 @@ def registry(tmp_path: Path) -> Iterator[LocalRegistry]:
     """A real registry process (Debian's docker-registry) on a loopback port, storage in tmp."""
     local = LocalRegistry(tmp_path / "registry")
     local.start()
+    track_registry(local)
     yield local
     local.stop()
 

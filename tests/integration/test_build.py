@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from enginescope import session_refs
 
+from kiln import session
 from kiln.errors import BuildError, DefinitionError, KilnError
+from kiln.fingerprint import image_repository
 from kiln.pipeline import build_all, build_image, prepare
 
 LAYERS = {
@@ -51,7 +54,7 @@ LAYERS = {
 
 
 def _run(engine, ref: str, *cmd: str) -> str:
-    out = engine.client.containers.run(ref, list(cmd), remove=True)
+    out = engine.client.containers.run(ref, list(cmd), remove=True, labels=session.labels())
     return out.decode()
 
 
@@ -68,7 +71,7 @@ def test_build_runs_every_layer_step_and_labels_the_image(make_project, kiln_ctx
     assert labels["example.layer"] == "hello"
     # no tests, so not verified: the moving tags (latest, the version) do not move onto it
     assert result.tags == (result.ref,)
-    assert engine.image_id("kiln/small:1.10") is None
+    assert engine.image_id(f"{image_repository('small')}:1.10") is None
 
 
 def test_unchanged_fingerprint_is_not_built_again(make_project, kiln_ctx):
@@ -112,12 +115,12 @@ def test_invalid_definition_builds_nothing(make_project, kiln_ctx, engine):
     files = dict(LAYERS)
     files["layers/child/layer.yaml"] = "requires: [hello]\nrun: [true]\nusr: app\n"
     project = make_project(files)
-    before = {img["Id"] for img in engine.api.images(all=True)}
+    before = session_refs(engine)
     with pytest.raises(DefinitionError) as err:
         build_all(kiln_ctx(project))
     assert str(err.value) == ("layers/child/layer.yaml:3: unknown key 'usr' "
                               "(did you mean 'user'?)")
-    assert {img["Id"] for img in engine.api.images(all=True)} == before
+    assert session_refs(engine) == before
 
 
 def test_tampered_rootfs_is_refused(make_project, kiln_ctx, engine):

@@ -10,13 +10,15 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
 from kiln import lock as locking
-from kiln import lockfile
+from kiln import lockfile, session
 from kiln.errors import KilnError
 from kiln.imagediff import diff_images
 from kiln.load import Project
@@ -88,7 +90,7 @@ def test_lock_then_build_installs_exactly_the_locked_debs(make_project, kiln_ctx
 
     result = build_image(ctx, "tiny")
     out = engine.client.containers.run(result.ref, ["dpkg-query", "-W", "netbase"],
-                                       remove=True).decode()
+                                       remove=True, labels=session.labels()).decode()
     assert out.split() == ["netbase", pkg.version]
     assert (cache_dir / "debs" / "sha256" / pkg.sha256).is_file()
     files = saved_files(engine, result.ref)
@@ -159,7 +161,7 @@ def test_build_steps_have_no_network(make_project, kiln_ctx, engine):
     project = make_project(NETWORK)
     result = build_image(kiln_ctx(project), "probe")
     netdev = engine.client.containers.run(result.ref, ["cat", "/netdev", "/reach"],
-                                          remove=True).decode()
+                                          remove=True, labels=session.labels()).decode()
     interfaces = [line.split(":")[0].strip() for line in netdev.splitlines()[2:] if ":" in line]
     assert interfaces == ["lo"]
     assert netdev.splitlines()[-1] == "offline"
@@ -204,10 +206,10 @@ def test_same_inputs_give_the_same_image_id(make_project, kiln_ctx, engine, tmp_
     """Second build: no cache, another clock time, another checkout path, with network."""
     project = make_project(SMALL)
     first = build_image(kiln_ctx(project), "small")
+    built_at = int(time.time())
     _forget(engine, first)
-    import shutil
-    import time
-    time.sleep(1.1)  # another second on the clock: `date` in a run step, mtimes
+    while int(time.time()) == built_at:  # another second on the clock: `date`, mtimes
+        time.sleep(0.01)
     other = tmp_path / "another" / "checkout"
     shutil.copytree(project.root, other)
     second = build_image(kiln_ctx(type(project)(other), nocache=True, network="default"),
@@ -233,11 +235,11 @@ def test_diff_builds_names_the_file_that_records_the_build(make_project, kiln_ct
         "touch /var/lib/app/when", "date +%s%N > /var/lib/app/when")
     project = make_project(files)
     first = build_image(kiln_ctx(project, force=True), "small")
-    engine.tag(first.image_id, "kiln-test/small:first")
+    engine.tag(first.image_id, f"{session.prefix()}kiln-test/small:first")
     _forget(engine, first)
     second = build_image(kiln_ctx(project, force=True, nocache=True), "small")
     assert second.image_id != first.image_id
-    lines = list(diff_images(engine, "kiln-test/small:first", second.ref))
+    lines = list(diff_images(engine, f"{session.prefix()}kiln-test/small:first", second.ref))
     assert lines == ["layer 4: /var/lib/app/when: content"]
 
 
@@ -261,7 +263,8 @@ def test_canary_secret_is_nowhere_in_the_image(make_project, kiln_ctx, engine, t
     secret = tmp_path / "token"
     secret.write_text(CANARY)
     result = build_image(kiln_ctx(project, secrets={"token": secret}), "secretive")
-    out = engine.client.containers.run(result.ref, ["cat", "/token-length"], remove=True)
+    out = engine.client.containers.run(result.ref, ["cat", "/token-length"], remove=True,
+                                    labels=session.labels())
     assert out.decode().strip() == str(len(CANARY))  # the step did read it
     files = saved_files(engine, result.ref)
     assert any(name.endswith(".json") for name in files)  # the config and manifest are in
@@ -294,8 +297,9 @@ def test_sample_image_builds_to_the_same_digest_twice(kiln_ctx, engine, image):
     """From the committed locks, the second time without any cache."""
     project = Project(Path(__file__).resolve().parents[2])
     first = build_image(kiln_ctx(project), image)
-    engine.tag(first.image_id, f"kiln-test/{image}:first")  # kept while the ref is rebuilt
+    kept = f"{session.prefix()}kiln-test/{image}:first"  # kept while the ref is rebuilt
+    engine.tag(first.image_id, kept)
     second = build_image(kiln_ctx(project, force=True, nocache=True), image)
     assert second.image_id == first.image_id, list(
-        diff_images(engine, f"kiln-test/{image}:first", second.ref))
-    engine.remove_image(f"kiln-test/{image}:first")
+        diff_images(engine, kept, second.ref))
+    engine.remove_image(kept)

@@ -7,6 +7,7 @@ import dataclasses
 import re
 
 import pytest
+from enginescope import session_refs
 
 from kiln.errors import BuildError, DefinitionError
 from kiln.pipeline import build_all, build_image, ensure_base, prepare, run_build
@@ -62,13 +63,9 @@ HOSTILE = {
 }
 
 
-def _images(engine) -> set[str]:
-    return {img["Id"] for img in engine.api.images(all=True)}
-
-
 def test_hostile_definitions_build_nothing(make_project, kiln_ctx, engine):
     project = make_project(HOSTILE)
-    before = _images(engine)
+    before = session_refs(engine)
     ctx = kiln_ctx(project)
     with pytest.raises(DefinitionError) as err:
         build_all(ctx)  # stops at the layer that does not load, before composing any image
@@ -86,7 +83,7 @@ def test_hostile_definitions_build_nothing(make_project, kiln_ctx, engine):
     assert "layers/forge/layer.yaml:4: labels: label 'dev.kiln.fingerprint' is reserved" in text
     assert "layers/forge/layer.yaml:4: labels: invalid label key 'a\\nRUN touch /pwned'" in text
     assert "layers/join/layer.yaml:4: run[0]: 'echo one \\' ends in a backslash" in text
-    assert _images(engine) == before  # not even the busybox base was imported
+    assert session_refs(engine) == before  # not even the busybox base was imported
 
 
 def test_a_dockerfile_whose_shape_changed_is_caught_after_the_build(make_project, kiln_ctx,

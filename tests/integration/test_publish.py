@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import warnings
@@ -25,6 +26,7 @@ from kiln import records
 from kiln.config import load_config
 from kiln.embedded import LocalRegistry, free_port
 from kiln.errors import KilnError
+from kiln.fingerprint import image_repository
 from kiln.load import Project
 from kiln.pipeline import BuildResult, build_image
 from kiln.publish import (
@@ -53,6 +55,7 @@ from kiln.registry import (
 )
 from kiln.signing import canonical_json, keygen
 from kiln.ui import UI
+from kilncli import KilnCLI
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="crypt")
 
@@ -193,7 +196,7 @@ def test_pull_checks_signature_then_pulls_by_digest(project, kiln_ctx, engine, r
     got = pull(session(project.root, engine), "small:stable")
     assert got.digest == published.digest and got.image_id == built.image_id
     assert engine.image_id(f"{registry.address}/kiln/small:stable") == built.image_id
-    assert engine.image_id("kiln/small:stable") == built.image_id
+    assert engine.image_id(f"{image_repository('small')}:stable") == built.image_id
     by_digest = pull(session(project.root, engine), f"small@{published.digest}")
     assert by_digest.image_id == built.image_id
 
@@ -309,15 +312,35 @@ def test_interrupted_push_leaves_no_tag_and_rerun_completes(project, kiln_ctx, e
     publishing.check_trust(session(project.root, engine), "kiln/small", done.digest)
 
 
-def _kiln(*args: str, root: Path, address: str, extra: dict[str, str],
-          start_at: float = 0.0) -> subprocess.Popen[str]:
-    """`kiln <args>` in a checkout; imports first, then waits for `start_at` so that racers
-    really start together."""
-    env = {**os.environ, "KILN_PROJECT": str(root), "KILN_REGISTRY": address, **extra}
-    code = ("import time, kiln.cli, kiln.publish; "
-            f"time.sleep(max(0.0, {start_at} - time.time())); kiln.cli.main()")
+def _kiln(kiln_cli: KilnCLI, *args: str, root: Path, address: str, extra: dict[str, str],
+          gate: Path | None = None) -> subprocess.Popen[str]:
+    """`kiln <args>` in a checkout. With a `gate` folder the racer imports first, says it is
+    ready (ready-<pid>) and starts when the test opens the gate (a `go` file): racers really
+    start together, however slow the machine."""
+    env = kiln_cli.env({"KILN_PROJECT": str(root), "KILN_REGISTRY": address, **extra})
+    code = "import kiln.cli, kiln.publish; kiln.cli.main()"
+    if gate is not None:
+        code = textwrap.dedent(f"""\
+            import os, pathlib, time
+            import kiln.cli, kiln.publish
+            gate = pathlib.Path({str(gate)!r})
+            (gate / f"ready-{{os.getpid()}}").touch()
+            while not (gate / "go").exists():
+                time.sleep(0.005)
+            kiln.cli.main()
+            """)
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _race(procs: list[subprocess.Popen[str]], gate: Path) -> None:
+    """Open the gate once every racer is ready (each has imported kiln and waits)."""
+    deadline = time.monotonic() + 300
+    while len(list(gate.glob("ready-*"))) < len(procs):
+        assert all(p.poll() is None for p in procs), "a racer exited before the start"
+        assert time.monotonic() < deadline, "the racers never got ready"
+        time.sleep(0.01)
+    (gate / "go").touch()
 
 
 class Watcher(threading.Thread):
@@ -343,7 +366,8 @@ class Watcher(threading.Thread):
 
 
 def test_eight_concurrent_publishers_and_promoters(make_project, kiln_ctx, engine, registry,
-                                                   docker_config, tmp_path, monkeypatch):
+                                                   docker_config, tmp_path, monkeypatch,
+                                                   kiln_cli):
     """Eight checkouts of one image with different content race for one tag, then for one
     channel: one wins each race, the others exit non-zero, and no tag is ever overwritten."""
     address = str(registry.address)
@@ -361,9 +385,11 @@ def test_eight_concurrent_publishers_and_promoters(make_project, kiln_ctx, engin
 
     watcher = Watcher(address, "kiln/small", "1.0-race")
     watcher.start()
-    start = time.time() + 8
-    procs = [_kiln("publish", "small", "--tag", "1.0-race", root=r, address=address,
-                   extra=extra, start_at=start) for r in roots]
+    gate = tmp_path / "gate-publish"
+    gate.mkdir()
+    procs = [_kiln(kiln_cli, "publish", "small", "--tag", "1.0-race", root=r, address=address,
+                   extra=extra, gate=gate) for r in roots]
+    _race(procs, gate)
     outputs = [(p.wait(timeout=300), p.stdout.read()) for p in procs]  # type: ignore[union-attr]
     seen = watcher.finish()
     winners = [out for code, out in outputs if code == 0]
@@ -379,13 +405,16 @@ def test_eight_concurrent_publishers_and_promoters(make_project, kiln_ctx, engin
 
     # every checkout publishes its own version, then all race to promote it to stable
     for r in roots:
-        code = _kiln("publish", "small", root=r, address=address, extra=extra).wait(timeout=120)
+        code = _kiln(kiln_cli, "publish", "small", root=r, address=address,
+                     extra=extra).wait(timeout=120)
         assert code == 0
     watcher = Watcher(address, "kiln/small", "stable")
     watcher.start()
-    start = time.time() + 8
-    procs = [_kiln("promote", "small", "stable", root=r, address=address, extra=extra,
-                   start_at=start) for r in roots]
+    gate = tmp_path / "gate-promote"
+    gate.mkdir()
+    procs = [_kiln(kiln_cli, "promote", "small", "stable", root=r, address=address,
+                   extra=extra, gate=gate) for r in roots]
+    _race(procs, gate)
     outputs = [(p.wait(timeout=300), p.stdout.read()) for p in procs]  # type: ignore[union-attr]
     seen = watcher.finish()
     winners = [out for code, out in outputs if code == 0]

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
-from kiln import records
+from kiln import records, session
 from kiln.engine import KILN_LABEL, Engine
 from kiln.errors import KilnError
 from kiln.pipeline import build_image, prepare
@@ -126,7 +123,8 @@ def _kiln_containers(engine: Engine, image: str) -> set[str]:
     Containers inherit their image's labels, so dev.kiln.image picks this test's image out of
     whatever else runs on the engine.
     """
-    labels = [KILN_LABEL, f"dev.kiln.image={image}"]
+    labels = [KILN_LABEL, f"dev.kiln.image={image}",
+              *(f"{key}={value}" for key, value in session.labels().items())]
     return {c.name for c in engine.client.containers.list(
         all=True, filters={"label": labels}, ignore_removed=True)}
 
@@ -179,10 +177,10 @@ def test_false_assertion_fails_the_build_and_names_layer_and_test(make_project, 
         records.require_verified(project.root, "bad", image_id)
 
 
-def test_verify_task_exits_non_zero_naming_the_layer(make_project, kiln_ctx):
+def test_verify_task_exits_non_zero_naming_the_layer(make_project, kiln_ctx, kiln_cli):
     project = make_project(GREET)
     build_image(kiln_ctx(project, verify=False), "bad")
-    proc = _kiln(project.root, "verify", "bad")
+    proc = kiln_cli(project.root, "verify", "bad", env={"KILN_PROJECT": str(project.root)})
     assert proc.returncode == 1
     assert "layer 'broken': test_broken.py::test_deliberately_false" in proc.stderr
 
@@ -249,12 +247,13 @@ def test_crashing_service_is_reported_with_its_logs(make_project, kiln_ctx):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_verify_leaves_no_container(make_project, kiln_ctx, engine, tmp_path,
-                                                signum):
+                                                kiln_cli, signum):
     project = make_project(GREET)
     build_image(kiln_ctx(project, verify=False), "slow")
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    proc = _start_kiln(project.root, scratch, "verify", "slow")
+    proc = kiln_cli.start(project.root, "verify", "slow",
+                          env={"KILN_PROJECT": str(project.root), "TMPDIR": str(scratch)})
     try:
         container = _wait_for_the_suite(engine, proc)
         proc.send_signal(signum)
@@ -285,19 +284,3 @@ def _wait_for_the_suite(engine: Engine, proc: subprocess.Popen[str]) -> str:
     raise AssertionError("the suite never started")
 
 
-def _env(root: Path, tmp: Path | None = None) -> dict[str, str]:
-    env = dict(os.environ, KILN_PROJECT=str(root))
-    if tmp:
-        env["TMPDIR"] = str(tmp)
-    return env
-
-
-def _start_kiln(root: Path, tmp: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", "from kiln.cli import main; main()", *args],
-                            cwd=root, env=_env(root, tmp), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def _kiln(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from kiln.cli import main; main()", *args],
-                          cwd=root, env=_env(root), capture_output=True, text=True, timeout=300)

@@ -3,10 +3,7 @@ report merge."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -53,8 +50,8 @@ def test_a_cycle_is_an_error() -> None:
 
 
 @pytest.mark.parametrize(("statuses", "image", "expected"), [
-    ({"base": "failed"}, "web", "python"),  # the nearest: python was skipped
-    ({"base": "failed", "python": "skipped"}, "web", "python"),
+    ({"base": "failed"}, "web", "base"),  # python has no outcome yet: base is the nearest
+    ({"base": "failed", "python": "skipped"}, "web", "python"),  # the nearest: python
     ({"base": "failed"}, "python", "base"),
     ({"base": "failed"}, "tools", None),  # unrelated images go on
     ({"base": "rebuilt", "python": "unchanged"}, "web", None),
@@ -62,9 +59,17 @@ def test_a_cycle_is_an_error() -> None:
 ])
 def test_skip_propagates_to_descendants_only(statuses: dict[str, str], image: str,
                                              expected: str | None) -> None:
-    if image == "web" and statuses.get("base") == "failed" and "python" not in statuses:
-        statuses = {**statuses, "python": "skipped"}
     assert blocked_by(image, PARENTS, statuses) == expected
+
+
+def test_a_night_in_order_skips_each_descendant_for_its_parent() -> None:
+    statuses = {"base": "failed"}
+    for image in dependency_order(PARENTS)[1:]:
+        statuses[image] = "rebuilt" if blocked_by(image, PARENTS, statuses) is None else "skipped"
+    assert statuses == {"base": "failed", "tools": "rebuilt", "nginx": "skipped",
+                        "python": "skipped", "web": "skipped"}
+    assert [blocked_by(i, PARENTS, statuses) for i in ("nginx", "python", "web")] == [
+        "base", "base", "python"]
 
 
 def test_security_updates_are_marked_by_their_archive() -> None:
@@ -155,13 +160,8 @@ def test_a_quiet_night_says_so() -> None:
                                 "no new tag, nothing pushed")
 
 
-def kiln(cwd, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    return subprocess.run([sys.executable, "-c", "from kiln.cli import main; main()", *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
-
-
-def test_merge_reports_cli_aggregates_the_fan_out_and_commits_the_locks(tmp_path) -> None:
+def test_merge_reports_cli_aggregates_the_fan_out_and_commits_the_locks(tmp_path,
+                                                                        kiln_cli) -> None:
     root = tmp_path / "project"
     (root / "images").mkdir(parents=True)
     (root / "layers").mkdir()
@@ -176,7 +176,7 @@ def test_merge_reports_cli_aggregates_the_fan_out_and_commits_the_locks(tmp_path
                         ("candidate",))).write(root / "reports" / "nightly-base")
     report(ImageOutcome("base", "unchanged"), ImageOutcome("python", "failed", "boom")).write(
         root / "reports" / "nightly-python")
-    done = kiln(root, "merge-reports", "reports", "--out", "merged", "--commit")
+    done = kiln_cli(root, "merge-reports", "reports", "--out", "merged", "--commit")
     assert done.returncode == 1, done.stderr  # python failed
     assert "kiln nightly: 1 rebuilt, 1 failed" in done.stdout
     merged = reports.read(root / "merged" / "nightly.json")
@@ -189,8 +189,8 @@ def test_merge_reports_cli_aggregates_the_fan_out_and_commits_the_locks(tmp_path
     assert log.startswith(message.strip()) and log.rstrip().endswith("images/base.lock")
 
 
-def test_merge_reports_without_reports_says_where_it_looked(tmp_path) -> None:
+def test_merge_reports_without_reports_says_where_it_looked(tmp_path, kiln_cli) -> None:
     (tmp_path / "images").mkdir()
-    done = kiln(tmp_path, "merge-reports", "nothing-here")
+    done = kiln_cli(tmp_path, "merge-reports", "nothing-here")
     assert done.returncode == 1
     assert "nothing-here: no nightly.json below it" in done.stderr

@@ -3,32 +3,32 @@ FROM kiln/base:d7994ed74f90fc78
 USER root
 
 # --- layer: vm-systemd ---
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      systemd systemd-sysv udev dbus \
+RUN --mount=type=bind,source=debs/vm-systemd,target=/tmp/kiln-debs \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      /tmp/kiln-debs/dbus_1.14.10-1~deb12u1_amd64.deb /tmp/kiln-debs/dbus-bin_1.14.10-1~deb12u1_amd64.deb /tmp/kiln-debs/dbus-daemon_1.14.10-1~deb12u1_amd64.deb /tmp/kiln-debs/dbus-session-bus-common_1.14.10-1~deb12u1_all.deb /tmp/kiln-debs/dbus-system-bus-common_1.14.10-1~deb12u1_all.deb /tmp/kiln-debs/dmsetup_2%3a1.02.185-2_amd64.deb /tmp/kiln-debs/libapparmor1_3.0.8-3_amd64.deb /tmp/kiln-debs/libargon2-1_0~20171227-0.3+deb12u1_amd64.deb /tmp/kiln-debs/libcryptsetup12_2%3a2.6.1-4~deb12u2_amd64.deb /tmp/kiln-debs/libdbus-1-3_1.14.10-1~deb12u1_amd64.deb /tmp/kiln-debs/libdevmapper1.02.1_2%3a1.02.185-2_amd64.deb /tmp/kiln-debs/libexpat1_2.5.0-1+deb12u2_amd64.deb /tmp/kiln-debs/libfdisk1_2.38.1-5+deb12u3_amd64.deb /tmp/kiln-debs/libip4tc2_1.8.9-2_amd64.deb /tmp/kiln-debs/libjson-c5_0.16-2_amd64.deb /tmp/kiln-debs/libkmod2_30+20221128-1_amd64.deb /tmp/kiln-debs/libsystemd-shared_252.39-1~deb12u2_amd64.deb /tmp/kiln-debs/systemd_252.39-1~deb12u2_amd64.deb /tmp/kiln-debs/systemd-sysv_252.39-1~deb12u2_amd64.deb /tmp/kiln-debs/udev_252.39-1~deb12u2_amd64.deb \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
 RUN set -eu; rm -f /var/lib/dbus/machine-id && echo uninitialized > /etc/machine-id && systemctl set-default multi-user.target && systemctl mask systemd-firstboot.service
 
 # --- layer: vm-kernel ---
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      linux-image-cloud-amd64 initramfs-tools zstd \
+RUN --mount=type=bind,source=debs/vm-kernel,target=/tmp/kiln-debs \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      /tmp/kiln-debs/cpio_2.13+dfsg-7.1_amd64.deb /tmp/kiln-debs/initramfs-tools_0.142+deb12u3_all.deb /tmp/kiln-debs/initramfs-tools-core_0.142+deb12u3_all.deb /tmp/kiln-debs/klibc-utils_2.0.12-1_amd64.deb /tmp/kiln-debs/kmod_30+20221128-1_amd64.deb /tmp/kiln-debs/libklibc_2.0.12-1_amd64.deb /tmp/kiln-debs/linux-base_4.12.1~deb12u1_all.deb /tmp/kiln-debs/linux-image-6.1.0-50-cloud-amd64_6.1.176-1_amd64.deb /tmp/kiln-debs/linux-image-cloud-amd64_6.1.176-1_amd64.deb /tmp/kiln-debs/zstd_1.5.4+dfsg2-5_amd64.deb \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
 COPY files/vm-kernel/initramfs.conf /etc/initramfs-tools/conf.d/kiln.conf
 RUN set -eu; SOURCE_DATE_EPOCH=315532800 update-initramfs -u -k all && rm -f /boot/*.old-dkms /var/lib/initramfs-tools/*.bak
 
 # --- layer: vm-network ---
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      systemd-resolved iproute2 \
+RUN --mount=type=bind,source=debs/vm-network,target=/tmp/kiln-debs \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      /tmp/kiln-debs/iproute2_6.1.0-3_amd64.deb /tmp/kiln-debs/libbpf1_1%3a1.1.2-0+deb12u1_amd64.deb /tmp/kiln-debs/libbsd0_0.11.7-2_amd64.deb /tmp/kiln-debs/libcap2-bin_1%3a2.66-4+deb12u3+b1_amd64.deb /tmp/kiln-debs/libelf1_0.188-2.1_amd64.deb /tmp/kiln-debs/libgssapi-krb5-2_1.20.1-2+deb12u5_amd64.deb /tmp/kiln-debs/libk5crypto3_1.20.1-2+deb12u5_amd64.deb /tmp/kiln-debs/libkeyutils1_1.6.3-2_amd64.deb /tmp/kiln-debs/libkrb5-3_1.20.1-2+deb12u5_amd64.deb /tmp/kiln-debs/libkrb5support0_1.20.1-2+deb12u5_amd64.deb /tmp/kiln-debs/libmnl0_1.0.4-3_amd64.deb /tmp/kiln-debs/libtirpc-common_1.3.3+ds-1_all.deb /tmp/kiln-debs/libtirpc3_1.3.3+ds-1_amd64.deb /tmp/kiln-debs/libxtables12_1.8.9-2_amd64.deb /tmp/kiln-debs/systemd-resolved_252.39-1~deb12u2_amd64.deb \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
 COPY files/vm-network/80-kiln-dhcp.network /etc/systemd/network/80-kiln-dhcp.network
 RUN set -eu; systemctl enable systemd-networkd.service systemd-resolved.service
 
 # --- layer: vm-sshd ---
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      openssh-server \
+RUN --mount=type=bind,source=debs/vm-sshd,target=/tmp/kiln-debs \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      /tmp/kiln-debs/libcbor0.8_0.8.0-2+b1_amd64.deb /tmp/kiln-debs/libedit2_3.1-20221030-2_amd64.deb /tmp/kiln-debs/libfido2-1_1.12.0-2+b1_amd64.deb /tmp/kiln-debs/libncursesw6_6.4-4_amd64.deb /tmp/kiln-debs/libnsl2_1.3.0-2_amd64.deb /tmp/kiln-debs/libproc2-0_2%3a4.0.2-3_amd64.deb /tmp/kiln-debs/libwrap0_7.6.q-32_amd64.deb /tmp/kiln-debs/openssh-client_1%3a9.2p1-2+deb12u10_amd64.deb /tmp/kiln-debs/openssh-server_1%3a9.2p1-2+deb12u10_amd64.deb /tmp/kiln-debs/openssh-sftp-server_1%3a9.2p1-2+deb12u10_amd64.deb /tmp/kiln-debs/procps_2%3a4.0.2-3_amd64.deb /tmp/kiln-debs/runit-helper_2.15.2_all.deb /tmp/kiln-debs/sensible-utils_0.0.17+nmu1_all.deb /tmp/kiln-debs/ucf_3.0043+nmu1+deb12u1_all.deb \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
 COPY files/vm-sshd/kiln.conf /etc/ssh/sshd_config.d/kiln.conf
 COPY files/vm-sshd/hostkeys.conf /etc/systemd/system/ssh.service.d/kiln-hostkeys.conf

@@ -8,9 +8,9 @@ RUN set -eu; find /usr/share/doc -mindepth 1 -not -name copyright -not -type d -
 
 # --- layer: core ---
 ENV LANG="C.UTF-8" TZ="Etc/UTC"
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates tzdata \
+RUN --mount=type=bind,source=debs/core,target=/tmp/kiln-debs \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      /tmp/kiln-debs/ca-certificates_20230311+deb12u1_all.deb /tmp/kiln-debs/libssl3_3.0.20-1~deb12u2_amd64.deb /tmp/kiln-debs/openssl_3.0.20-1~deb12u2_amd64.deb \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
 RUN set -eu; ln -sf "/usr/share/zoneinfo/Etc/UTC" /etc/localtime && echo "Etc/UTC" > /etc/timezone
 

@@ -3,9 +3,9 @@ FROM kiln/base:d7994ed74f90fc78
 USER root
 
 # --- layer: nginx ---
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      nginx-light \
+RUN --mount=type=bind,source=debs/nginx,target=/tmp/kiln-debs \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      /tmp/kiln-debs/iproute2_6.1.0-3_amd64.deb /tmp/kiln-debs/libbpf1_1%3a1.1.2-0+deb12u1_amd64.deb /tmp/kiln-debs/libbsd0_0.11.7-2_amd64.deb /tmp/kiln-debs/libcap2-bin_1%3a2.66-4+deb12u3+b1_amd64.deb /tmp/kiln-debs/libelf1_0.188-2.1_amd64.deb /tmp/kiln-debs/libgssapi-krb5-2_1.20.1-2+deb12u5_amd64.deb /tmp/kiln-debs/libk5crypto3_1.20.1-2+deb12u5_amd64.deb /tmp/kiln-debs/libkeyutils1_1.6.3-2_amd64.deb /tmp/kiln-debs/libkrb5-3_1.20.1-2+deb12u5_amd64.deb /tmp/kiln-debs/libkrb5support0_1.20.1-2+deb12u5_amd64.deb /tmp/kiln-debs/libmnl0_1.0.4-3_amd64.deb /tmp/kiln-debs/libnginx-mod-http-echo_1%3a0.63-4_amd64.deb /tmp/kiln-debs/libtirpc-common_1.3.3+ds-1_all.deb /tmp/kiln-debs/libtirpc3_1.3.3+ds-1_amd64.deb /tmp/kiln-debs/libxtables12_1.8.9-2_amd64.deb /tmp/kiln-debs/nginx_1.22.1-9+deb12u9_amd64.deb /tmp/kiln-debs/nginx-common_1.22.1-9+deb12u9_all.deb /tmp/kiln-debs/nginx-light_1.22.1-9+deb12u9_all.deb \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
 COPY files/nginx/nginx.conf /etc/nginx/nginx.conf
 COPY files/nginx/www /srv/www/

@@ -4,9 +4,9 @@ USER root
 
 # --- layer: python ---
 ENV PYTHONDONTWRITEBYTECODE="1" PYTHONUNBUFFERED="1" PIP_NO_CACHE_DIR="1" PIP_DISABLE_PIP_VERSION_CHECK="1"
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      python3 python3-venv \
+RUN --mount=type=bind,source=debs/python,target=/tmp/kiln-debs \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      /tmp/kiln-debs/libexpat1_2.5.0-1+deb12u2_amd64.deb /tmp/kiln-debs/libgssapi-krb5-2_1.20.1-2+deb12u5_amd64.deb /tmp/kiln-debs/libk5crypto3_1.20.1-2+deb12u5_amd64.deb /tmp/kiln-debs/libkeyutils1_1.6.3-2_amd64.deb /tmp/kiln-debs/libkrb5-3_1.20.1-2+deb12u5_amd64.deb /tmp/kiln-debs/libkrb5support0_1.20.1-2+deb12u5_amd64.deb /tmp/kiln-debs/libncursesw6_6.4-4_amd64.deb /tmp/kiln-debs/libnsl2_1.3.0-2_amd64.deb /tmp/kiln-debs/libpython3-stdlib_3.11.2-1+b1_amd64.deb /tmp/kiln-debs/libpython3.11-minimal_3.11.2-6+deb12u8_amd64.deb /tmp/kiln-debs/libpython3.11-stdlib_3.11.2-6+deb12u8_amd64.deb /tmp/kiln-debs/libreadline8_8.2-1.3_amd64.deb /tmp/kiln-debs/libsqlite3-0_3.40.1-2+deb12u2_amd64.deb /tmp/kiln-debs/libtirpc-common_1.3.3+ds-1_all.deb /tmp/kiln-debs/libtirpc3_1.3.3+ds-1_amd64.deb /tmp/kiln-debs/media-types_10.0.0_all.deb /tmp/kiln-debs/python3_3.11.2-1+b1_amd64.deb /tmp/kiln-debs/python3-distutils_3.11.2-3_all.deb /tmp/kiln-debs/python3-lib2to3_3.11.2-3_all.deb /tmp/kiln-debs/python3-minimal_3.11.2-1+b1_amd64.deb /tmp/kiln-debs/python3-pip-whl_23.0.1+dfsg-1_all.deb /tmp/kiln-debs/python3-setuptools-whl_66.1.1-1+deb12u2_all.deb /tmp/kiln-debs/python3-venv_3.11.2-1+b1_amd64.deb /tmp/kiln-debs/python3.11_3.11.2-6+deb12u8_amd64.deb /tmp/kiln-debs/python3.11-minimal_3.11.2-6+deb12u8_amd64.deb /tmp/kiln-debs/python3.11-venv_3.11.2-6+deb12u8_amd64.deb /tmp/kiln-debs/readline-common_8.2-1.3_all.deb \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
 
 # --- image configuration ---
