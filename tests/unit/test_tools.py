@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_cli import kiln
 
 from kiln.errors import KilnError
 from kiln.graph import COLOURS, dot, mermaid
@@ -14,6 +13,9 @@ from kiln.load import Project
 from kiln.pipeline import validate
 from kiln.report import ImageOutcome, NightlyReport
 from kiln.scaffold import new_image, new_layer
+from kilncli import KilnCLI
+
+kiln = KilnCLI(None)  # unit tests: no engine session
 
 REPO = Path(__file__).resolve().parents[2]
 

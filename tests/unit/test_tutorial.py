@@ -7,7 +7,9 @@ import re
 import shutil
 from pathlib import Path
 
-from test_cli import kiln
+from kilncli import KilnCLI
+
+kiln = KilnCLI(None)  # unit tests: no engine session
 
 REPO = Path(__file__).resolve().parents[2]
 TUTORIAL = (REPO / "docs" / "tutorial.md").read_text()
