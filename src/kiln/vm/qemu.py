@@ -59,6 +59,7 @@ class MachineSpec:
     work: Path
     memory_mib: int = 1024
     cpus: int = 2
+    seed: Path | None = None  # a NoCloud seed (ISO labelled cidata), attached read-only
 
 
 def qemu_argv(spec: MachineSpec) -> list[str]:
@@ -71,6 +72,8 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22",
             "-device", "virtio-net-pci,netdev=net0",
             "-device", "virtio-rng-pci"]  # entropy for sshd's first-boot host keys
+    if spec.seed is not None:  # the second disk: the root disk stays /dev/vda
+        argv += ["-drive", f"file={spec.seed},format=raw,if=virtio,readonly=on"]
     if spec.boot == "uefi":
         variables = spec.work / f"OVMF_VARS-{spec.ssh_port}.fd"
         shutil.copyfile(OVMF_VARS, variables)
@@ -175,6 +178,21 @@ class Machine:
             finally:
                 client.close()
         raise BootError(self.failure(f"no SSH login within {seconds:.0f}s"))
+
+    def ssh_output(self, key: Path, command: str, timeout: float = 60) -> str:
+        """`command`'s output on the machine, as root (for facts, not checks: "" on failure)."""
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            client.connect("127.0.0.1", port=self.spec.ssh_port, username="root",
+                           pkey=paramiko.Ed25519Key.from_private_key_file(str(key)),
+                           timeout=10, allow_agent=False, look_for_keys=False)
+            _, out, _ = client.exec_command(command, timeout=timeout)
+            return str(out.read().decode(errors="replace"))
+        except (paramiko.SSHException, OSError, EOFError):
+            return ""
+        finally:
+            client.close()
 
     def failure(self, what: str, lines: int = 40) -> str:
         console = self.console_text().splitlines()

@@ -1,8 +1,11 @@
 """verify_vm: boot a throwaway copy of the built disk, log in over SSH, run the image's suite.
 
-For each boot mode the disk declares: copy disk.raw (sparse), put an ephemeral SSH key into the
-copy's root filesystem with debugfs, boot the copy through its own loader (SeaBIOS or OVMF, then
-grub), wait for SSH, then run the layers' test_*.py and test_vm_*.py with testinfra's paramiko
+For each boot mode the disk declares: copy disk.raw (sparse) and hand the machine an ephemeral
+SSH key. An image with the cloud-init layer gets it the way a cloud gives it: the copy is
+enlarged with qemu-img (the root must grow into it) and booted with a NoCloud seed (kiln.vm.seed:
+the key, a hostname, a runcmd marker); an image without cloud-init has the key written into the
+copy's root filesystem with debugfs. The copy boots through its own loader (SeaBIOS or OVMF, then
+grub); once SSH answers, the layers' test_*.py and test_vm_*.py run with testinfra's paramiko
 backend (one connection for the whole suite). The built disk is never written to, and carries no
 test key. The result is a VerifyRecord with target "vm", saved like a container's.
 """
@@ -26,12 +29,15 @@ from kiln.errors import KilnError
 from kiln.pipeline import Context, prepare
 from kiln.records import CheckResult, VerifyRecord
 from kiln.run import run
-from kiln.vm import disk, qemu, suite
+from kiln.vm import disk, qemu, seed, suite
 from kiln.vm.build import DiskResult, built_disk
 from kiln.vm.spec import BOOT_CHOICES, BootMode, DiskSpec, disk_spec
 
 SSH_TIMEOUT = {"kvm": 120.0, "tcg": 420.0}
 HOST_ALIAS = "kiln-vm"
+CLOUD_INIT_LAYER = "cloud-init"
+BLAME_UNITS = 15
+GROW = 1 << 30  # the seeded boot's disk is this much bigger than the image's
 
 
 class VerifyError(KilnError):
@@ -48,10 +54,13 @@ class BootReport:
     checks: tuple[CheckResult, ...] = ()
     error: str = ""  # the machine did not come up
     tail: str = ""  # the console's tail when tests failed
+    startup: str = ""  # systemd-analyze: where the boot spent its time
+    blame: tuple[str, ...] = ()  # the slowest units, slowest first
 
     def to_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "accel": self.accel, "ssh_seconds": round(self.ssh_seconds, 1),
                 "test_seconds": round(self.test_seconds, 1), "console": self.console,
+                "startup": self.startup, "blame": list(self.blame),
                 "error": self.error.splitlines()[0] if self.error else ""}
 
 
@@ -93,6 +102,9 @@ def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
                         f"(run `invoke build {name} --target vm` first)")
     modes = spec.boot if boot is None else _modes(boot, spec)
     qemu.check_host(modes)
+    seeded = any(layer.name == CLOUD_INIT_LAYER for layer in prepared.plan.all_layers)
+    if seeded:
+        seed.check_host()
     files = suite.collect(project.root, prepared.plan, "vm")
     started = datetime.now(UTC)
     t0 = time.monotonic()
@@ -105,7 +117,7 @@ def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
         for mode in modes:
             with ctx.ui.task(f"verify {name} (vm, {mode}): boot, SSH, {len(files)} test files"):
                 report = _boot_and_test(ctx, built, spec, mode, accel, ssh_timeout, work, key,
-                                        public, files, prepared.plan.params)
+                                        public, files, prepared.plan.params, seeded)
             reports.append(report)
     checks = tuple(c for r in reports for c in r.checks)
     errors = [r for r in reports if r.error]
@@ -139,17 +151,28 @@ def _modes(boot: str, spec: DiskSpec) -> tuple[BootMode, ...]:
 def _boot_and_test(ctx: Context, built: DiskResult, spec: DiskSpec, mode: BootMode,
                    accel: Literal["auto", "kvm", "tcg"], ssh_timeout: float | None, work: Path,
                    key: Path, public: str, files: tuple[suite.TestFile, ...],
-                   params: tuple[tuple[str, Any], ...]) -> BootReport:
+                   params: tuple[tuple[str, Any], ...], seeded: bool) -> BootReport:
     report = BootReport(mode)
     copy = work / f"{mode}.raw"
+    cloud: dict[str, Any] | None = None
+    iso: Path | None = None
+    if seeded:  # a new seed (instance) per boot: each boot is a first boot
+        given = seed.make_seed(work / mode, spec.hostname, public)
+        iso = given.iso
+        cloud = {**given.facts(), **disk.image_identity(built.raw, spec),
+                 "image_bytes": spec.size, "disk_bytes": spec.size + GROW}
 
     def make_spec(chosen: qemu.Accel) -> qemu.MachineSpec:
         # a fresh copy for every boot: a probe boot that hung may have written to the last one
         copy.unlink(missing_ok=True)
         run(["cp", "--sparse=always", built.raw, copy])
-        disk.inject_ssh_key(copy, spec, public, work)
+        if cloud is not None:
+            disk.enlarge(copy, cloud["disk_bytes"])
+        else:
+            disk.inject_ssh_key(copy, spec, public, work)
         return qemu.MachineSpec(disk=copy, boot=mode, accel=chosen, ssh_port=qemu.free_port(),
-                                console=work / f"console-{mode}.log", work=work)
+                                console=work / f"console-{mode}.log", work=work,
+                                seed=iso)
 
     log: Callable[[str], None] = ctx.ui.step
     kernel = str(built.manifest["kernel"])
@@ -163,8 +186,9 @@ def _boot_and_test(ctx: Context, built: DiskResult, spec: DiskSpec, mode: BootMo
                 t = time.monotonic()
                 hosts = [f"--hosts=paramiko://{HOST_ALIAS}",
                          f"--ssh-config={ssh_config(work, machine.spec.ssh_port, key)}"]
-                report.checks = suite.run(files, params, hosts, work)
+                report.checks = suite.run(files, params, hosts, work, cloud=cloud)
                 report.test_seconds = time.monotonic() - t
+                _analyze(report, machine, key)
                 bad = [c for c in report.checks if c.outcome in ("failed", "error")]
                 ctx.ui.step(f"{len(report.checks) - len(bad)}/{len(report.checks)} checks "
                             f"passed in {report.test_seconds:.1f}s")
@@ -177,6 +201,15 @@ def _boot_and_test(ctx: Context, built: DiskResult, spec: DiskSpec, mode: BootMo
     finally:
         copy.unlink(missing_ok=True)
     return report
+
+
+def _analyze(report: BootReport, machine: qemu.Machine, key: Path) -> None:
+    """Where the boot spent its time (systemd-analyze), kept in the record for bench/vm."""
+    out = machine.ssh_output(key, "systemd-analyze time; systemd-analyze blame --no-pager")
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    report.startup = next((line for line in lines if line.startswith("Startup finished")), "")
+    report.blame = tuple(line for line in lines if not line.startswith(
+        ("Startup finished", "graphical.target", "multi-user.target")))[:BLAME_UNITS]
 
 
 def _keep_console(ctx: Context, built: DiskResult, machine: qemu.Machine, mode: str) -> str:
