@@ -65,3 +65,9 @@ def test_the_serial_console_has_a_login(host):
     # console=ttyS0 on the kernel command line: what a cloud's serial console shows
     assert "console=ttyS0" in host.file("/proc/cmdline").content_string
     assert host.service("serial-getty@ttyS0").is_running
+
+
+def test_the_cloud_config_is_valid(host):
+    # kiln's 90-kiln.cfg, Debian's cloud.cfg and the seed's user data, against cloud-init's schema
+    _status = host.run("cloud-init schema --system")
+    assert _status.rc == 0, _status.stdout + _status.stderr

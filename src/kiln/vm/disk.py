@@ -255,9 +255,13 @@ def image_identity(raw: Path, spec: DiskSpec) -> dict[str, object]:
     return {"image_machine_id": machine_id, "image_host_keys": keys}
 
 
-def enlarge(raw: Path, size: int) -> None:
-    """Grow a throwaway copy the way a cloud gives a bigger disk than the image's."""
-    run(["qemu-img", "resize", "-q", "-f", "raw", raw, str(size)])
+def overlay(base: Path, base_format: str, out: Path, size: int) -> None:
+    """A throwaway qcow2 whose backing file is the built disk (never written: the machine's
+    writes land in the overlay), grown with `qemu-img resize` the way a cloud gives a bigger
+    disk than the image's."""
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base.resolve(), "-F", base_format,
+         out])
+    run(["qemu-img", "resize", "-q", "-f", "qcow2", out, str(size)])
 
 
 def _debugfs(device: str, request: str) -> str:

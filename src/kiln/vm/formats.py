@@ -54,14 +54,19 @@ def parse(text: str | None) -> tuple[str, ...]:
     return wanted
 
 
+def load(folder: Path) -> dict[str, Any]:
+    """formats.json of a disk folder ({} when no extra format was made)."""
+    try:
+        return dict(json.loads((folder / RECORD).read_text()))
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
 def make(folder: Path, manifest: dict[str, Any], wanted: tuple[str, ...]) -> dict[str, Any]:
     """Convert disk.raw into each wanted extra format that is not there yet for these bytes."""
     raw = folder / "disk.raw"
     record_path = folder / RECORD
-    try:
-        record: dict[str, Any] = json.loads(record_path.read_text())
-    except (FileNotFoundError, ValueError):
-        record = {}
+    record = load(folder)
     if record.get("raw_sha256") != manifest["sha256"]["raw"]:
         record = {"raw_sha256": manifest["sha256"]["raw"]}
     for fmt in wanted:

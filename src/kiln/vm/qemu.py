@@ -60,6 +60,7 @@ class MachineSpec:
     memory_mib: int = 1024
     cpus: int = 2
     seed: Path | None = None  # a NoCloud seed (ISO labelled cidata), attached read-only
+    disk_format: str = "raw"  # or qcow2: an overlay whose backing file is the built disk
 
 
 def qemu_argv(spec: MachineSpec) -> list[str]:
@@ -68,7 +69,7 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
             "-m", str(spec.memory_mib), "-smp", str(spec.cpus),
             "-display", "none", "-vga", "none", "-monitor", "none", "-no-reboot",
             "-serial", f"file:{spec.console}",
-            "-drive", f"file={spec.disk},format=raw,if=virtio,cache=unsafe",
+            "-drive", f"file={spec.disk},format={spec.disk_format},if=virtio,cache=unsafe",
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22",
             "-device", "virtio-net-pci,netdev=net0",
             "-device", "virtio-rng-pci"]  # entropy for sshd's first-boot host keys

@@ -37,12 +37,20 @@ RUN set -eu; rm -f /etc/ssh/ssh_host_* && systemctl enable ssh.service
 # --- layer: vm ---
 RUN set -eu; find / -xdev -type f -perm /6000 -exec chmod a-s {} +
 
+# --- layer: cloud-init ---
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      cloud-init cloud-guest-utils e2fsprogs \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
+COPY files/cloud-init/kiln.cfg /etc/cloud/cloud.cfg.d/90-kiln.cfg
+RUN set -eu; rm -rf /var/lib/cloud/* /var/log/cloud-init*.log
+
 # --- image configuration ---
 WORKDIR /home/app
 USER app
-LABEL dev.kiln.fingerprint="9b31297a28b5f0cca9bc0ca211e3478991785501a62ed5d95469814a1fb75f99" \
+LABEL dev.kiln.fingerprint="b2446c1b1231dd21e34921d0256d485bb3c92b0de5cf53c2fc9191373aaedb04" \
       dev.kiln.image="base-vm" \
-      dev.kiln.layers="minimal,core,hardening,user,vm-systemd,vm-kernel,vm-network,vm-sshd,vm" \
+      dev.kiln.layers="minimal,core,hardening,user,vm-systemd,vm-kernel,vm-network,vm-sshd,vm,cloud-init" \
       dev.kiln.version="0.1.0" \
       org.opencontainers.image.description="The base image as a virtual machine disk (BIOS and UEFI), from the same filesystem." \
       org.opencontainers.image.title="base-vm" \
