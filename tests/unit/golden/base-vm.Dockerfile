@@ -23,6 +23,7 @@ RUN apt-get update \
       systemd-resolved iproute2 \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
 COPY files/vm-network/80-kiln-dhcp.network /etc/systemd/network/80-kiln-dhcp.network
+COPY files/vm-network/wait-online.conf /etc/systemd/system/systemd-networkd-wait-online.service.d/kiln-any.conf
 RUN set -eu; systemctl enable systemd-networkd.service systemd-resolved.service
 
 # --- layer: vm-sshd ---
@@ -43,12 +44,14 @@ RUN apt-get update \
       cloud-init cloud-guest-utils e2fsprogs \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
 COPY files/cloud-init/kiln.cfg /etc/cloud/cloud.cfg.d/90-kiln.cfg
+COPY files/cloud-init/ds-identify.cfg /etc/cloud/ds-identify.cfg
+RUN set -eu; python3 -m compileall -q -f -j 0 --invalidation-mode checked-hash /usr/lib/python3/dist-packages /usr/lib/python3.11 >/dev/null
 RUN set -eu; rm -rf /var/lib/cloud/* /var/log/cloud-init*.log
 
 # --- image configuration ---
 WORKDIR /home/app
 USER app
-LABEL dev.kiln.fingerprint="b2446c1b1231dd21e34921d0256d485bb3c92b0de5cf53c2fc9191373aaedb04" \
+LABEL dev.kiln.fingerprint="fb49de25e407ff66ef4cc7530dcd695630d13d761f00b9f8a86534208d4db750" \
       dev.kiln.image="base-vm" \
       dev.kiln.layers="minimal,core,hardening,user,vm-systemd,vm-kernel,vm-network,vm-sshd,vm,cloud-init" \
       dev.kiln.version="0.1.0" \
