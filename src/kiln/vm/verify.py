@@ -1,12 +1,13 @@
 """verify_vm: boot a throwaway copy of the built disk, log in over SSH, run the image's suite.
 
-For each boot mode the disk declares: copy disk.raw (sparse) and hand the machine an ephemeral
-SSH key. An image with the cloud-init layer gets it the way a cloud gives it: the copy is
-enlarged with qemu-img (the root must grow into it) and booted with a NoCloud seed (kiln.vm.seed:
-the key, a hostname, a runcmd marker); an image without cloud-init has the key written into the
-copy's root filesystem with debugfs. The copy boots through its own loader (SeaBIOS or OVMF, then
-grub); once SSH answers, the layers' test_*.py and test_vm_*.py run with testinfra's paramiko
-backend (one connection for the whole suite). The built disk is never written to, and carries no
+For each boot mode the disk declares, the machine gets an ephemeral SSH key. An image with the
+cloud-init layer gets it the way a cloud gives it: it boots a qcow2 overlay of the built disk
+(raw, or the qcow2/vmdk/vhd made from it) grown with `qemu-img resize` (the root must grow into
+it), with a NoCloud seed (kiln.vm.seed: the key, a hostname, a runcmd marker); an image without
+cloud-init boots a sparse copy of disk.raw with the key written into it with debugfs. The
+machine boots through its own loader (SeaBIOS or OVMF, then grub); once SSH answers, the
+layers' test_*.py and test_vm_*.py run with testinfra's paramiko backend (one connection for
+the whole suite). The built disk is never written to, and carries no
 test key. The result is a VerifyRecord with target "vm", saved like a container's.
 """
 
