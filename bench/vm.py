@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "disk_assembly": round(steps.get("rootfs", 0) + steps.get("assemble", 0)
                                + steps.get("qcow2", 0) + steps.get("checksum", 0), 1),
         "boot_to_ssh": round(boot.ssh_seconds, 1),
+        "boot_to_ssh_qemu_cpu": round(boot.ssh_cpu_seconds, 1),
         "tests": round(boot.test_seconds, 1),
         "accel": boot.accel,
         "definitions_to_verified_disk": round(vm_total, 1),

@@ -51,6 +51,7 @@ class BootReport:
     disk_format: str = "raw"  # the file the machine booted (through a qcow2 overlay)
     accel: str = ""
     ssh_seconds: float = 0.0
+    ssh_cpu_seconds: float = 0.0  # qemu's CPU time until SSH answered (load-independent)
     test_seconds: float = 0.0
     console: str = ""  # where the console log was kept (failures only)
     checks: tuple[CheckResult, ...] = ()
@@ -62,6 +63,7 @@ class BootReport:
     def to_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "disk_format": self.disk_format, "accel": self.accel,
                 "ssh_seconds": round(self.ssh_seconds, 1),
+                "ssh_cpu_seconds": round(self.ssh_cpu_seconds, 1),
                 "test_seconds": round(self.test_seconds, 1), "console": self.console,
                 "startup": self.startup, "blame": list(self.blame),
                 "error": self.error.splitlines()[0] if self.error else ""}
@@ -213,6 +215,7 @@ def _boot_and_test(ctx: Context, built: DiskResult, spec: DiskSpec, mode: BootMo
             limit = ssh_timeout or SSH_TIMEOUT[machine.spec.accel]
             try:
                 report.ssh_seconds = machine.wait_for_ssh(key, limit)
+                report.ssh_cpu_seconds = machine.cpu_seconds()
                 ctx.ui.step(f"SSH after {report.ssh_seconds:.1f}s ({report.accel})")
                 t = time.monotonic()
                 hosts = [f"--hosts=paramiko://{HOST_ALIAS}",
