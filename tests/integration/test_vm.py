@@ -127,7 +127,9 @@ def test_sample_vm_boots_as_a_cloud_would_and_passes_its_suite(vm_project, vm_di
     assert not any("test_container_" in n for n in names)
     # the cloud checks ran (the cloud fixture skips without a seed) and passed
     cloud = [c for c in record.checks if "test_vm_cloud_init.py::" in c.test]
-    outcomes = {name: [c.outcome for c in cloud if c.test.endswith(name)] for name in CLOUD_CHECKS}
+    # test ids end in the host's parameter: ...::test_runcmd_ran[paramiko://kiln-vm]
+    outcomes = {name: [c.outcome for c in cloud if c.test.split("[")[0].endswith(name)]
+                for name in CLOUD_CHECKS}
     assert outcomes == {name: ["passed"] for name in CLOUD_CHECKS}
     boot = record.extra["boots"][0]
     assert boot["disk_format"] == "vmdk"
