@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", default="base-vm")
     parser.add_argument("--boot", default="bios", help="bios, uefi or bios+uefi")
     parser.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+    parser.add_argument("--disk-format", default="raw", help="the file verification boots")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     disk = build_disk(disk_ctx, args.image)
     figures["disk_steps_s"] = {k: round(v, 1) for k, v in disk.seconds.items() if k != "build"}
 
-    verified = verify_vm(disk_ctx, args.image, boot=args.boot, accel=args.accel)  # type: ignore[arg-type]
+    verified = verify_vm(disk_ctx, args.image, boot=args.boot, accel=args.accel,  # type: ignore[arg-type]
+                         disk_format=args.disk_format)
     figures["boots"] = [b.to_json() for b in verified.boots]
 
     with tempfile.TemporaryDirectory(dir=disk.folder) as tmp:
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "disk_assembly": round(steps.get("rootfs", 0) + steps.get("assemble", 0)
                                + steps.get("qcow2", 0) + steps.get("checksum", 0), 1),
         "boot_to_ssh": round(boot.ssh_seconds, 1),
+        "boot_to_ssh_qemu_cpu": round(boot.ssh_cpu_seconds, 1),
         "tests": round(boot.test_seconds, 1),
         "accel": boot.accel,
         "definitions_to_verified_disk": round(vm_total, 1),
@@ -92,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     ui.table(f"bench/vm {args.image} ({boot.mode}, {boot.accel})", ["step", "seconds"],
              [(k, v) for k, v in figures["summary_s"].items() if k != "accel"])
     ui.table("sizes", ["artifact", "MiB"], list(figures["mib"].items()))
+    ui.table(f"where the boot spent its time: {boot.startup}", ["unit (systemd-analyze blame)"],
+             [(line,) for line in boot.blame])
     text = json.dumps(figures, indent=2, sort_keys=True)
     if args.json:
         args.json.write_text(text + "\n")

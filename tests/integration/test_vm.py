@@ -1,5 +1,7 @@
-"""VM images for real: the sample base-vm disk is built from the Debian mirror, booted under qemu
-through its own bootloader, and tested over SSH. One disk is shared by the module's tests.
+"""VM images for real: the sample base-vm disk is built from the Debian mirror (with its vmdk and
+vhd), booted under qemu through its own bootloader the way a cloud boots it (the vmdk, enlarged,
+with a NoCloud seed), and tested over SSH. One disk is shared by the module's tests, and one boot
+checks the suite, cloud-init and the vmdk together (CI time).
 
 Nothing may remain: no qemu process, no throwaway disk, pass, fail or signal.
 """
@@ -22,7 +24,7 @@ from kiln.engine import Engine
 from kiln.load import Project
 from kiln.pipeline import Context
 from kiln.ui import UI
-from kiln.vm.build import DiskResult, build_disk
+from kiln.vm.build import DiskResult, build_disk, build_disks
 from kiln.vm.verify import VerifyError, verify_vm
 
 pytestmark = [pytest.mark.slow, pytest.mark.keep_images]
@@ -98,11 +100,22 @@ def _ctx(project: Project, engine: Engine, **options: bool) -> Context:
 
 @pytest.fixture(scope="module")
 def vm_disk(vm_project: Project, engine: Engine) -> DiskResult:
-    return build_disk(_ctx(vm_project, engine), "base-vm")
+    [disk] = build_disks(_ctx(vm_project, engine), ["base-vm"], "vm", explicit=True,
+                         formats="vmdk,vhd")
+    return disk
 
 
-def test_sample_vm_boots_through_its_loader_and_passes_its_suite(vm_project, vm_disk, engine):
-    result = verify_vm(_ctx(vm_project, engine), "base-vm", boot="bios")
+CLOUD_CHECKS = ("finished_from_the_nocloud_seed", "ssh_key_came_from_the_datasource",
+                "hostname_came_from_the_datasource", "runcmd_ran",
+                "root_file_system_fills_the_enlarged_disk",
+                "no_machine_id_or_host_key_is_shared_with_the_image",
+                "serial_console_has_a_login")
+
+
+def test_sample_vm_boots_as_a_cloud_would_and_passes_its_suite(vm_project, vm_disk, engine):
+    # One boot for all of it: the vmdk (through a qcow2 overlay grown by qemu-img resize),
+    # with a NoCloud seed carrying the test key, a hostname and a runcmd marker.
+    result = verify_vm(_ctx(vm_project, engine), "base-vm", boot="bios", disk_format="vmdk")
     record = result.record
     assert record.passed, record.reason
     assert record.target == "vm"
@@ -112,6 +125,15 @@ def test_sample_vm_boots_through_its_loader_and_passes_its_suite(vm_project, vm_
     assert any("test_vm_systemd.py::test_the_system_is_running" in n for n in names)
     assert any("test_kernel.py::" in n for n in names)
     assert not any("test_container_" in n for n in names)
+    # the cloud checks ran (the cloud fixture skips without a seed) and passed
+    cloud = [c for c in record.checks if "test_vm_cloud_init.py::" in c.test]
+    # test ids end in the host's parameter: ...::test_runcmd_ran[paramiko://kiln-vm]
+    outcomes = {name: [c.outcome for c in cloud if c.test.split("[")[0].endswith(name)]
+                for name in CLOUD_CHECKS}
+    assert outcomes == {name: ["passed"] for name in CLOUD_CHECKS}
+    boot = record.extra["boots"][0]
+    assert boot["disk_format"] == "vmdk"
+    assert boot["startup"].startswith("Startup finished"), boot  # systemd-analyze, for bench/vm
     saved = records.load(vm_project.root, vm_disk.manifest["image_id"], "vm")
     assert saved is not None and saved.passed
     assert saved.extra["disk_sha256"] == vm_disk.manifest["sha256"]
@@ -120,9 +142,17 @@ def test_sample_vm_boots_through_its_loader_and_passes_its_suite(vm_project, vm_
 
 
 def test_two_builds_give_identical_disk_bytes(vm_project, vm_disk, engine):
-    again = build_disk(_ctx(vm_project, engine, force=True), "base-vm")
+    made = {fmt: vm_disk.formats[fmt]["sha256"] for fmt in ("vmdk", "vhd")}
+    [again] = build_disks(_ctx(vm_project, engine, force=True), ["base-vm"], "vm",
+                          explicit=True, formats="vmdk,vhd")
     assert again.action == "built"
     assert again.manifest["sha256"] == vm_disk.manifest["sha256"]
+    # vmdk and vhd too: qemu-img's random CID, vhd id and time stamp are pinned
+    assert {fmt: again.formats[fmt]["sha256"] for fmt in ("vmdk", "vhd")} == made
+    for name, driver in (("disk.vmdk", "vmdk"), ("disk.vhd", "vpc")):
+        subprocess.run(["qemu-img", "compare", "-q", "-f", "raw", "-F", driver, again.raw,
+                        again.folder / name], check=True)
+    subprocess.run(["qemu-img", "check", "-q", again.folder / "disk.vmdk"], check=True)
     # and the disk never carries a test key, even after verification booted copies of it
     assert "authorized_keys" not in subprocess.run(
         ["debugfs", "-R", "ls -l /root", f"{again.raw}?offset="

@@ -56,13 +56,14 @@ def render(c: InvokeContext, image: str, context: str | None = None, json: bool 
     "no_verify": "skip verification (loudly): the image is left unverified",
     "keep": "keep the verification container, and print how to enter it",
     "target": "container or vm (default: every target of the image)",
+    "format": "disk formats beside raw and qcow2, as vmdk,vhd (with the vm target)",
     "json": "print the results as JSON",
     "secret": "id=FILE: a build secret a layer declares (repeatable; or KILN_SECRET_<ID>)"})
 @kiln_task
 def build(c: InvokeContext, image: str, no_cache: bool = False, force: bool = False,
           verbose: bool = False, no_verify: bool = False, keep: bool = False,
           target: str | None = None, json: bool = False,
-          secret: list[str] | None = None) -> None:
+          secret: list[str] | None = None, format: str | None = None) -> None:
     """Build an image (its base images first), then verify it; `all` builds every one.
 
     Examples:
@@ -70,6 +71,7 @@ def build(c: InvokeContext, image: str, no_cache: bool = False, force: bool = Fa
       kiln build all
       kiln build python,nginx --json
       kiln build nginx --keep
+      kiln build base-vm --target vm --format vmdk,vhd
     """
     ctx = run_context(verbose, nocache=no_cache, force=force, verify=not no_verify, keep=keep,
                       secrets=parse_secret_args(secret or []))
@@ -79,7 +81,8 @@ def build(c: InvokeContext, image: str, no_cache: bool = False, force: bool = Fa
     else:
         results = [build_image(ctx, name) for name in image.split(",")]
     verified = {r.image: ctx.verified[r.image].passed for r in results}
-    disks = build_disks(ctx, [r.image for r in results], target, explicit=image != "all")
+    disks = build_disks(ctx, [r.image for r in results], target, explicit=image != "all",
+                        formats=format)
     if json:
         ctx.ui.json([{**r.to_json(), "verified": verified[r.image]} for r in results]
                     + [d.to_json() for d in disks])

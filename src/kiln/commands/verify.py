@@ -42,22 +42,26 @@ def built(ctx: Context, name: str) -> Target:
     "keep": "keep the container afterwards, and print how to enter it",
     "boot": "vm: boot mode to verify, bios, uefi or bios+uefi (default: the disk's modes)",
     "accel": "vm: auto (KVM when a short test boot works, else TCG), kvm or tcg",
-    "timeout": "vm: seconds to wait for SSH (default: 120 under KVM, 420 under TCG)",
+    "timeout": "vm: seconds to wait for SSH (default: 120 under KVM, 900 under TCG)",
+    "disk_format": "vm: the file to boot, raw (default), qcow2, vmdk or vhd (build --format)",
     "verbose": "show more of what happens",
     "json": "print the verification record as JSON"})
 @kiln_task
 def verify(c: InvokeContext, image: str, target: str = "container", junit: str | None = None,
            keep: bool = False, boot: str | None = None, accel: str = "auto",
-           timeout: float | None = None, verbose: bool = False, json: bool = False) -> None:
+           timeout: float | None = None, verbose: bool = False, json: bool = False,
+           disk_format: str = "raw") -> None:
     """Run an image's suite (its layers' tests) against a throwaway container or VM; record it.
 
     Examples:
       kiln verify nginx
       kiln verify nginx --junit report.xml
       kiln verify base-vm --target vm
+      kiln verify base-vm --target vm --disk-format vmdk
     """
     if target == "vm":
-        verify_disk(image, boot=boot, accel=accel, timeout=timeout, verbose=verbose, json=json)
+        verify_disk(image, boot=boot, accel=accel, timeout=timeout, verbose=verbose, json=json,
+                    disk_format=disk_format)
         return
     if target != "container":
         raise KilnError(f"--target {target}: use container or vm")
@@ -100,7 +104,7 @@ def shell(c: InvokeContext, image: str, user: str | None = None) -> None:
 
 
 def verify_disk(image: str, *, boot: str | None, accel: str, timeout: float | None,
-                verbose: bool, json: bool) -> None:
+                verbose: bool, json: bool, disk_format: str = "raw") -> None:
     """`verify --target vm`: boot a throwaway copy of the built disk, run the suite over SSH."""
     from kiln.vm.verify import verify_vm  # qemu's and SSH's libraries: loaded here
 
@@ -109,7 +113,7 @@ def verify_disk(image: str, *, boot: str | None, accel: str, timeout: float | No
     ctx = run_context(verbose)
     validate(ctx.project)
     result = verify_vm(ctx, image, boot=boot, accel=cast(Literal["auto", "kvm", "tcg"], accel),
-                       ssh_timeout=timeout)
+                       ssh_timeout=timeout, disk_format=disk_format)
     record = result.record
     if json:
         ctx.ui.json(record.to_json())

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ from kiln.records import state_dir
 from kiln.run import run
 from kiln.ui import UI
 from kiln.vm import disk, rootfs
+from kiln.vm import formats as vm_formats
 from kiln.vm.spec import DISK_VERSION, DiskSpec, disk_spec, kernel_cmdline
 
 MANIFEST = "disk.json"
@@ -40,6 +41,7 @@ class DiskResult:
     manifest: dict[str, Any]
     action: Literal["built", "up to date"]
     seconds: dict[str, float] = field(default_factory=dict)  # per step
+    formats: dict[str, Any] = field(default_factory=dict)  # formats.json: vmdk, vhd
 
     @property
     def raw(self) -> Path:
@@ -53,6 +55,8 @@ class DiskResult:
         return {"image": self.image, "target": "vm", "action": self.action,
                 "folder": str(self.folder), "raw": str(self.raw), "qcow2": str(self.qcow2),
                 "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+                "formats": {k: str(self.folder / v["file"]) for k, v in self.formats.items()
+                            if isinstance(v, dict)},
                 **{k: self.manifest[k] for k in ("sha256", "size", "boot", "kernel",
                                                   "image_id", "fingerprint")}}
 
@@ -168,12 +172,16 @@ def _allocated(path: Path) -> int:
 
 
 def build_disks(ctx: Context, images: list[str], target: str | None, *,
-                explicit: bool) -> list[DiskResult]:
+                explicit: bool, formats: str | None = None) -> list[DiskResult]:
     """The disks `invoke build` owes: for every image with the vm target, unless --target
-    container; with --target vm, an image named on the command line must have that target."""
+    container; with --target vm, an image named on the command line must have that target.
+    `formats` (vmdk,vhd) are made beside raw and qcow2 (kiln.vm.formats)."""
     if target not in (None, "container", "vm"):
         raise KilnError(f"--target {target}: unknown target (use container or vm)")
+    wanted_formats = vm_formats.parse(formats)
     if target == "container":
+        if wanted_formats:
+            raise KilnError(f"--format {formats}: disk formats are for --target vm")
         return []
     wanted = []
     for name in images:
@@ -184,10 +192,22 @@ def build_disks(ctx: Context, images: list[str], target: str | None, *,
             raise KilnError(f"{image.path}: '{name}' has no vm target (add vm to its targets "
                             "and the vm layer to its layers; images/base-vm.yaml is the base "
                             "image with them)")
-    return [build_disk(ctx, name) for name in wanted]
+    results = []
+    for name in wanted:
+        result = build_disk(ctx, name)
+        if wanted_formats:
+            t = time.monotonic()
+            with ctx.ui.task(f"disk {name}: {', '.join(wanted_formats)}"):
+                made = vm_formats.make(result.folder, result.manifest, wanted_formats)
+            seconds = {**result.seconds, "formats": time.monotonic() - t}
+            result = replace(result, formats=made, seconds=seconds)
+        results.append(result)
+    return results
 
 
 def disk_table(ui: UI, disks: list[DiskResult]) -> None:
-    ui.table("kiln build --target vm", ["image", "action", "boot", "kernel", "qcow2", "seconds"], [
+    ui.table("kiln build --target vm", ["image", "action", "boot", "kernel", "disks", "seconds"], [
         (d.image, d.action, "+".join(d.manifest["boot"]), d.manifest["kernel"],
-         str(d.qcow2), f"{sum(d.seconds.values()):.1f}") for d in disks])
+         ", ".join([str(d.qcow2), *(str(d.folder / v["file"]) for v in d.formats.values()
+                                    if isinstance(v, dict))]),
+         f"{sum(d.seconds.values()):.1f}") for d in disks])

@@ -240,3 +240,32 @@ def inject_ssh_key(raw: Path, spec: DiskSpec, public_key: str, work: Path) -> No
     listing = run(["debugfs", "-R", "cat /root/.ssh/authorized_keys", device])
     if public_key.strip() not in listing:
         raise KilnError(f"could not put the test key into {raw.name}: {listing.strip()[-200:]}")
+
+
+def image_identity(raw: Path, spec: DiskSpec) -> dict[str, object]:
+    """What a machine made from the disk must not share with it: the disk's /etc/machine-id and
+    the public halves of any SSH host keys baked into it (none, for a good image)."""
+    device = f"{raw}?offset={spec.root.start}"
+    machine_id = _debugfs(device, "cat /etc/machine-id").strip()
+    names = [line.split("/")[5] for line in _debugfs(device, "ls -p /etc/ssh").splitlines()
+             if line.count("/") >= 6]
+    keys = []
+    for name in sorted(n for n in names if n.startswith("ssh_host_") and n.endswith(".pub")):
+        keys += _debugfs(device, f"cat /etc/ssh/{name}").split()[1:2]
+    return {"image_machine_id": machine_id, "image_host_keys": keys}
+
+
+def overlay(base: Path, base_format: str, out: Path, size: int) -> None:
+    """A throwaway qcow2 whose backing file is the built disk (never written: the machine's
+    writes land in the overlay), grown with `qemu-img resize` the way a cloud gives a bigger
+    disk than the image's."""
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base.resolve(), "-F", base_format,
+         out])
+    run(["qemu-img", "resize", "-q", "-f", "qcow2", out, str(size)])
+
+
+def _debugfs(device: str, request: str) -> str:
+    """A read-only debugfs request's output, without the banner it prints first."""
+    out = run(["debugfs", "-R", request, device])
+    return "".join(line for line in out.splitlines(keepends=True)
+                   if not line.startswith("debugfs "))

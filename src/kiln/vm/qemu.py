@@ -59,6 +59,8 @@ class MachineSpec:
     work: Path
     memory_mib: int = 1024
     cpus: int = 2
+    seed: Path | None = None  # a NoCloud seed (ISO labelled cidata), attached read-only
+    disk_format: str = "raw"  # or qcow2: an overlay whose backing file is the built disk
 
 
 def qemu_argv(spec: MachineSpec) -> list[str]:
@@ -67,10 +69,12 @@ def qemu_argv(spec: MachineSpec) -> list[str]:
             "-m", str(spec.memory_mib), "-smp", str(spec.cpus),
             "-display", "none", "-vga", "none", "-monitor", "none", "-no-reboot",
             "-serial", f"file:{spec.console}",
-            "-drive", f"file={spec.disk},format=raw,if=virtio,cache=unsafe",
+            "-drive", f"file={spec.disk},format={spec.disk_format},if=virtio,cache=unsafe",
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22",
             "-device", "virtio-net-pci,netdev=net0",
             "-device", "virtio-rng-pci"]  # entropy for sshd's first-boot host keys
+    if spec.seed is not None:  # the second disk: the root disk stays /dev/vda
+        argv += ["-drive", f"file={spec.seed},format=raw,if=virtio,readonly=on"]
     if spec.boot == "uefi":
         variables = spec.work / f"OVMF_VARS-{spec.ssh_port}.fd"
         shutil.copyfile(OVMF_VARS, variables)
@@ -134,6 +138,17 @@ class Machine:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    def cpu_seconds(self) -> float:
+        """CPU time qemu has used (all its threads): unlike elapsed(), it hardly changes with
+        how busy the host is, so boots on a shared machine compare by it."""
+        if self.proc is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, IndexError):
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
     def console_text(self) -> str:
         try:
             return self.spec.console.read_text(errors="replace")
@@ -175,6 +190,21 @@ class Machine:
             finally:
                 client.close()
         raise BootError(self.failure(f"no SSH login within {seconds:.0f}s"))
+
+    def ssh_output(self, key: Path, command: str, timeout: float = 60) -> str:
+        """`command`'s output on the machine, as root (for facts, not checks: "" on failure)."""
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            client.connect("127.0.0.1", port=self.spec.ssh_port, username="root",
+                           pkey=paramiko.Ed25519Key.from_private_key_file(str(key)),
+                           timeout=10, allow_agent=False, look_for_keys=False)
+            _, out, _ = client.exec_command(command, timeout=timeout)
+            return str(out.read().decode(errors="replace"))
+        except (paramiko.SSHException, OSError, EOFError):
+            return ""
+        finally:
+            client.close()
 
     def failure(self, what: str, lines: int = 40) -> str:
         console = self.console_text().splitlines()

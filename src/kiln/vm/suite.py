@@ -17,6 +17,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kiln.errors import CommandError, KilnError
 from kiln.model import ParamValue, Plan
@@ -62,6 +63,7 @@ from pathlib import Path
 import pytest
 
 PARAMS = json.loads({params!r})
+CLOUD = json.loads({cloud!r})
 RESULTS = []
 
 
@@ -69,6 +71,15 @@ RESULTS = []
 def params():
     """The image's resolved params, as the layers' tests see them."""
     return dict(PARAMS)
+
+
+@pytest.fixture(scope="session")
+def cloud():
+    """What the machine's datasource gave (a NoCloud seed made by kiln's verifier) and what
+    the image holds that the machine must not share; skips when it was booted without one."""
+    if not CLOUD:
+        pytest.skip("booted without a cloud-init datasource")
+    return dict(CLOUD)
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +104,10 @@ def pytest_sessionfinish(session):
 
 
 def run(files: tuple[TestFile, ...], params: tuple[tuple[str, ParamValue], ...],
-        hosts: list[str], work: Path, timeout: float = 600) -> tuple[CheckResult, ...]:
-    """Run the files with testinfra against `hosts` (pytest arguments); one check per test."""
+        hosts: list[str], work: Path, timeout: float = 600,
+        cloud: dict[str, Any] | None = None) -> tuple[CheckResult, ...]:
+    """Run the files with testinfra against `hosts` (pytest arguments); one check per test.
+    `cloud` is what the machine's datasource gave, for the `cloud` fixture."""
     if not files:
         return ()
     suite = work / "suite"
@@ -103,7 +116,8 @@ def run(files: tuple[TestFile, ...], params: tuple[tuple[str, ParamValue], ...],
     out = work / "results.json"
     out.unlink(missing_ok=True)
     (suite / "conftest.py").write_text(
-        CONFTEST.format(params=json.dumps(dict(params), sort_keys=True), out=str(out)))
+        CONFTEST.format(params=json.dumps(dict(params), sort_keys=True),
+                        cloud=json.dumps(cloud or {}, sort_keys=True), out=str(out)))
     (suite / "pytest.ini").write_text("[pytest]\n")
     for f in files:
         (suite / f.layer).mkdir(exist_ok=True)

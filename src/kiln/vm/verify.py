@@ -1,9 +1,13 @@
 """verify_vm: boot a throwaway copy of the built disk, log in over SSH, run the image's suite.
 
-For each boot mode the disk declares: copy disk.raw (sparse), put an ephemeral SSH key into the
-copy's root filesystem with debugfs, boot the copy through its own loader (SeaBIOS or OVMF, then
-grub), wait for SSH, then run the layers' test_*.py and test_vm_*.py with testinfra's paramiko
-backend (one connection for the whole suite). The built disk is never written to, and carries no
+For each boot mode the disk declares, the machine gets an ephemeral SSH key. An image with the
+cloud-init layer gets it the way a cloud gives it: it boots a qcow2 overlay of the built disk
+(raw, or the qcow2/vmdk/vhd made from it) grown with `qemu-img resize` (the root must grow into
+it), with a NoCloud seed (kiln.vm.seed: the key, a hostname, a runcmd marker); an image without
+cloud-init boots a sparse copy of disk.raw with the key written into it with debugfs. The
+machine boots through its own loader (SeaBIOS or OVMF, then grub); once SSH answers, the
+layers' test_*.py and test_vm_*.py run with testinfra's paramiko backend (one connection for
+the whole suite). The built disk is never written to, and carries no
 test key. The result is a VerifyRecord with target "vm", saved like a container's.
 """
 
@@ -26,12 +30,15 @@ from kiln.errors import KilnError
 from kiln.pipeline import Context, prepare
 from kiln.records import CheckResult, VerifyRecord
 from kiln.run import run
-from kiln.vm import disk, qemu, suite
+from kiln.vm import disk, formats, qemu, seed, suite
 from kiln.vm.build import DiskResult, built_disk
 from kiln.vm.spec import BOOT_CHOICES, BootMode, DiskSpec, disk_spec
 
-SSH_TIMEOUT = {"kvm": 120.0, "tcg": 420.0}
+SSH_TIMEOUT = {"kvm": 120.0, "tcg": 900.0}  # TCG on a busy host: minutes
 HOST_ALIAS = "kiln-vm"
+CLOUD_INIT_LAYER = "cloud-init"
+BLAME_UNITS = 15
+GROW = 1 << 30  # the seeded boot's disk is this much bigger than the image's
 
 
 class VerifyError(KilnError):
@@ -41,17 +48,24 @@ class VerifyError(KilnError):
 @dataclass
 class BootReport:
     mode: BootMode
+    disk_format: str = "raw"  # the file the machine booted (through a qcow2 overlay)
     accel: str = ""
     ssh_seconds: float = 0.0
+    ssh_cpu_seconds: float = 0.0  # qemu's CPU time until SSH answered (load-independent)
     test_seconds: float = 0.0
     console: str = ""  # where the console log was kept (failures only)
     checks: tuple[CheckResult, ...] = ()
     error: str = ""  # the machine did not come up
     tail: str = ""  # the console's tail when tests failed
+    startup: str = ""  # systemd-analyze: where the boot spent its time
+    blame: tuple[str, ...] = ()  # the slowest units, slowest first
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "accel": self.accel, "ssh_seconds": round(self.ssh_seconds, 1),
+        return {"mode": self.mode, "disk_format": self.disk_format, "accel": self.accel,
+                "ssh_seconds": round(self.ssh_seconds, 1),
+                "ssh_cpu_seconds": round(self.ssh_cpu_seconds, 1),
                 "test_seconds": round(self.test_seconds, 1), "console": self.console,
+                "startup": self.startup, "blame": list(self.blame),
                 "error": self.error.splitlines()[0] if self.error else ""}
 
 
@@ -83,7 +97,9 @@ def ssh_config(work: Path, port: int, key: Path) -> Path:
 
 def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
               accel: Literal["auto", "kvm", "tcg"] = "auto",
-              ssh_timeout: float | None = None) -> VmVerification:
+              ssh_timeout: float | None = None, disk_format: str = "raw") -> VmVerification:
+    """Boot and test the disk; `disk_format` (raw, qcow2, vmdk, vhd: made by `build --format`)
+    is the file the machine boots, for an image with cloud-init (the others boot a raw copy)."""
     project = ctx.project
     prepared = prepare(project, name)
     spec = disk_spec(prepared.plan, prepared.fingerprint)
@@ -93,6 +109,10 @@ def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
                         f"(run `invoke build {name} --target vm` first)")
     modes = spec.boot if boot is None else _modes(boot, spec)
     qemu.check_host(modes)
+    seeded = any(layer.name == CLOUD_INIT_LAYER for layer in prepared.plan.all_layers)
+    source = _source(built, disk_format, seeded, prepared.plan.image.path)
+    if seeded:
+        seed.check_host()
     files = suite.collect(project.root, prepared.plan, "vm")
     started = datetime.now(UTC)
     t0 = time.monotonic()
@@ -105,7 +125,8 @@ def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
         for mode in modes:
             with ctx.ui.task(f"verify {name} (vm, {mode}): boot, SSH, {len(files)} test files"):
                 report = _boot_and_test(ctx, built, spec, mode, accel, ssh_timeout, work, key,
-                                        public, files, prepared.plan.params)
+                                        public, files, prepared.plan.params, source if seeded
+                                        else None)
             reports.append(report)
     checks = tuple(c for r in reports for c in r.checks)
     errors = [r for r in reports if r.error]
@@ -128,6 +149,26 @@ def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
     return VmVerification(record, reports)
 
 
+def _source(built: DiskResult, disk_format: str, seeded: bool,
+            image_path: str) -> tuple[Path, str]:
+    if disk_format == "raw":
+        return built.raw, "raw"
+    if disk_format == "qcow2":
+        return built.qcow2, "qcow2"
+    record = formats.load(built.folder)
+    if disk_format not in formats.EXTRA:
+        raise KilnError(f"--disk-format {disk_format}: use raw, qcow2, vmdk or vhd")
+    if not seeded:
+        raise KilnError(f"{image_path}: --disk-format {disk_format} needs the cloud-init "
+                        "layer (without it the key is written into a raw copy)")
+    entry = record.get(disk_format)
+    current = record.get("raw_sha256") == built.manifest["sha256"]["raw"]
+    if not (isinstance(entry, dict) and current and (built.folder / entry["file"]).exists()):
+        raise KilnError(f"{image_path}: no {disk_format} of this disk (run `kiln build "
+                        f"{built.image} --target vm --format {disk_format}` first)")
+    return built.folder / entry["file"], disk_format
+
+
 def _modes(boot: str, spec: DiskSpec) -> tuple[BootMode, ...]:
     modes = BOOT_CHOICES.get(boot)
     if modes is None or not set(modes) <= set(spec.boot):
@@ -139,17 +180,32 @@ def _modes(boot: str, spec: DiskSpec) -> tuple[BootMode, ...]:
 def _boot_and_test(ctx: Context, built: DiskResult, spec: DiskSpec, mode: BootMode,
                    accel: Literal["auto", "kvm", "tcg"], ssh_timeout: float | None, work: Path,
                    key: Path, public: str, files: tuple[suite.TestFile, ...],
-                   params: tuple[tuple[str, Any], ...]) -> BootReport:
-    report = BootReport(mode)
-    copy = work / f"{mode}.raw"
+                   params: tuple[tuple[str, Any], ...],
+                   source: tuple[Path, str] | None) -> BootReport:
+    """`source` (file, format): boot an overlay of it with a NoCloud seed; None: a raw copy
+    with the key written in."""
+    report = BootReport(mode, disk_format=source[1] if source else "raw")
+    copy = work / (f"{mode}.qcow2" if source else f"{mode}.raw")
+    cloud: dict[str, Any] | None = None
+    iso: Path | None = None
+    if source is not None:  # a new seed (instance) per boot: each boot is a first boot
+        given = seed.make_seed(work / mode, spec.hostname, public)
+        iso = given.iso
+        cloud = {**given.facts(), **disk.image_identity(built.raw, spec),
+                 "image_bytes": spec.size, "disk_bytes": spec.size + GROW}
 
     def make_spec(chosen: qemu.Accel) -> qemu.MachineSpec:
         # a fresh copy for every boot: a probe boot that hung may have written to the last one
         copy.unlink(missing_ok=True)
-        run(["cp", "--sparse=always", built.raw, copy])
-        disk.inject_ssh_key(copy, spec, public, work)
+        if source is not None and cloud is not None:
+            disk.overlay(source[0], "vpc" if source[1] == "vhd" else source[1], copy,
+                         cloud["disk_bytes"])
+        else:
+            run(["cp", "--sparse=always", built.raw, copy])
+            disk.inject_ssh_key(copy, spec, public, work)
         return qemu.MachineSpec(disk=copy, boot=mode, accel=chosen, ssh_port=qemu.free_port(),
-                                console=work / f"console-{mode}.log", work=work)
+                                console=work / f"console-{mode}.log", work=work,
+                                seed=iso, disk_format="qcow2" if source else "raw")
 
     log: Callable[[str], None] = ctx.ui.step
     kernel = str(built.manifest["kernel"])
@@ -159,12 +215,14 @@ def _boot_and_test(ctx: Context, built: DiskResult, spec: DiskSpec, mode: BootMo
             limit = ssh_timeout or SSH_TIMEOUT[machine.spec.accel]
             try:
                 report.ssh_seconds = machine.wait_for_ssh(key, limit)
+                report.ssh_cpu_seconds = machine.cpu_seconds()
                 ctx.ui.step(f"SSH after {report.ssh_seconds:.1f}s ({report.accel})")
                 t = time.monotonic()
                 hosts = [f"--hosts=paramiko://{HOST_ALIAS}",
                          f"--ssh-config={ssh_config(work, machine.spec.ssh_port, key)}"]
-                report.checks = suite.run(files, params, hosts, work)
+                report.checks = suite.run(files, params, hosts, work, cloud=cloud)
                 report.test_seconds = time.monotonic() - t
+                _analyze(report, machine, key)
                 bad = [c for c in report.checks if c.outcome in ("failed", "error")]
                 ctx.ui.step(f"{len(report.checks) - len(bad)}/{len(report.checks)} checks "
                             f"passed in {report.test_seconds:.1f}s")
@@ -177,6 +235,15 @@ def _boot_and_test(ctx: Context, built: DiskResult, spec: DiskSpec, mode: BootMo
     finally:
         copy.unlink(missing_ok=True)
     return report
+
+
+def _analyze(report: BootReport, machine: qemu.Machine, key: Path) -> None:
+    """Where the boot spent its time (systemd-analyze), kept in the record for bench/vm."""
+    out = machine.ssh_output(key, "systemd-analyze time; systemd-analyze blame --no-pager")
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    report.startup = next((line for line in lines if line.startswith("Startup finished")), "")
+    report.blame = tuple(line for line in lines if not line.startswith(
+        ("Startup finished", "graphical.target", "multi-user.target")))[:BLAME_UNITS]
 
 
 def _keep_console(ctx: Context, built: DiskResult, machine: qemu.Machine, mode: str) -> str:

@@ -23,6 +23,7 @@ RUN --mount=type=bind,source=debs/vm-network,target=/tmp/kiln-debs \
       /tmp/kiln-debs/iproute2_6.1.0-3_amd64.deb /tmp/kiln-debs/libbpf1_1%3a1.1.2-0+deb12u1_amd64.deb /tmp/kiln-debs/libbsd0_0.11.7-2_amd64.deb /tmp/kiln-debs/libcap2-bin_1%3a2.66-4+deb12u3+b1_amd64.deb /tmp/kiln-debs/libelf1_0.188-2.1_amd64.deb /tmp/kiln-debs/libgssapi-krb5-2_1.20.1-2+deb12u5_amd64.deb /tmp/kiln-debs/libk5crypto3_1.20.1-2+deb12u5_amd64.deb /tmp/kiln-debs/libkeyutils1_1.6.3-2_amd64.deb /tmp/kiln-debs/libkrb5-3_1.20.1-2+deb12u5_amd64.deb /tmp/kiln-debs/libkrb5support0_1.20.1-2+deb12u5_amd64.deb /tmp/kiln-debs/libmnl0_1.0.4-3_amd64.deb /tmp/kiln-debs/libtirpc-common_1.3.3+ds-1_all.deb /tmp/kiln-debs/libtirpc3_1.3.3+ds-1_amd64.deb /tmp/kiln-debs/libxtables12_1.8.9-2_amd64.deb /tmp/kiln-debs/systemd-resolved_252.39-1~deb12u2_amd64.deb \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
 COPY files/vm-network/80-kiln-dhcp.network /etc/systemd/network/80-kiln-dhcp.network
+COPY files/vm-network/wait-online.conf /etc/systemd/system/systemd-networkd-wait-online.service.d/kiln-any.conf
 RUN set -eu; systemctl enable systemd-networkd.service systemd-resolved.service
 
 # --- layer: vm-sshd ---
@@ -37,12 +38,22 @@ RUN set -eu; rm -f /etc/ssh/ssh_host_* && systemctl enable ssh.service
 # --- layer: vm ---
 RUN set -eu; find / -xdev -type f -perm /6000 -exec chmod a-s {} +
 
+# --- layer: cloud-init ---
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      cloud-init cloud-guest-utils e2fsprogs \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
+COPY files/cloud-init/kiln.cfg /etc/cloud/cloud.cfg.d/90-kiln.cfg
+COPY files/cloud-init/ds-identify.cfg /etc/cloud/ds-identify.cfg
+RUN set -eu; python3 -m compileall -q -f -j 0 --invalidation-mode checked-hash /usr/lib/python3/dist-packages /usr/lib/python3.11 >/dev/null
+RUN set -eu; rm -rf /var/lib/cloud/* /var/log/cloud-init*.log
+
 # --- image configuration ---
 WORKDIR /home/app
 USER app
-LABEL dev.kiln.fingerprint="9b31297a28b5f0cca9bc0ca211e3478991785501a62ed5d95469814a1fb75f99" \
+LABEL dev.kiln.fingerprint="fb49de25e407ff66ef4cc7530dcd695630d13d761f00b9f8a86534208d4db750" \
       dev.kiln.image="base-vm" \
-      dev.kiln.layers="minimal,core,hardening,user,vm-systemd,vm-kernel,vm-network,vm-sshd,vm" \
+      dev.kiln.layers="minimal,core,hardening,user,vm-systemd,vm-kernel,vm-network,vm-sshd,vm,cloud-init" \
       dev.kiln.version="0.1.0" \
       org.opencontainers.image.description="The base image as a virtual machine disk (BIOS and UEFI), from the same filesystem." \
       org.opencontainers.image.title="base-vm" \
