@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kiln.fingerprint import image_repository
 from kiln.pipeline import prepare
+from kiln.session import ENV
 
 SMALL = {
     "layers/hello/layer.yaml": """\
@@ -40,7 +42,8 @@ PROBE = ("import sys; from kiln.entry import main; sys.argv[0] = 'kiln'; main();
 
 
 def kiln(root: Path, *args: str, columns: str = "200") -> tuple[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_")}
+    # The caller's KILN_* variables stay out, except the test session's own (its image names).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_") or k == ENV}
     proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=root,
                           env={**env, "KILN_PROJECT": str(root), "COLUMNS": columns},
                           capture_output=True, text=True, timeout=600, check=False)
@@ -74,7 +77,7 @@ def test_unchanged_build_is_answered_without_the_cli_and_says_the_same(make_proj
 
     # The engine no longer agrees: a tag moved away from the recorded ID.
     small_ref = prepare(project, "small").ref
-    engine.tag(engine.image_id(small_ref) or "", "kiln/kid:latest")
+    engine.tag(engine.image_id(small_ref) or "", f"{image_repository('kid')}:latest")
     out, how = kiln(root, "build", "kid")
     assert how == "CLI loaded" and "kid: up to date" in out  # and tagged again
     assert kiln(root, "build", "kid") == (out, "fast path")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from kiln.fingerprint import image_repository
 from kiln.load import Project
 from kiln.pipeline import build_image, prepare
 from kiln.verify import VerifyError
@@ -28,7 +29,11 @@ FILES = {
     """,
     "images/small.yaml": "{busybox}\nversion: '1.0'\nlayers: [greet]\ntags: [stable-ish]\n",
 }
-MOVING = ("kiln/small:latest", "kiln/small:1.0", "kiln/small:stable-ish")
+
+
+def moving() -> tuple[str, ...]:
+    """The moving tags of small, under the test session's names."""
+    return tuple(f"{image_repository('small')}:{tag}" for tag in ("latest", "1.0", "stable-ish"))
 
 
 def kiln(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -40,8 +45,8 @@ def kiln(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_failed_verification_moves_no_tag_and_prune_removes_it(make_project, kiln_ctx, engine):
     project = make_project(FILES)
     good = build_image(kiln_ctx(project), "small")
-    assert {engine.image_id(t) for t in MOVING} == {good.image_id}
-    assert set(MOVING) <= set(good.tags)
+    assert {engine.image_id(t) for t in moving()} == {good.image_id}
+    assert set(moving()) <= set(good.tags)
 
     (project.root / "images" / "small.yaml").write_text(
         (project.root / "images" / "small.yaml").read_text() + "params: {greeting: bye}\n")
@@ -52,7 +57,7 @@ def test_failed_verification_moves_no_tag_and_prune_removes_it(make_project, kil
     bad_id = engine.image_id(bad_ref)
     assert bad_id is not None and bad_id != good.image_id
     # the moving tags stay on the last verified image
-    assert {engine.image_id(t) for t in MOVING} == {good.image_id}
+    assert {engine.image_id(t) for t in moving()} == {good.image_id}
 
     dry = kiln(project.root, "prune", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
@@ -66,6 +71,6 @@ def test_failed_verification_moves_no_tag_and_prune_removes_it(make_project, kil
     assert done.returncode == 0, done.stderr
     assert "removed 1 images" in done.stdout and "freed" in done.stdout
     assert engine.image_id(bad_ref) is None
-    assert {engine.image_id(t) for t in MOVING} == {good.image_id}  # the verified one stays
+    assert {engine.image_id(t) for t in moving()} == {good.image_id}  # the verified one stays
     again = json.loads(kiln(project.root, "prune", "--json").stdout)
     assert [r for r in again["removed"] if r["kind"] == "image"] == []

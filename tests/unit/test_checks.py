@@ -117,7 +117,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_render_refuses_what_build_would(tmp_path: Path) -> None:
-    from test_cli import kiln
+    from kilncli import KilnCLI
+
+    kiln = KilnCLI(None)
 
     for folder in ("images", "layers"):
         shutil.copytree(REPO / folder, tmp_path / folder)

@@ -3,9 +3,9 @@ FROM kiln/base:d7994ed74f90fc78
 USER root
 
 # --- layer: redis ---
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      redis-server \
+RUN --mount=type=bind,source=debs/redis,target=/tmp/kiln-debs \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      /tmp/kiln-debs/libatomic1_12.2.0-14+deb12u1_amd64.deb /tmp/kiln-debs/libjemalloc2_5.3.0-1_amd64.deb /tmp/kiln-debs/liblzf1_3.6-3_amd64.deb /tmp/kiln-debs/redis-server_5%3a7.0.15-1~deb12u7_amd64.deb /tmp/kiln-debs/redis-tools_5%3a7.0.15-1~deb12u7_amd64.deb \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
 COPY files/redis/redis.conf /etc/kiln/redis.conf
 RUN set -eu; sed -i "s/@PORT@/6379/" /etc/kiln/redis.conf && install -d -o "app" -g "app" -m 0750 /data
