@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln import lock as locking
-from kiln import lockfile, planner, publish
+from kiln import lockfile, planner
 from kiln.compose import compose_all
 from kiln.config import Config, load_config
 from kiln.errors import KilnError
@@ -46,6 +46,7 @@ from kiln.lockfile import Lock, LockedPackage
 from kiln.model import ImageBase, Plan
 from kiln.pipeline import BuildResult, Context, build_image, ensure_base, prepare
 from kiln.records import state_dir
+from kiln.release import api as publish
 from kiln.report import ImageOutcome, NightlyReport, PackageChange
 from kiln.run import run
 

@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 from aptrepo import AptRepo
 
-import kiln.publish as publishing
+import kiln.release.api as publishing
 from kiln import nightly
 from kiln.config import load_config
 from kiln.embedded import LocalRegistry
 from kiln.load import Project
 from kiln.nightly import Options, Result, run_nightly
-from kiln.publish import open_session
 from kiln.registry import Registry
+from kiln.release.api import open_session
 from kiln.report import PackageChange
 from kiln.signing import keygen
 from kiln.ui import UI

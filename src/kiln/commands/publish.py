@@ -12,18 +12,19 @@ from kiln.config import load_config
 from kiln.embedded import embedded
 from kiln.errors import KilnError
 from kiln.load import Project
-from kiln.publish import Session, check_target, open_session
-from kiln.publish import catalog as list_catalog
-from kiln.publish import promote as promote_image
-from kiln.publish import publish as publish_image
-from kiln.publish import pull as pull_image
-from kiln.publish import revoke as revoke_digest
-from kiln.publish import rollback as rollback_channel
+from kiln.release.api import Session, check_target, open_session, pull_disk
+from kiln.release.api import catalog as list_catalog
+from kiln.release.api import promote as promote_image
+from kiln.release.api import publish as publish_image
+from kiln.release.api import pull as pull_image
+from kiln.release.api import revoke as revoke_digest
+from kiln.release.api import rollback as rollback_channel
+from kiln.release.api import sbom as image_sbom
 from kiln.signing import keygen as make_keys
 from kiln.ui import UI
-from kiln.vm.publish import publish_disk, pull_disk
 
-TASKS = ("keygen", "registry", "publish", "promote", "rollback", "revoke", "pull", "catalog")
+TASKS = ("keygen", "registry", "publish", "promote", "rollback", "revoke", "pull", "catalog",
+         "sbom")
 
 
 def _session(verbose: bool = False) -> Session:
@@ -72,8 +73,7 @@ def publish(c: InvokeContext, image: str, tag: str | None = None, target: str = 
             json: bool = False) -> None:
     """Push a verified image (or VM disk) under an immutable tag, signed, with its provenance."""
     s = _session()
-    push = publish_disk if check_target(target) == "vm" else publish_image
-    results = [push(s, name, tag) for name in image.split(",")]
+    results = [publish_image(s, name, tag, check_target(target)) for name in image.split(",")]
     if json:
         s.ui.json([r.to_json() for r in results])
         return
@@ -157,3 +157,13 @@ def catalog(c: InvokeContext, json: bool = False) -> None:
                 "age"],
                [(r["image"], r["target"], r["tag"], ", ".join(r["channels"]), r["digest"][7:19],
                  r["verified"], r["signed"], r["revoked"], r["age"]) for r in rows])
+
+
+@task(positional=["image"], help={
+    "image": "image[:channel|:tag|@digest] (default: the first channel, stable)",
+    "target": "container (default) or vm"})
+@kiln_task
+def sbom(c: InvokeContext, image: str, target: str = "container") -> None:
+    """Print the signed CycloneDX SBOM of a published image (after checking its signature)."""
+    s = _session()
+    s.ui.json(image_sbom(s, image, check_target(target)))

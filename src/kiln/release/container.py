@@ -1,0 +1,175 @@
+"""The container image artifact: built for the current definitions, verified, pushed from
+`docker save` (layers uncompressed, so a layer's digest is its diff_id); and pull."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kiln.errors import EngineError, KilnError
+from kiln.fingerprint import image_repository
+from kiln.pipeline import Prepared, prepare
+from kiln.records import VerifyRecord, require_verified
+from kiln.registry import DIGEST_RE, OCI_MANIFEST, Manifest, sha256_digest
+from kiln.release.errors import DigestMismatch, PublishError
+from kiln.release.names import check_names, immutable_tag, now_iso, parse_spec
+from kiln.release.oci import CONFIG_TYPE, LAYER_TYPE, export, push_layer
+from kiln.release.provenance import CYCLONEDX, SLSA, VERIFICATION, cyclonedx, lineage, slsa
+from kiln.release.provenance import verification as verification_predicate
+from kiln.release.session import Session
+from kiln.release.trust import check_kind, check_trust
+from kiln.signing import canonical_json
+
+
+@dataclass
+class ContainerImage:
+    name: str
+    prepared: Prepared
+    content_id: str  # the image ID
+    info: dict[str, Any]  # the engine's inspect
+    record: VerifyRecord
+    target: str = "container"
+
+    @classmethod
+    def local(cls, s: Session, name: str) -> ContainerImage:
+        """The image built for `name`'s current definitions, if it passed verification."""
+        engine = s.need_engine()
+        prepared = prepare(s.project, name)
+        image_id = engine.image_id(prepared.ref)
+        if image_id is None:
+            raise PublishError(f"{prepared.plan.image.path}: {name} is not built for the current "
+                               f"definitions ({prepared.ref}); run `kiln build {name}`")
+        record = require_verified(s.root, name, image_id)
+        return cls(name, prepared, image_id, engine.inspect_image(image_id), record)
+
+    @property
+    def default_tag(self) -> str:
+        return immutable_tag(self.prepared.plan.image.version, str(self.info["Created"]),
+                             self.content_id)
+
+    def push(self, s: Session, repo: str) -> bytes:
+        """Blobs, then the manifest by digest. Blobs the registry has are skipped (HEAD), blobs
+        a parent image's repository has are mounted, the rest come from `docker save`."""
+        reg = s.registry
+        diff_ids: list[str] = list(self.info["RootFS"]["Layers"])
+        wanted = list(dict.fromkeys([self.content_id, *diff_ids]))
+        sizes: dict[str, int | None] = {d: reg.blob_size(repo, d) for d in wanted}
+        sources = [s.config.repository(p.image.name) for p in lineage(self.prepared.plan)[1:]]
+        for d in [d for d in wanted if sizes[d] is None]:
+            for source in sources:
+                if reg.mount_blob(repo, d, source):
+                    sizes[d] = reg.blob_size(repo, d)
+                    break
+        missing = {d for d in wanted if sizes[d] is None}
+        if missing:
+            with tempfile.TemporaryDirectory(prefix="kiln-push-", dir=s.tmp_parent()) as tmp:
+                files = export(s.need_engine(), self.content_id, missing, Path(tmp))
+                lost = missing - set(files)
+                if lost:
+                    raise PublishError(f"docker save of {self.content_id[:19]} lacks blobs "
+                                       f"{', '.join(sorted(d[:19] for d in lost))}")
+                for d in wanted:
+                    if d in missing:
+                        s.ui.step(f"upload {d[:19]} ({files[d].stat().st_size >> 10} KiB)")
+                        push_layer(reg, repo, d, files[d])
+                        sizes[d] = files[d].stat().st_size
+        labels = (self.info.get("Config") or {}).get("Labels") or {}
+        annotations = {"org.opencontainers.image.created": str(self.info["Created"])}
+        for key in ("dev.kiln.image", "dev.kiln.fingerprint", "org.opencontainers.image.version"):
+            if key in labels:
+                annotations[key] = str(labels[key])
+        body = canonical_json({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": CONFIG_TYPE, "digest": self.content_id,
+                       "size": sizes[self.content_id]},
+            "layers": [{"mediaType": LAYER_TYPE, "digest": d, "size": sizes[d]}
+                       for d in diff_ids],
+            "annotations": annotations,
+        })
+        reg.put_manifest(repo, sha256_digest(body), body, OCI_MANIFEST)
+        return body
+
+    def predicates(self, s: Session, repo: str, manifest: Manifest) -> dict[str, dict[str, Any]]:
+        prepared, plan = self.prepared, self.prepared.plan
+        engine = s.need_engine()
+        base_id = engine.image_id(prepared.base_ref)
+        packages = self.packages(s)
+        return {
+            SLSA: slsa(s.root, plan, prepared.fingerprint, prepared.base_ref, base_id,
+                       self.record.started),
+            CYCLONEDX: cyclonedx(repo, plan.image.version, manifest.digest, packages),
+            VERIFICATION: verification_predicate(
+                self.record, image=self.name, repository=repo, manifest=manifest.digest,
+                image_id=self.content_id, version=plan.image.version,
+                fingerprint=prepared.fingerprint, layers=[x.name for x in plan.all_layers],
+                base={"ref": prepared.base_ref, "image_id": base_id}, signed_at=now_iso()),
+        }
+
+    def packages(self, s: Session) -> list[str] | None:
+        """`dpkg-query -W` of the image: from the verification record, or from a container."""
+        if isinstance(self.record.extra.get("packages"), list):
+            return [str(p) for p in self.record.extra["packages"]]
+        script = ("command -v dpkg-query >/dev/null || exit 3; "
+                  "exec dpkg-query -W -f='${Package}=${Version}\\n'")
+        try:
+            code, text = s.need_engine().run_output(self.content_id, ["/bin/sh", "-c", script])
+        except EngineError:
+            return None  # no shell in this image: its packages are unknown
+        return sorted(line for line in text.splitlines() if line) if code == 0 else None
+
+
+def local_tag(s: Session, name: str) -> str | None:
+    """The immutable tag of the local build of `name`, or None when it is not built."""
+    engine = s.need_engine()
+    prepared = prepare(s.project, name)
+    image_id = engine.image_id(prepared.ref)
+    if image_id is None:
+        return None
+    info = engine.inspect_image(image_id)
+    return immutable_tag(prepared.plan.image.version, str(info["Created"]), image_id)
+
+
+# pull ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PullResult:
+    reference: str
+    digest: str
+    image_id: str
+    local: tuple[str, ...]
+    verified: str
+    key: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in ((k, getattr(self, k)) for k in self.__dataclass_fields__)}
+
+
+def pull(s: Session, spec: str) -> PullResult:
+    """Resolve to a digest, check signature and attestations, pull by digest, check the ID."""
+    name, ref = parse_spec(spec)
+    ref = ref or (s.config.channels[0])
+    repo = s.config.repository(name)
+    found = s.registry.resolve(repo, ref)
+    if found is None:
+        raise KilnError(f"{s.registry.host}/{repo}:{ref} does not exist in the registry "
+                        "(see `kiln catalog`)")
+    digest = found.digest
+    trust = check_kind(check_trust(s, repo, digest), "container")
+    check_names(s.registry.host, repo, ref, trust.image_id)
+    remote = f"{s.registry.host}/{repo}"
+    engine = s.need_engine()
+    with s.ui.task(f"pull {remote}@{digest[:19]} (signature and attestations checked, "
+                   f"key {trust.key})"):
+        image_id = engine.pull_stream(remote, digest)
+    if image_id != trust.image_id:
+        raise DigestMismatch(f"{remote}@{digest}: the engine pulled {image_id[:19]}, but the "
+                             f"signed record names {trust.image_id[:19]}")
+    local = [] if DIGEST_RE.match(ref) else [f"{remote}:{ref}", f"{image_repository(name)}:{ref}"]
+    for target in local:
+        engine.tag(image_id, target)
+    v = trust.provenance.get("verification") or {}
+    summary = (f"suite {str(v.get('suite'))[:12]}, {(v.get('counts') or {}).get('passed', 0)} "
+               f"checks passed, {v.get('started')}")
+    return PullResult(f"{remote}@{digest}", digest, image_id, tuple(local), summary, trust.key)

@@ -1,0 +1,115 @@
+"""Whether an artifact may be used: signed by the project key (cosign format), attested
+(provenance, SBOM, verification record, each signed), verified, not revoked -- or a typed
+refusal saying why. Remote state is read and checked here, never asserted."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kiln.registry import RegistryError
+from kiln.release import cosign
+from kiln.release.errors import NotFound, NotVerified, Revoked, Tampered, TrustError, WrongKind
+from kiln.release.names import sidecar
+from kiln.release.oci import layers_of
+from kiln.release.provenance import PREDICATES, VERIFICATION
+from kiln.release.session import Session
+from kiln.signing import load_public
+
+VM_ARTIFACT_TYPE = "application/vnd.kiln.vm.disk.v1"
+REVOCATION_TYPE = "application/vnd.dev.kiln.revocation.v1+json"
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Why an artifact may be used: its signature and attestations checked out."""
+
+    repository: str
+    digest: str
+    image_id: str  # the artifact's config digest
+    provenance: dict[str, Any]  # the signed verification record predicate
+    attestations: dict[str, dict[str, Any]]  # predicateType -> predicate
+    key: str
+    signed_at: str
+    artifact_type: str = ""  # "" for a container image, VM_ARTIFACT_TYPE for a disk
+
+
+def check_trust(s: Session, repo: str, digest: str) -> Trust:
+    where = f"{s.registry.host}/{repo}@{digest[:19]}"
+    try:
+        image = s.registry.manifest(repo, digest)
+    except RegistryError as exc:
+        raise Tampered(f"{where}: {exc}") from None
+    if image is None:
+        raise NotFound(f"{where}: no such manifest in the registry")
+    try:
+        doc = image.json
+        config_digest = str(doc["config"]["digest"])
+    except (ValueError, KeyError, TypeError):
+        raise WrongKind(f"{where} is a {image.media_type or 'document'}, not a single image "
+                        "kiln published") from None
+    revoked = revocation(s, repo, digest)
+    if revoked is not None:
+        raise Revoked(f"{where} was revoked on {revoked.get('at')} by {revoked.get('by')}: "
+                      f"{revoked.get('reason') or 'no reason given'}",
+                      str(revoked.get("reason") or ""))
+    public = load_public(s.config.public_key)
+    signature = cosign.verify(s.registry, repo, digest, public)
+    found = cosign.attestations(s.registry, repo, digest, public)
+    record = found.get(VERIFICATION)
+    if record is None:
+        raise NotVerified(f"{where} has no verification record signed by the project key "
+                          f"{signature.key} ({sidecar(digest, 'att')})")
+    missing = [p for p in PREDICATES if p not in found]
+    if missing:
+        raise Tampered(f"{where}: its signed attestation(s) {', '.join(missing)} are missing "
+                       f"from {sidecar(digest, 'att')} (deleted or replaced)")
+    if record.get("manifest") != digest or record.get("image_id") != config_digest:
+        raise Tampered(f"{where}: the signed verification record describes another image")
+    if (record.get("verification") or {}).get("passed") is not True:
+        raise NotVerified(f"{where} was not verified (its signed record shows no passing run)")
+    return Trust(repo, digest, config_digest, record, found, signature.key,
+                 str(record.get("signed_at", "")), str(doc.get("artifactType") or ""))
+
+
+def check_kind(trust: Trust, target: str) -> Trust:
+    """A container channel never names a disk, nor a disk channel a container."""
+    is_vm = trust.artifact_type == VM_ARTIFACT_TYPE
+    if is_vm != (target == "vm"):
+        what = "a VM disk" if is_vm else "a container image"
+        raise WrongKind(f"{trust.repository}@{trust.digest[:19]} is {what}, not a {target} "
+                        f"(use --target {'vm' if is_vm else 'container'})")
+    return trust
+
+
+def revocation(s: Session, repo: str, digest: str) -> dict[str, Any] | None:
+    """The revocation record of `digest`, or None. An unreadable one counts as revoked."""
+    tag = sidecar(digest, "revoked")
+    try:
+        found = s.registry.manifest(repo, tag)
+    except RegistryError:
+        return {"reason": "(unreadable revocation record: treated as revoked)"}
+    if found is None:
+        return None
+    for layer in layers_of(found):
+        if layer.media_type == REVOCATION_TYPE:
+            try:
+                data = json.loads(s.registry.blob(repo, layer.digest))
+            except (RegistryError, ValueError):
+                break
+            if isinstance(data, dict):
+                return data
+    return {"reason": "(unreadable revocation record: treated as revoked)"}
+
+
+def refuse_revoked(s: Session, repo: str, digest: str) -> None:
+    """A revoked digest is never published again, whatever tag it would get."""
+    revoked = revocation(s, repo, digest)
+    if revoked is not None:
+        raise Revoked(f"{repo}@{digest} was revoked on {revoked.get('at')} "
+                      f"({revoked.get('reason')}); it cannot be published again",
+                      str(revoked.get("reason") or ""))
+
+
+__all__ = ["Trust", "TrustError", "check_kind", "check_trust", "refuse_revoked", "revocation"]
