@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from kiln import buildkit, hermetic, lockfile, planner
+from kiln import buildkit, hermetic, lockfile, planner, records
 from kiln.bootstrap import bootstrap, import_rootfs
 from kiln.buildkit import Output, Step
 from kiln.compose import compose, compose_all
@@ -199,6 +199,7 @@ def record_inputs(ctx: Context, prepared: Prepared, image_id: str) -> None:
     """Remember what this image was made of, so `invoke plan` can say what changed since."""
     planner.record(ctx.project.root, prepared.plan.image.name, prepared.fingerprint,
                    inputs(ctx.project.root, prepared.plan), image_id)
+    records.first_built(ctx.project.root, prepared.fingerprint)  # the immutable tag's date
 
 
 # helpers -------------------------------------------------------------------------------------

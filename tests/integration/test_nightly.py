@@ -19,6 +19,7 @@ import pytest
 from aptrepo import AptRepo
 
 import kiln.release.api as publishing
+import kiln.release.lease as lease_mod
 from kiln import nightly
 from kiln.config import load_config
 from kiln.embedded import LocalRegistry
@@ -103,7 +104,7 @@ def published_env(registry: LocalRegistry, docker_config: Path, tmp_path: Path,
                   monkeypatch: pytest.MonkeyPatch) -> LocalRegistry:
     monkeypatch.setenv("KILN_REGISTRY", str(registry.address))
     monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(publishing, "SETTLE", 0.3)
+    monkeypatch.setattr(lease_mod, "SETTLE", 0.3)
     return registry
 
 

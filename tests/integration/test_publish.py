@@ -28,7 +28,7 @@ from kiln.config import load_config
 from kiln.embedded import LocalRegistry, free_port
 from kiln.errors import KilnError
 from kiln.load import Project
-from kiln.pipeline import BuildResult, build_image
+from kiln.pipeline import BuildResult, build_image, prepare
 from kiln.registry import (
     OCI_MANIFEST,
     Registry,
@@ -62,6 +62,7 @@ from kiln.release.provenance import SLSA, VERIFICATION
 from kiln.release.trust import check_trust
 from kiln.signing import canonical_json, keygen
 from kiln.ui import UI
+from kiln.verify import find_suite
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="crypt")
 
@@ -89,9 +90,10 @@ def build_verified(root: Path, kiln_ctx: Callable[..., object], text: str | None
     if text is not None:
         (root / "layers/hello/layer.yaml").write_text(f"run:\n  - echo {text} > /hello\n")
     result = build_image(kiln_ctx(Project(root), verify=False), "small")  # type: ignore[arg-type]
+    suite = find_suite(root, prepare(Project(root), "small").plan).digest  # the current suite
     records.save(root, records.VerifyRecord(
         image="small", image_id=result.image_id, fingerprint=result.fingerprint,
-        target="container", suite="0" * 64, passed=passed, started="2026-01-01T00:00:00Z",
+        target="container", suite=suite, passed=passed, started="2026-01-01T00:00:00Z",
         checks=(records.CheckResult("hello", "test_hello.py::test_it", "passed"),),
         reason="" if passed else "test_hello failed"))
     return result
@@ -113,7 +115,9 @@ def test_publish_signs_reads_back_and_republish_uploads_nothing(project, kiln_ct
     s = session(project.root, engine)
     first = publish(s, "small")
     assert first.action == "published"
-    assert first.tag.startswith("1.0-") and first.tag.endswith(built.image_id[7:19])
+    day = records.first_built(project.root, built.fingerprint)[:10].replace("-", "")
+    assert first.tag == f"1.0-{day}-{built.image_id[7:19]}"  # when first built, not 19800101
+    assert day != "19800101"
     assert first.bytes_uploaded > 0
     reg = Registry(str(registry.address))
     assert reg.resolve("kiln/small", first.tag).digest == first.digest
@@ -139,6 +143,13 @@ def test_only_verified_images_are_published(project, kiln_ctx, engine, registry)
     (records.state_dir(project.root) / "verified" / "container" /
      f"{built.image_id[7:]}.json").unlink()
     with pytest.raises(KilnError, match="never verified"):
+        publish(session(project.root, engine), "small")
+    # verified, then a test was added: not publishable until verified again
+    build_verified(project.root, kiln_ctx)
+    tests = project.root / "layers/hello/tests"
+    tests.mkdir()
+    (tests / "test_new.py").write_text("def test_new(host):\n    assert host.file('/hello')\n")
+    with pytest.raises(PublishError, match="another test suite"):
         publish(session(project.root, engine), "small")
     assert Registry(str(registry.address)).tags("kiln/small") == []
 

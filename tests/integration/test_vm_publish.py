@@ -65,6 +65,7 @@ from kiln.release.trust import VM_ARTIFACT_TYPE, check_trust
 from kiln.release.vmdisk import DISK_CONFIG_TYPE, QCOW2_TYPE, RECORD_TYPE
 from kiln.signing import canonical_json, keygen
 from kiln.ui import UI
+from kiln.verify import find_suite
 from kiln.vm.build import disk_folder
 
 REPO = "kiln/small"
@@ -126,9 +127,10 @@ def fake_container(root: Path, text: str) -> Container:
 def build_container(root: Path, kiln_ctx: Callable[..., object], text: str) -> BuildResult:
     (root / "layers/hello/layer.yaml").write_text(f"run:\n  - echo {text} > /hello\n")
     result = build_image(kiln_ctx(Project(root), verify=False), "small")  # type: ignore[arg-type]
+    suite = find_suite(root, prepare(Project(root), "small").plan).digest  # the current suite
     records.save(root, records.VerifyRecord(
         image="small", image_id=result.image_id, fingerprint=result.fingerprint,
-        target="container", suite="0" * 64, passed=True, started="2026-01-01T00:00:00Z",
+        target="container", suite=suite, passed=True, started="2026-01-01T00:00:00Z",
         checks=(records.CheckResult("hello", "test_hello.py::test_it", "passed"),)))
     return result
 

@@ -20,6 +20,7 @@ from kiln.release.api import pull as pull_image
 from kiln.release.api import revoke as revoke_digest
 from kiln.release.api import rollback as rollback_channel
 from kiln.release.api import sbom as image_sbom
+from kiln.release.keys import pin_key_id
 from kiln.signing import keygen as make_keys
 from kiln.ui import UI
 
@@ -35,10 +36,12 @@ def _session(verbose: bool = False) -> Session:
 @kiln_task
 def keygen(c: InvokeContext, force: bool = False) -> None:
     """Write the project's ed25519 signing key (private: not committed) and kiln.pub."""
-    config = load_config(Project.find().root)
+    root = Project.find().root
+    config = load_config(root)
     key = make_keys(config.signing_key, config.public_key, force=force)
+    pinned = pin_key_id(root, key)
     UI().result(f"key {key}: private {config.signing_key} (keep it out of git), "
-                f"public {config.public_key} (commit it)")
+                f"public {config.public_key} and its pin in {pinned.name} (commit both)")
 
 
 @task(positional=["action"], help={"action": "up, down or status"})

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from kiln.errors import KilnError
-from kiln.release import container, vmdisk
+from kiln.release import chain, container, vmdisk
 from kiln.release.catalog import catalog
 from kiln.release.channels import Move, history, promote, revoke, rollback
-from kiln.release.container import PullResult, pull
-from kiln.release.names import VM_SUFFIX, check_target, immutable_tag, parse_spec
+from kiln.release.container import PullResult, local_tag, pull
+from kiln.release.names import VM_SUFFIX, channel_tag, check_target, immutable_tag, parse_spec
 from kiln.release.provenance import CYCLONEDX
 from kiln.release.publish import PublishResult
 from kiln.release.publish import publish as publish_artifact
@@ -18,8 +18,8 @@ from kiln.release.trust import check_kind, check_trust
 from kiln.release.vmdisk import DiskPull, pull_disk
 
 __all__ = ["DiskPull", "Move", "PublishResult", "PullResult", "Session", "catalog",
-           "check_target", "history", "immutable_tag", "open_session", "promote", "publish",
-           "pull", "pull_disk", "revoke", "rollback", "sbom"]
+           "check_target", "history", "immutable_tag", "local_tag", "open_session", "promote",
+           "publish", "pull", "pull_disk", "revoke", "rollback", "sbom"]
 
 
 def publish(s: Session, name: str, tag: str | None = None,
@@ -47,4 +47,6 @@ def sbom(s: Session, spec: str, target: str = "container") -> dict[str, Any]:
         raise KilnError(f"{s.registry.host}/{repo}:{ref} does not exist in the registry "
                         "(see `kiln catalog`)")
     trust = check_kind(check_trust(s, repo, found.digest), check_target(target))
+    if ref in {channel_tag(c, target) for c in s.config.channels}:
+        chain.check(s, repo, ref, found.digest)
     return trust.attestations[CYCLONEDX]

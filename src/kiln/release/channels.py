@@ -1,32 +1,25 @@
-"""Channels: promote, rollback, history, revoke. Each move happens under the channel's lease,
-is recorded in `<channel>.history` first, then the channel tag is put and read back."""
+"""Channels: promote, rollback, history, revoke. Each move happens under the channel's lease and
+is recorded in the channel's signed chain (kiln.release.chain) around the tag's write."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from kiln.errors import KilnError
-from kiln.registry import DIGEST_RE, OCI_MANIFEST, RegistryError, sha256_digest
-from kiln.release import container, vmdisk
-from kiln.release.errors import PublishError, Tampered, TrustError
+from kiln.registry import DIGEST_RE, OCI_MANIFEST
+from kiln.release import chain, container, revocations, vmdisk
+from kiln.release.errors import PublishError, TrustError
 from kiln.release.lease import Lease, lease
 from kiln.release.names import (
     TARGETS,
     channel_tag,
     is_version_tag,
-    now_iso,
     parse_spec,
-    sidecar,
 )
-from kiln.release.oci import layers_of, put_artifact, read_back
+from kiln.release.oci import read_back
 from kiln.release.session import Session
-from kiln.release.trust import REVOCATION_TYPE, check_kind, check_trust
-from kiln.signing import canonical_json, load_private, sign
-
-HISTORY_TYPE = "application/vnd.dev.kiln.channel-history.v1+json"
-SIGNATURE_BLOB = "application/vnd.dev.kiln.signature.v1+json"
+from kiln.release.trust import check_kind, check_trust
 
 
 @dataclass(frozen=True)
@@ -43,24 +36,9 @@ class Move:
 
 
 def history(s: Session, repo: str, channel: str) -> list[dict[str, Any]]:
-    found = s.registry.manifest(repo, f"{channel}.history")
-    if found is None:
-        return []
-    for layer in layers_of(found):
-        if layer.media_type == HISTORY_TYPE:
-            try:
-                data = json.loads(s.registry.blob(repo, layer.digest))
-                return [e for e in data.get("entries") or [] if isinstance(e, dict)]
-            except (RegistryError, ValueError, AttributeError) as exc:
-                raise Tampered(f"{repo}:{channel}.history is unreadable ({exc})") from None
-    return []
-
-
-def _write_history(s: Session, repo: str, channel: str, entries: list[dict[str, Any]]) -> None:
-    blob = canonical_json({"type": "dev.kiln.channel-history.v1", "repository": repo,
-                           "channel": channel, "entries": entries})
-    put_artifact(s.registry, repo, f"{channel}.history", HISTORY_TYPE, [(HISTORY_TYPE, blob)],
-                 {"org.opencontainers.image.created": now_iso()})
+    """Every confirmed move of `channel`, oldest first, from its verified, signed chain."""
+    entries, _ = chain.read(s, repo, channel)
+    return [e.as_history() for e in chain.confirmed(entries)]
 
 
 def _version_tag_of(s: Session, repo: str, digest: str) -> str | None:
@@ -125,17 +103,19 @@ def promote(s: Session, spec: str, channel: str, target: str = "container") -> M
 
 def _move(s: Session, held: Lease, repo: str, channel: str, action: str, digest: str,
           previous: str | None, tag: str) -> Move:
-    entries = history(s, repo, channel)
-    entries.append({"action": action, "digest": digest, "tag": tag, "from": previous,
-                    "at": now_iso(), "by": s.who})
-    held.check()
-    _write_history(s, repo, channel, entries)  # first: a move is never unrecorded
+    """Pending (signed) -> the tag -> read back -> confirmed (signed). Interrupted anywhere,
+    the channel is where the last confirmed move put it, or where this one was going: a
+    reader accepts either, and rollback only ever considers confirmed moves."""
     image = s.registry.manifest(repo, digest)
     if image is None:
         raise PublishError(f"{repo}@{digest[:19]} vanished from the registry during the move; "
                            f"{channel} was left as it was")
+    version = revocations.read(s, repo).version
+    chain.append(s, held, repo, channel, "pending", action, digest, previous, tag, version)
+    held.check()
     s.registry.put_manifest(repo, channel, image.body, image.media_type or OCI_MANIFEST)
     read_back(s.registry, repo, channel, digest)
+    chain.append(s, held, repo, channel, "confirmed", action, digest, previous, tag, version)
     return Move(repo, channel, action, digest, previous, tag)
 
 
@@ -147,7 +127,7 @@ def rollback(s: Session, name: str, channel: str, target: str = "container") -> 
     with lease(s, repo, channel) as held:
         now = s.registry.resolve(repo, channel)
         current = now.digest if now else None
-        entries = history(s, repo, channel)
+        entries = history(s, repo, channel)  # confirmed moves only
         bad = {e.get("from") for e in entries if e.get("action") == "rollback"} | {current}
         why: list[str] = []
         for entry in reversed(entries):
@@ -176,13 +156,7 @@ def revoke(s: Session, spec: str, reason: str) -> list[Move]:
     image = s.registry.manifest(repo, ref)
     if image is None:
         raise KilnError(f"{s.registry.host}/{repo}@{ref}: no such manifest")
-    record = canonical_json({"type": "dev.kiln.revocation.v1", "repository": repo,
-                             "manifest": ref, "reason": reason, "at": now_iso(), "by": s.who})
-    signature = sign(load_private(s.config.signing_key),
-                     {"repository": repo, "manifest": ref, "revocation": sha256_digest(record)})
-    put_artifact(s.registry, repo, sidecar(ref, "revoked"), REVOCATION_TYPE,
-                 [(REVOCATION_TYPE, record), (SIGNATURE_BLOB, signature)],
-                 {"org.opencontainers.image.created": now_iso()}, subject=image)
+    revocations.add(s, repo, ref, reason)
     moves = []
     for channel in s.config.channels:
         for target in TARGETS:

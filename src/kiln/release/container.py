@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +12,9 @@ from typing import Any
 from kiln.errors import EngineError, KilnError
 from kiln.fingerprint import image_repository
 from kiln.pipeline import Prepared, prepare
-from kiln.records import VerifyRecord, require_verified
+from kiln.records import VerifyRecord, first_built, require_verified
 from kiln.registry import DIGEST_RE, OCI_MANIFEST, Manifest, sha256_digest
+from kiln.release import chain
 from kiln.release.errors import DigestMismatch, PublishError
 from kiln.release.names import check_names, immutable_tag, now_iso, parse_spec
 from kiln.release.oci import CONFIG_TYPE, LAYER_TYPE, export, push_layer
@@ -42,12 +44,22 @@ class ContainerImage:
             raise PublishError(f"{prepared.plan.image.path}: {name} is not built for the current "
                                f"definitions ({prepared.ref}); run `kiln build {name}`")
         record = require_verified(s.root, name, image_id)
-        return cls(name, prepared, image_id, engine.inspect_image(image_id), record)
+        from kiln.verify import find_suite  # pytest-free, but verify's imports are not light
+
+        suite = find_suite(s.root, prepared.plan).digest
+        if record.suite != suite:
+            raise PublishError(f"{prepared.plan.image.path}: {name} ({image_id[:19]}) passed "
+                               f"verification on {record.started} with another test suite "
+                               f"(tests changed since: {record.suite[:12]} -> {suite[:12]}); "
+                               f"run `kiln verify {name}` first")
+        return cls(name, prepared, image_id, engine.inspect_image(image_id), record, root=s.root)
+
+    root: Path | None = None
 
     @property
     def default_tag(self) -> str:
-        return immutable_tag(self.prepared.plan.image.version, str(self.info["Created"]),
-                             self.content_id)
+        """<version>-<date first built>-<id12>."""
+        return tag_for(self.root or Path("."), self.prepared, self.content_id)
 
     def push(self, s: Session, repo: str) -> bytes:
         """Blobs, then the manifest by digest. Blobs the registry has are skipped (HEAD), blobs
@@ -114,7 +126,9 @@ class ContainerImage:
         script = ("command -v dpkg-query >/dev/null || exit 3; "
                   "exec dpkg-query -W -f='${Package}=${Version}\\n'")
         try:
-            code, text = s.need_engine().run_output(self.content_id, ["/bin/sh", "-c", script])
+            code, text = s.need_engine().run_output(
+                self.content_id, ["/bin/sh", "-c", script],
+                name=f"kiln-dpkg-query-{self.content_id[7:19]}-{os.getpid()}")
         except EngineError:
             return None  # no shell in this image: its packages are unknown
         return sorted(line for line in text.splitlines() if line) if code == 0 else None
@@ -127,8 +141,12 @@ def local_tag(s: Session, name: str) -> str | None:
     image_id = engine.image_id(prepared.ref)
     if image_id is None:
         return None
-    info = engine.inspect_image(image_id)
-    return immutable_tag(prepared.plan.image.version, str(info["Created"]), image_id)
+    return tag_for(s.root, prepared, image_id)
+
+
+def tag_for(root: Path, prepared: Prepared, image_id: str) -> str:
+    return immutable_tag(prepared.plan.image.version, first_built(root, prepared.fingerprint),
+                         image_id)
 
 
 # pull ----------------------------------------------------------------------------------------
@@ -158,6 +176,8 @@ def pull(s: Session, spec: str) -> PullResult:
     digest = found.digest
     trust = check_kind(check_trust(s, repo, digest), "container")
     check_names(s.registry.host, repo, ref, trust.image_id)
+    if ref in s.config.channels:
+        chain.check(s, repo, ref, digest)
     remote = f"{s.registry.host}/{repo}"
     engine = s.need_engine()
     with s.ui.task(f"pull {remote}@{digest[:19]} (signature and attestations checked, "

@@ -52,13 +52,31 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
 
 
-def envelope(key: Ed25519PrivateKey, statement: dict[str, Any]) -> bytes:
+def envelope(key: Ed25519PrivateKey, statement: dict[str, Any],
+             payload_type: str = INTOTO_TYPE) -> bytes:
+    """A DSSE envelope of `statement` (any JSON document), signed with `key`."""
     payload = canonical_json(statement)
-    signature = key.sign(pae(INTOTO_TYPE, payload))
-    return canonical_json({"payloadType": INTOTO_TYPE,
+    signature = key.sign(pae(payload_type, payload))
+    return canonical_json({"payloadType": payload_type,
                            "payload": base64.b64encode(payload).decode(),
                            "signatures": [{"keyid": key_id(key.public_key()),
                                            "sig": base64.b64encode(signature).decode()}]})
+
+
+def unseal(key: Ed25519PublicKey, data: bytes, payload_type: str) -> dict[str, Any] | None:
+    """The document in a DSSE envelope of `payload_type` signed by `key`, or None."""
+    try:
+        env = json.loads(data)
+        payload = base64.b64decode(env["payload"], validate=True)
+        if env.get("payloadType") != payload_type:
+            return None
+        signed = pae(payload_type, payload)
+        if not any(_ok(key, entry, signed) for entry in env.get("signatures") or []):
+            return None
+        doc = json.loads(payload)
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def statement(name: str, digest: str, predicate_type: str,
@@ -182,16 +200,11 @@ def attestations(reg: Registry, repo: str, digest: str,
         if layer.media_type != DSSE_TYPE:
             continue
         try:
-            env = json.loads(reg.blob(repo, layer.digest))
-            payload = base64.b64decode(env["payload"], validate=True)
-            signed = pae(str(env["payloadType"]), payload)
-            if not any(_ok(key, s, signed) for s in env.get("signatures") or []):
-                continue
-            doc = json.loads(payload)
-        except (binascii.Error, ValueError, KeyError, TypeError, RegistryError):
+            doc = unseal(key, reg.blob(repo, layer.digest), INTOTO_TYPE)
+        except RegistryError:
             continue
-        subjects = doc.get("subject") if isinstance(doc, dict) else None
-        if env.get("payloadType") != INTOTO_TYPE or not isinstance(subjects, list) or not any(
+        subjects = doc.get("subject") if doc is not None else None
+        if doc is None or not isinstance(subjects, list) or not any(
                 isinstance(x, dict) and (x.get("digest") or {}).get("sha256")
                 == digest.removeprefix("sha256:") for x in subjects):
             continue

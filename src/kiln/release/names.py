@@ -7,8 +7,8 @@ Under `<namespace>/<image>` the registry holds:
   stable, candidate, ...       channels (containers); <channel>-vm for disks
   sha256-<hex>.sig             cosign signatures of manifest <hex> (every signer's, appended)
   sha256-<hex>.att             DSSE attestations of <hex>: provenance, SBOM, verification
-  sha256-<hex>.revoked         revocation of manifest <hex> (signed)
-  <channel>.history            every move of a channel
+  revocations                  the signed, versioned revocation list
+  <channel>.history            the signed chain of a channel's moves
   <tag>.lease                  short-lived lease serializing writers of <tag>
 """
 
@@ -26,6 +26,7 @@ VM_SUFFIX = "-vm"  # VM disks' immutable tags and channel tags end with it; cont
 TARGETS = ("container", "vm")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 SUFFIXES = (".sig", ".att", ".revoked", ".history", ".lease")
+REVOCATIONS = "revocations"  # the tag of the signed revocation list
 
 
 def immutable_tag(version: str, created: str, image_id: str) -> str:
@@ -56,7 +57,7 @@ def target_of(tag: str) -> str:
 
 
 def is_version_tag(tag: str, config: Config) -> bool:
-    return tag not in config.channels and not tag.endswith(SUFFIXES) and \
+    return tag not in config.channels and tag != REVOCATIONS and not tag.endswith(SUFFIXES) and \
         not tag.startswith("sha256-") and tag not in {c + VM_SUFFIX for c in config.channels}
 
 
@@ -65,7 +66,7 @@ def check_tag(tag: str, config: Config, target: str = "container") -> str:
         raise PublishError(f"{tag!r} is not a valid tag (letters, digits, _ . -; up to 128)")
     if not is_version_tag(tag, config):
         raise PublishError(f"{tag!r} is reserved (channels, <channel>-vm, sha256-*, *.sig, "
-                           "*.att, *.revoked, *.history, *.lease are kiln's); choose another "
+                           "*.att, revocations, *.history, *.lease are kiln's); choose another "
                            "immutable tag")
     if target_of(tag) != target:
         raise PublishError(f"{tag!r}: tags ending in {VM_SUFFIX} are for VM disks and only for "

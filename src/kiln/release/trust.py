@@ -4,21 +4,26 @@ refusal saying why. Remote state is read and checked here, never asserted."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from kiln.registry import RegistryError
-from kiln.release import cosign
-from kiln.release.errors import NotFound, NotVerified, Revoked, Tampered, TrustError, WrongKind
+from kiln.release import cosign, revocations
+from kiln.release.errors import (
+    NotFound,
+    NotVerified,
+    Revoked,
+    SignatureRefused,
+    Tampered,
+    TrustError,
+    WrongKind,
+)
 from kiln.release.names import sidecar
-from kiln.release.oci import layers_of
 from kiln.release.provenance import PREDICATES, VERIFICATION
 from kiln.release.session import Session
-from kiln.signing import load_public
+from kiln.signing import key_id, load_public
 
 VM_ARTIFACT_TYPE = "application/vnd.kiln.vm.disk.v1"
-REVOCATION_TYPE = "application/vnd.dev.kiln.revocation.v1+json"
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,10 @@ class Trust:
 
 def check_trust(s: Session, repo: str, digest: str) -> Trust:
     where = f"{s.registry.host}/{repo}@{digest[:19]}"
+    pin, have = s.config.key_id, key_id(load_public(s.config.public_key))
+    if pin and have != pin:
+        raise SignatureRefused(f"{s.config.public_key} is key {have}, but the project pins key "
+                               f"{pin} (key_id in kiln.toml): restore the committed kiln.pub")
     try:
         image = s.registry.manifest(repo, digest)
     except RegistryError as exc:
@@ -84,23 +93,8 @@ def check_kind(trust: Trust, target: str) -> Trust:
 
 
 def revocation(s: Session, repo: str, digest: str) -> dict[str, Any] | None:
-    """The revocation record of `digest`, or None. An unreadable one counts as revoked."""
-    tag = sidecar(digest, "revoked")
-    try:
-        found = s.registry.manifest(repo, tag)
-    except RegistryError:
-        return {"reason": "(unreadable revocation record: treated as revoked)"}
-    if found is None:
-        return None
-    for layer in layers_of(found):
-        if layer.media_type == REVOCATION_TYPE:
-            try:
-                data = json.loads(s.registry.blob(repo, layer.digest))
-            except (RegistryError, ValueError):
-                break
-            if isinstance(data, dict):
-                return data
-    return {"reason": "(unreadable revocation record: treated as revoked)"}
+    """The entry of `digest` in the signed revocation list, or None (the list must read)."""
+    return revocations.read(s, repo).entries.get(digest)
 
 
 def refuse_revoked(s: Session, repo: str, digest: str) -> None:

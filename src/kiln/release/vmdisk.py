@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kiln.errors import EngineError, KilnError
+from kiln.errors import KilnError
 from kiln.fingerprint import file_sha256
 from kiln.pipeline import prepare
-from kiln.records import VerifyRecord, require_verified
+from kiln.records import VerifyRecord, first_built, require_verified
 from kiln.registry import DIGEST_RE, OCI_MANIFEST, Manifest, RegistryError, sha256_digest
+from kiln.release import chain
 from kiln.release.errors import DigestMismatch, NotVerified, PublishError, Tampered, TrustError
 from kiln.release.names import (
     VM_SUFFIX,
@@ -53,7 +54,7 @@ class VmDisk:
     name: str
     folder: Path
     config: bytes  # disk.json's exact bytes: their digest is the artifact's identity
-    created: str  # the container image's build time: the tag's date, as for containers
+    created: str  # when the definition was first built: the tag's date, as for containers
     record: VerifyRecord | None = None
     target: str = "vm"
 
@@ -136,13 +137,8 @@ def local_disk(s: Session, name: str) -> VmDisk:
         raise KilnError(f"{prepared.plan.image.path}: no disk built for the current definition "
                         f"of '{name}' (run `kiln build {name} --target vm`)")
     config = (built.folder / MANIFEST).read_bytes()
-    image_id = str(built.manifest["image_id"])
-    try:
-        created = str(s.need_engine().inspect_image(image_id)["Created"])
-    except EngineError:
-        raise KilnError(f"{name}: the container image the disk was made from ({image_id[:19]}) "
-                        f"is gone from the engine; run `kiln build {name} --target vm`") from None
-    return VmDisk(name, built.folder, config, created)
+    # the container's tag date: the disk made from container tag X is X-vm
+    return VmDisk(name, built.folder, config, first_built(s.root, prepared.fingerprint))
 
 
 def local_tag(s: Session, name: str) -> str:
@@ -267,6 +263,8 @@ def pull_disk(s: Session, spec: str, output: Path) -> DiskPull:
     digest = found.digest
     where = f"{s.registry.host}/{repo}@{digest[:19]}"
     trust = check_kind(check_trust(s, repo, digest), "vm")
+    if ref in {channel_tag(c, "vm") for c in s.config.channels}:
+        chain.check(s, repo, ref, digest)
     try:
         manifest = s.registry.manifest(repo, digest)
         if manifest is None:
