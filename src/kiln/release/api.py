@@ -26,6 +26,8 @@ def publish(s: Session, name: str, tag: str | None = None,
             target: str = "container") -> PublishResult:
     """Publish the local, verified build of `name` (its container, or its VM disk); then move
     the auto-promote channel, when one is set."""
+    s.need_engine()
+    s.sweep()  # what a killed run left on this host
     artifact: container.ContainerImage | vmdisk.VmDisk = (
         vmdisk.VmDisk.local(s, name) if check_target(target) == "vm"
         else container.ContainerImage.local(s, name))

@@ -18,7 +18,7 @@ from kiln.release.names import (
     parse_spec,
 )
 from kiln.release.oci import read_back
-from kiln.release.session import Session
+from kiln.release.session import Session, checkpoint
 from kiln.release.trust import check_kind, check_trust
 
 
@@ -112,6 +112,7 @@ def _move(s: Session, held: Lease, repo: str, channel: str, action: str, digest:
                            f"{channel} was left as it was")
     version = revocations.read(s, repo).version
     chain.append(s, held, repo, channel, "pending", action, digest, previous, tag, version)
+    checkpoint(f"{action}-pending")
     held.check()
     s.registry.put_manifest(repo, channel, image.body, image.media_type or OCI_MANIFEST)
     read_back(s.registry, repo, channel, digest)
@@ -157,6 +158,7 @@ def revoke(s: Session, spec: str, reason: str) -> list[Move]:
     if image is None:
         raise KilnError(f"{s.registry.host}/{repo}@{ref}: no such manifest")
     revocations.add(s, repo, ref, reason)
+    checkpoint("revoke-listed")
     moves = []
     for channel in s.config.channels:
         for target in TARGETS:

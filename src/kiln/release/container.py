@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from kiln.release.names import check_names, immutable_tag, now_iso, parse_spec
 from kiln.release.oci import CONFIG_TYPE, LAYER_TYPE, export, push_layer
 from kiln.release.provenance import CYCLONEDX, SLSA, VERIFICATION, cyclonedx, lineage, slsa
 from kiln.release.provenance import verification as verification_predicate
-from kiln.release.session import Session
+from kiln.release.session import Session, checkpoint
 from kiln.release.trust import check_kind, check_trust
 from kiln.signing import canonical_json
 
@@ -76,7 +75,8 @@ class ContainerImage:
                     break
         missing = {d for d in wanted if sizes[d] is None}
         if missing:
-            with tempfile.TemporaryDirectory(prefix="kiln-push-", dir=s.tmp_parent()) as tmp:
+            with tempfile.TemporaryDirectory(prefix=s.temp_prefix("push"),
+                                             dir=s.tmp_parent()) as tmp:
                 files = export(s.need_engine(), self.content_id, missing, Path(tmp))
                 lost = missing - set(files)
                 if lost:
@@ -87,6 +87,7 @@ class ContainerImage:
                         s.ui.step(f"upload {d[:19]} ({files[d].stat().st_size >> 10} KiB)")
                         push_layer(reg, repo, d, files[d])
                         sizes[d] = files[d].stat().st_size
+                checkpoint("uploaded")
         labels = (self.info.get("Config") or {}).get("Labels") or {}
         annotations = {"org.opencontainers.image.created": str(self.info["Created"])}
         for key in ("dev.kiln.image", "dev.kiln.fingerprint", "org.opencontainers.image.version"):
@@ -128,7 +129,7 @@ class ContainerImage:
         try:
             code, text = s.need_engine().run_output(
                 self.content_id, ["/bin/sh", "-c", script],
-                name=f"kiln-dpkg-query-{self.content_id[7:19]}-{os.getpid()}")
+                name=s.temp_prefix("dpkg-query") + self.content_id[7:19])
         except EngineError:
             return None  # no shell in this image: its packages are unknown
         return sorted(line for line in text.splitlines() if line) if code == 0 else None

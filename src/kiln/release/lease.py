@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from kiln.registry import OCI_MANIFEST, RegistryError, sha256_digest
 from kiln.release.errors import PublishError
 from kiln.release.oci import EMPTY, EMPTY_TYPE
-from kiln.release.session import Session
+from kiln.release.session import Session, checkpoint
 from kiln.signing import canonical_json
 
 LEASE_TYPE = "application/vnd.dev.kiln.lease.v1+json"
@@ -82,14 +83,13 @@ def holder_of(s: Session, repo: str, tag: str) -> Holder | None:
         return None
 
 
-def _claim(s: Session, repo: str, tag: str, owner: str, expires: float) -> str:
-    body = canonical_json({
+def _claim(s: Session, owner: str, expires: float) -> bytes:
+    return canonical_json({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": LEASE_TYPE,
         "config": {"mediaType": EMPTY_TYPE, "digest": sha256_digest(EMPTY), "size": len(EMPTY)},
         "layers": [],
         "annotations": {"dev.kiln.lease.owner": owner, "dev.kiln.lease.expires": f"{expires:.3f}",
                         "dev.kiln.lease.who": s.who, "dev.kiln.lease.pid": str(os.getpid())}})
-    return s.registry.put_manifest(repo, tag, body, OCI_MANIFEST)
 
 
 @contextmanager
@@ -110,7 +110,10 @@ def lease(s: Session, repo: str, name: str,
             holder = holder_of(s, repo, tag)
             if holder is None or holder.stale(s.who):
                 expires = time.time() + LEASE_TTL
-                claims.append(_claim(s, repo, tag, owner, expires))
+                body = _claim(s, owner, expires)
+                claims.append(sha256_digest(body))  # before the PUT: an interrupt mid-PUT
+                s.registry.put_manifest(repo, tag, body, OCI_MANIFEST)  # still cleans it up
+                checkpoint("lease-claimed")
                 time.sleep(SETTLE)
                 holder = holder_of(s, repo, tag)
                 if holder is not None and holder.owner == owner:
@@ -126,8 +129,11 @@ def lease(s: Session, repo: str, name: str,
             time.sleep(random.uniform(0.1, 0.5))
         yield Lease(s, repo, tag, owner, expires)
     finally:
-        for digest in claims:
-            # Only a claim that is still ours: a claim that lost is another writer's manifest
-            # by now only if the bodies collide, which the random owner rules out.
-            with contextlib.suppress(RegistryError):  # else it expires on its own
-                s.registry.delete_manifest(repo, digest)
+        # A second Ctrl-C or a SIGTERM lands after the cleanup, not in the middle of it.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            for digest in claims:  # each claim is a unique manifest (random owner): ours only
+                with contextlib.suppress(RegistryError):  # else it expires on its own
+                    s.registry.delete_manifest(repo, digest)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -19,7 +19,7 @@ from kiln.release.errors import ImmutableTagError
 from kiln.release.lease import lease
 from kiln.release.names import check_tag
 from kiln.release.oci import config_digest, full, read_back
-from kiln.release.session import Session
+from kiln.release.session import Session, checkpoint
 from kiln.release.trust import refuse_revoked
 from kiln.signing import load_private
 
@@ -89,6 +89,7 @@ def publish(s: Session, artifact: Artifact, tag: str | None = None) -> PublishRe
         body = artifact.push(s, repo)
         digest = sha256_digest(body)
         s.ui.step(f"manifest {digest[:19]} pushed by digest")
+        checkpoint("pushed")
         refuse_revoked(s, repo, digest)
         attach(s, repo, Manifest(digest, OCI_MANIFEST, body), artifact)
         s.ui.step("signed (cosign) and attested (SLSA provenance, CycloneDX SBOM, verification)")
@@ -115,6 +116,7 @@ def tag_immutably(s: Session, repo: str, tag: str, body: bytes, content_id: str)
             refuse_other(s, repo, tag, current, content_id, strict=True)
 
     with lease(s, repo, tag, refuse_if_taken) as held:
+        checkpoint("tag-leased")
         refuse_if_taken()
         current = s.registry.resolve(repo, tag)
         held.check()
