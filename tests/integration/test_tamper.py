@@ -93,7 +93,7 @@ class Writer:
         self.reg.delete_manifest(REPO, found.digest)
 
 
-def test_a_registry_writer_cannot_subvert_pull(project, kiln_ctx, engine, registry):
+def test_a_registry_writer_cannot_subvert_pull(project, kiln_ctx, engine, registry, monkeypatch):
     root = project.root
     build_verified(root, kiln_ctx, "one")
     a = publish(session(root, engine), "small")
@@ -173,3 +173,8 @@ def test_a_registry_writer_cannot_subvert_pull(project, kiln_ctx, engine, regist
     #    ... and a revoked image is never published again
     with pytest.raises(Revoked, match="cannot be published again"):
         publish(session(root, engine), "small", tag=b.tag)
+
+    # 6. a kiln.pub that is not the pinned project key (swapped in a checkout)
+    monkeypatch.setenv("KILN_KEY_ID", "sha256:0000000000000000")
+    with pytest.raises(SignatureRefused, match="pins key sha256:0000000000000000"):
+        pull(session(root, engine), "small:stable")
