@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from kiln import guard
 from kiln.errors import DefinitionError, KilnError, Problem
 from kiln.load import Project
 from kiln.model import (
@@ -82,6 +83,8 @@ def _check_resolved(layer: Layer, problems: list[Problem]) -> Layer:
     Every string that lands in a Dockerfile instruction is checked here, after substitution,
     so a param cannot smuggle a newline, a space or a '..' into one.
     """
+    before = len(problems)
+
     def bad(key: str, value: str, hint: str) -> None:
         problems.append(_at(layer.where(key), f"{key}: invalid value '{value}'", hint))
 
@@ -122,12 +125,30 @@ def _check_resolved(layer: Layer, problems: list[Problem]) -> Layer:
     if hc := layer.healthcheck:
         for attr in ("interval", "timeout", "start_period"):
             check(f"healthcheck.{attr}", getattr(hc, attr), DURATION_RE, "a duration like 30s")
-    for key in ("env", "labels"):
-        for name, value in getattr(layer, key):
-            if any(ord(c) < 32 and c not in "\t" for c in value):
-                bad(f"{key}.{name}", value, "no newlines or control characters")
+    _check_values(layer, problems, len(problems) - before)
     expose = tuple(dict.fromkeys(p if "/" in p else f"{p}/tcp" for p in layer.expose))
     return dataclasses.replace(layer, expose=expose)
+
+
+def _check_values(layer: Layer, problems: list[Problem], found: int) -> None:
+    """Every string that reaches the build, literal or substituted, against kiln.guard's rules:
+    none may end or join a Dockerfile instruction, forge a label or leave the layer. A line
+    the checks above (the last `found` problems) already reported is not reported twice."""
+    reported = {(p.path, p.line) for p in problems[len(problems) - found:]}
+    found_here = list(guard.layer_values(layer))
+    # Names that land inside kiln's own shell lines or mount options: `useradd --groups`,
+    # `--mount=type=secret,id=`; a ',' or ';' there would add options or commands.
+    names = [(f"secrets[{i}]", s) for i, s in enumerate(layer.secrets)] + [
+        (f"users[{i}].groups[{j}]", g) for i, u in enumerate(layer.users)
+        for j, g in enumerate(u.groups)]
+    found_here += [(key, f"{key}: invalid name '{guard.shown(value)}'",
+                    "use lowercase letters, digits, '.', '_' and '-'")
+                   for key, value in names if not NAME_RE.match(value)]
+    for key, message, hint in found_here:
+        where = layer.where(key)
+        if (where.path, where.line) not in reported:
+            reported.add((where.path, where.line))
+            problems.append(_at(where, message, hint))
 
 
 def _at(where: Where, message: str, hint: str = "") -> Problem:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from kiln.docs_guard import host_section
 from kiln.model import BootstrapBase
 from kiln.schema import BOOTSTRAP_VARIANTS, IMAGE_FIELDS, LAYER_FIELDS, MERGE_RULES, Field
 
@@ -326,11 +327,13 @@ def definitions_markdown() -> str:
         "",
         "## Provenance labels",
         "",
-        "Every image gets these labels; they win over labels of the same name in the "
-        "definitions.",
+        "Every image gets these labels. A definition setting one of them, any other "
+        "`dev.kiln.*` label or `org.opencontainers.image.created` is an error: see "
+        "[What a layer can and cannot do](#what-a-layer-can-and-cannot-do-to-the-build-host).",
         "",
         *_table(("Label", "Value"), ([f"`{k}`", v] for k, v in PROVENANCE_LABELS)),
         "",
+        *host_section(),
         "## A full example",
         "",
         f"`layers/{EXAMPLE_LAYER_NAME}/layer.yaml`, with "

@@ -17,6 +17,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from kiln.credentials import IDENTITY_TOKEN_USER
 from kiln.errors import EngineError
 
 KILN_LABEL = "dev.kiln.managed"  # on every container kiln starts, so leaks can be found
@@ -61,6 +62,15 @@ class Engine:
             return dict(self.api.inspect_image(ref))  # type: ignore[no-untyped-call]
         except docker.errors.DockerException as exc:
             raise EngineError(f"{ref}: no such image in the engine ({_reason(exc)})") from None
+
+    def history(self, ref: str) -> list[str]:
+        """What made each history entry of the image (`created_by`), oldest first."""
+        try:
+            entries = self.api.history(ref)  # type: ignore[no-untyped-call]
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"{ref}: cannot read the image's history ({_reason(exc)})"
+                              ) from None
+        return [str(entry.get("CreatedBy") or "") for entry in reversed(entries)]
 
     def tag(self, image_id: str, ref: str) -> None:
         repository, _, tag = ref.rpartition(":")
@@ -131,10 +141,18 @@ class Engine:
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot export {ref}: {_reason(exc)}") from None
 
-    def pull_stream(self, repository: str, tag_or_digest: str) -> str:
-        """Pull `repository:tag` or `repository@sha256:...`; errors come in the stream."""
+    def pull_stream(self, repository: str, tag_or_digest: str,
+                    credentials: tuple[str, str] | None = None) -> str:
+        """Pull `repository:tag` or `repository@sha256:...`; errors come in the stream.
+        `credentials` (user, secret; user `<token>`: an identity token) go to the engine for
+        this pull only; without them docker-py looks in Docker's config as `docker pull` does."""
+        auth: dict[str, str] | None = None
+        if credentials is not None:
+            user, secret = credentials
+            auth = {"identitytoken": secret} if user == IDENTITY_TOKEN_USER else \
+                {"username": user, "password": secret}
         self._read_stream(lambda: self.api.pull(repository, tag=tag_or_digest, stream=True,
-                                                decode=True),
+                                                decode=True, auth_config=auth),
                           f"pull {repository}@{tag_or_digest}")
         sep = "@" if tag_or_digest.startswith("sha256:") else ":"
         image_id = self.image_id(f"{repository}{sep}{tag_or_digest}")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kiln import guard
 from kiln.errors import DefinitionError, KilnError, Problem
 from kiln.model import (
     Base,
@@ -63,11 +66,15 @@ class Project:
 
     def layer(self, name: str) -> Layer:
         if name not in self._layers:
-            self._layers[name] = load_layer(self.root, name)
+            with _located(f"layers/{name}/layer.yaml"):
+                self._layers[name] = load_layer(self.root, name)
         return self._layers[name]
 
     def has_layer(self, name: str) -> bool:
-        return (self.root / "layers" / name / "layer.yaml").is_file()
+        try:
+            return (self.root / "layers" / name / "layer.yaml").is_file()
+        except (OSError, ValueError):  # a name too long for the file system, or with a NUL
+            return False
 
     def image(self, name: str) -> Image:
         if name == "all":
@@ -77,7 +84,8 @@ class Project:
             if not NAME_RE.match(name) or not (self.root / "images" / f"{name}.yaml").is_file():
                 known = ", ".join(self.image_names()) or "none"
                 raise KilnError(f"images/{name}.yaml: no such image (known images: {known})")
-            self._images[name] = load_image(self.root, name)
+            with _located(f"images/{name}.yaml"):
+                self._images[name] = load_image(self.root, name)
         return self._images[name]
 
     def check_all(self) -> None:
@@ -91,6 +99,17 @@ class Project:
                     problems.extend(exc.problems)
         if problems:
             raise DefinitionError(problems)
+
+
+@contextmanager
+def _located(shown: str) -> Iterator[None]:
+    """No file-system or recursion failure while loading a definition is a traceback."""
+    try:
+        yield
+    except (OSError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DefinitionError([Problem(shown, 0, f"cannot load: {reason}",
+                                       "check the file and the paths it names")]) from None
 
 
 def read_fields(reader: Reader, root: Node, fields: tuple[Field, ...]) -> dict[str, Any]:
@@ -125,11 +144,20 @@ def load_layer(root: Path, name: str) -> Layer:
 def _check_source(reader: Reader, layer_dir: Path, src: str, key: str) -> None:
     """A file a layer copies must be inside its files/ folder, links included."""
     line = reader.lines.get(key, 0)
-    files_dir = (layer_dir / "files").resolve()
-    if src.startswith("/") or ".." in Path(src).parts or not src.strip("/."):
-        reader.problem(line, f"{key}: '{src}' must be a path inside the layer's files/ folder",
-                       "no absolute paths and no '..'")
+    if rule := guard.source_path(src):
+        reader.problem(line, f"{key}: {rule[0]}", rule[1])
         return
+    try:
+        _check_source_file(reader, layer_dir, src, key, line)
+    except (OSError, RuntimeError) as exc:  # a name too long, a link loop, a folder we may
+        # not read (Python 3.11's resolve() raises RuntimeError for a loop)
+        reason = getattr(exc, "strerror", None) or exc
+        reader.problem(line, f"{key}: cannot read 'files/{guard.shown(src)}': {reason}",
+                       "name a readable file inside the layer")
+
+
+def _check_source_file(reader: Reader, layer_dir: Path, src: str, key: str, line: int) -> None:
+    files_dir = (layer_dir / "files").resolve()
     path = layer_dir / "files" / src
     if not path.exists() and not path.is_symlink():
         reader.problem(line, f"{key}: 'files/{src}' does not exist in {layer_dir.name}",
@@ -171,11 +199,29 @@ def load_image(root: Path, name: str) -> Image:
         if not TAG_RE.match(tag):
             reader.problem(reader.lines[f"tags[{i}]"], f"tags[{i}]: invalid tag '{tag}'",
                            "letters, digits, '_', '.', '-'; at most 128")
+    _check_image_values(reader, values)
     if reader.problems or base is None:
         raise DefinitionError(reader.problems)
     values["base"] = base
     values = {k: v for k, v in values.items() if v is not None}
     return Image(name=name, path=shown, lines=reader.lines, **values)
+
+
+def _check_image_values(reader: Reader, values: dict[str, Any]) -> None:
+    """The image's own values that reach the Dockerfile (labels) or a tag (version)."""
+    def report(key: str, rule: tuple[str, str] | None) -> None:
+        if rule:
+            reader.problem(reader.lines.get(key, 0), f"{key}: {rule[0]}", rule[1])
+
+    for name, value in values.get("labels", ()):
+        if rule := guard.label_key(name):
+            reader.problem(reader.lines.get(f"labels.{name}", 0), f"labels: {rule[0]}", rule[1])
+        report(f"labels.{name}", guard.instruction_value(value))
+    if (description := values.get("description")) is not None:
+        report("description", guard.instruction_value(description))
+    if (version := values.get("version")) is not None and not TAG_RE.match(version):
+        report("version", (f"invalid version '{guard.shown(version)}'",
+                           "it becomes a tag: letters, digits, '_', '.', '-'; at most 128"))
 
 
 def _read_base(reader: Reader, node: Node, root: Path) -> Base | None:
@@ -209,6 +255,9 @@ def _read_base(reader: Reader, node: Node, root: Path) -> Base | None:
         if rec is None:
             return None
         path, sha = rec["path"], rec["sha256"]
+        if rule := guard.instruction_value(path):
+            reader.problem(value.line, f"base.rootfs.path: {rule[0]}", rule[1])
+            return None
         if not SHA256_RE.match(sha):
             reader.problem(value.line, "base.rootfs.sha256: expected 64 lowercase hex digits")
         real = (root / path).resolve()

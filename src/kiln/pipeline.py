@@ -21,7 +21,7 @@ from kiln.load import Project
 from kiln.model import BootstrapBase, ImageBase, Plan, RefBase, RootfsBase
 from kiln.normalize import normalize_image
 from kiln.records import VerifyRecord, state_dir
-from kiln.render import ContextEntry, Rendered, context_entries, render_dockerfile
+from kiln.render import ContextEntry, Rendered, checks, context_entries, render_dockerfile
 from kiln.ui import UI
 from kiln.verify import Target, gate
 
@@ -165,10 +165,28 @@ def run_build(ctx: Context, prepared: Prepared) -> BuildResult:
         if ctx.engine.image_id(prepared.ref) is None:
             raise BuildError(f"{image.path}: the engine reported success but {prepared.ref} "
                              "does not exist")
+        check_steps(ctx, prepared)
         image_id = normalize(ctx, prepared)
         seconds = ctx.ui.elapsed()
     ctx.ui.info(f"[bold green]built[/] {image.name} {image_id[:19]} in {seconds:.1f}s")
     return _result(prepared, image_id, "built", seconds)
+
+
+def check_steps(ctx: Context, prepared: Prepared) -> None:
+    """The steps the engine ran are the rendered instructions, one for one (render.checks says
+    why the image history is the signal); otherwise the image is removed, never tagged."""
+    try:
+        ran = ctx.engine.history(prepared.ref)
+        added = ran[len(ctx.engine.history(prepared.base_ref)):]
+    except KilnError:
+        ctx.engine.remove_image(prepared.ref)  # unchecked, it must not pass for up to date
+        raise
+    problem = checks.steps_problem(added, [i.text for i in prepared.rendered.instructions])
+    if problem:
+        ctx.engine.remove_image(prepared.ref)
+        raise BuildError(f"{prepared.plan.image.path}: the engine did not run the rendered "
+                         f"Dockerfile step for step: {problem} (nothing was kept; a definition "
+                         "value changed the Dockerfile's shape: please report this as a kiln bug)")
 
 
 def normalize(ctx: Context, prepared: Prepared) -> str:

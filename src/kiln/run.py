@@ -100,3 +100,26 @@ def stream(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
             proc.wait()
     if code != 0:
         raise _failed(argv, code, tail)
+
+
+def query(argv: Sequence[str | Path], *, data: str, timeout: float,
+          env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
+    """Run a helper that answers on stdout what it is asked on stdin (Docker's credential
+    helpers): (exit code, stdout, stderr), never raising on a non-zero exit, because what the
+    output holds may be a secret that must not reach an error message. `env` is the whole
+    environment when given (a helper needs its cloud's variables), else the scrubbed one."""
+    proc: subprocess.Popen[str] = _start(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=dict(env) if env is not None else clean_env(), text=True, errors="replace")
+    try:
+        out, err = proc.communicate(data, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise CommandError(f"`{' '.join(str(a) for a in argv)}` did not answer within "
+                           f"{timeout:.0f}s") from None
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc.returncode, out, err

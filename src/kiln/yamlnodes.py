@@ -8,12 +8,14 @@ Typed conversion happens later, against the schema, which decides on purpose wha
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from kiln.errors import DefinitionError, Problem
+from kiln.guard import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
 
 
 @dataclass(frozen=True)
@@ -53,16 +55,28 @@ def describe(node: Node) -> str:
 
 def parse(path: Path, shown: str) -> Node:
     """Parse one YAML file into nodes; `shown` is the path printed in errors."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DefinitionError([Problem(shown, 0, f"not UTF-8 text ({exc.reason})")]) from None
-    except OSError as exc:
-        raise DefinitionError([Problem(shown, 0, f"cannot read: {exc.strerror}")]) from None
+    text = _read(path, shown)
     problems: list[Problem] = []
+    depth = nodes = 0
     try:
+        # The event stream is read without recursion, so it can refuse a too deep or too big
+        # document before compose_all (recursive) ever sees it.
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             line = event.start_mark.line + 1 if event.start_mark else 0
+            if isinstance(event, yaml.NodeEvent):
+                nodes += 1
+                if nodes > MAX_NODES:
+                    raise DefinitionError([Problem(
+                        shown, line, f"more than {MAX_NODES} keys and items",
+                        "split the definition into several layers")])
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise DefinitionError([Problem(
+                        shown, line, f"nested more than {MAX_DEPTH} levels deep",
+                        "definitions are a few levels deep; flatten the structure")])
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
             if isinstance(event, yaml.AliasEvent):
                 problems.append(
                     Problem(shown, line, f"YAML alias '*{event.anchor}' is not allowed",
@@ -99,10 +113,40 @@ def parse(path: Path, shown: str) -> Node:
                                        "keep one definition per file")])
     if not docs or docs[0] is None:
         return Map((), 1)
-    root = _convert(docs[0], shown, problems)
+    try:
+        root = _convert(docs[0], shown, problems)
+    except RecursionError:  # not reachable under MAX_DEPTH; kept so it can never be a traceback
+        raise DefinitionError([Problem(shown, 0, "nested too deeply",
+                                       "flatten the structure")]) from None
     if problems:
         raise DefinitionError(problems)
     return root
+
+
+def _read(path: Path, shown: str) -> str:
+    """The file's text, refused before it is read when it is not a small regular file."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise DefinitionError([Problem(shown, 0, "not a regular file",
+                                           "a definition is a plain YAML file")])
+        if info.st_size > MAX_FILE_BYTES:
+            raise DefinitionError([Problem(
+                shown, 0, f"{info.st_size} bytes: over the {MAX_FILE_BYTES // 1024} KiB limit "
+                "of a definition", "keep big content in the layer's files/ folder")])
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # the file may grow between stat and read
+    except OSError as exc:
+        raise DefinitionError([Problem(shown, 0, f"cannot read: {exc.strerror or exc}")]
+                              ) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise DefinitionError([Problem(shown, 0, f"over the {MAX_FILE_BYTES // 1024} KiB limit "
+                                       "of a definition",
+                                       "keep big content in the layer's files/ folder")])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DefinitionError([Problem(shown, 0, f"not UTF-8 text ({exc.reason})")]) from None
 
 
 def _convert(node: yaml.Node, shown: str, problems: list[Problem]) -> Node:

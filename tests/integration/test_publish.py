@@ -472,7 +472,7 @@ def auth_registry(tmp_path: Path) -> Iterator[LocalRegistry]:
     htpasswd = tmp_path / "htpasswd"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        hashed = crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH))
+        hashed = crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
     htpasswd.write_text(f"kiln:{hashed}\n")  # bcrypt, the only scheme distribution accepts
     local = LocalRegistry(tmp_path / "auth-registry", htpasswd=htpasswd)
     local.start()

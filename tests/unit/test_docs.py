@@ -13,6 +13,7 @@ from kilntest import REF, REPO_ROOT, only_problem, write_project
 from kiln import docs
 from kiln.compose import compose
 from kiln.fingerprint import base_ref, fingerprint
+from kiln.guard import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
 from kiln.load import Project, load_image
 from kiln.model import BootstrapBase
 from kiln.render import render_dockerfile
@@ -111,7 +112,7 @@ def test_sections_are_all_there() -> None:
         "### `ref`: an external image, pinned by digest",
         "### `rootfs`: a root filesystem tarball, pinned by checksum", "## Params",
         "## Merge rules", "## YAML rules", "## The rendered Dockerfile", "## Provenance labels",
-        "## A full example"]
+        "## What a layer can and cannot do to the build host", "## A full example"]
 
 
 def _yaml_blocks() -> list[str]:
@@ -160,3 +161,12 @@ def test_the_example_conflicts_as_documented(tmp_path: Path) -> None:
     assert only_problem(lambda: compose(Project(tmp_path), "both")) == (
         "layers/webapp/layer.yaml:3: layer 'webapp' conflicts with layer 'nginx', and image "
         "'both' has both (remove one of them from images/both.yaml)")
+
+
+def test_the_host_section_states_the_limits_enforced() -> None:
+    section = MARKDOWN[MARKDOWN.index("## What a layer can and cannot do"):]
+    section = section[:section.index("\n## ")]
+    assert f"at most {MAX_FILE_BYTES // 1024} KiB" in section
+    assert f"nested at most {MAX_DEPTH} levels deep" in section
+    assert f"at most {MAX_NODES} keys and items" in section
+    assert "`dev.kiln.*`" in section and "`org.opencontainers.image.title`" in section

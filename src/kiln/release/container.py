@@ -8,15 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kiln.blobs import push_layer
 from kiln.errors import EngineError, KilnError
 from kiln.fingerprint import image_repository
 from kiln.pipeline import Prepared, prepare
-from kiln.records import VerifyRecord, first_built, require_verified
+from kiln.records import VerifyRecord, first_built, require_verified, state_dir
 from kiln.registry import DIGEST_RE, OCI_MANIFEST, Manifest, sha256_digest
 from kiln.release import chain
 from kiln.release.errors import DigestMismatch, PublishError
 from kiln.release.names import check_names, immutable_tag, now_iso, parse_spec
-from kiln.release.oci import CONFIG_TYPE, LAYER_TYPE, export, push_layer
+from kiln.release.oci import CONFIG_TYPE, export
 from kiln.release.provenance import CYCLONEDX, SLSA, VERIFICATION, cyclonedx, lineage, slsa
 from kiln.release.provenance import verification as verification_predicate
 from kiln.release.session import Session, checkpoint
@@ -61,33 +62,33 @@ class ContainerImage:
         return tag_for(self.root or Path("."), self.prepared, self.content_id)
 
     def push(self, s: Session, repo: str) -> bytes:
-        """Blobs, then the manifest by digest. Blobs the registry has are skipped (HEAD), blobs
-        a parent image's repository has are mounted, the rest come from `docker save`."""
+        """Blobs, then the manifest by digest. Layers go through kiln.blobs (reproducible gzip,
+        cached by diff_id: known layers cost a HEAD or a mount from a parent image's
+        repository); what the registry lacks is read from one `docker save`."""
         reg = s.registry
         diff_ids: list[str] = list(self.info["RootFS"]["Layers"])
-        wanted = list(dict.fromkeys([self.content_id, *diff_ids]))
-        sizes: dict[str, int | None] = {d: reg.blob_size(repo, d) for d in wanted}
         sources = [s.config.repository(p.image.name) for p in lineage(self.prepared.plan)[1:]]
-        for d in [d for d in wanted if sizes[d] is None]:
-            for source in sources:
-                if reg.mount_blob(repo, d, source):
-                    sizes[d] = reg.blob_size(repo, d)
-                    break
-        missing = {d for d in wanted if sizes[d] is None}
-        if missing:
-            with tempfile.TemporaryDirectory(prefix=s.temp_prefix("push"),
-                                             dir=s.tmp_parent()) as tmp:
-                files = export(s.need_engine(), self.content_id, missing, Path(tmp))
-                lost = missing - set(files)
-                if lost:
-                    raise PublishError(f"docker save of {self.content_id[:19]} lacks blobs "
-                                       f"{', '.join(sorted(d[:19] for d in lost))}")
-                for d in wanted:
-                    if d in missing:
-                        s.ui.step(f"upload {d[:19]} ({files[d].stat().st_size >> 10} KiB)")
-                        push_layer(reg, repo, d, files[d])
-                        sizes[d] = files[d].stat().st_size
-                checkpoint("uploaded")
+        with tempfile.TemporaryDirectory(prefix=s.temp_prefix("push"),
+                                         dir=s.tmp_parent()) as tmp:
+            files: dict[str, Path] = {}
+
+            def exported(digest: str) -> Path:
+                if not files:  # the first blob the registry lacks: save the image once
+                    files.update(export(s.need_engine(), self.content_id,
+                                        {self.content_id, *diff_ids}, Path(tmp)))
+                if digest not in files:
+                    raise PublishError(f"docker save of {self.content_id[:19]} lacks blob "
+                                       f"{digest[:19]}")
+                return files[digest]
+
+            layers = [push_layer(reg, repo, d, exported, state=state_dir(s.root),
+                                 mount_from=sources, say=s.ui.step) for d in diff_ids]
+            config_size = reg.blob_size(repo, self.content_id)
+            if config_size is None:
+                config = exported(self.content_id)
+                reg.upload_blob(repo, self.content_id, config)
+                config_size = config.stat().st_size
+            checkpoint("uploaded")
         labels = (self.info.get("Config") or {}).get("Labels") or {}
         annotations = {"org.opencontainers.image.created": str(self.info["Created"])}
         for key in ("dev.kiln.image", "dev.kiln.fingerprint", "org.opencontainers.image.version"):
@@ -96,9 +97,8 @@ class ContainerImage:
         body = canonical_json({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
             "config": {"mediaType": CONFIG_TYPE, "digest": self.content_id,
-                       "size": sizes[self.content_id]},
-            "layers": [{"mediaType": LAYER_TYPE, "digest": d, "size": sizes[d]}
-                       for d in diff_ids],
+                       "size": config_size},
+            "layers": layers,
             "annotations": annotations,
         })
         reg.put_manifest(repo, sha256_digest(body), body, OCI_MANIFEST)
@@ -183,7 +183,7 @@ def pull(s: Session, spec: str) -> PullResult:
     engine = s.need_engine()
     with s.ui.task(f"pull {remote}@{digest[:19]} (signature and attestations checked, "
                    f"key {trust.key})"):
-        image_id = engine.pull_stream(remote, digest)
+        image_id = engine.pull_stream(remote, digest, s.registry.credentials)
     if image_id != trust.image_id:
         raise DigestMismatch(f"{remote}@{digest}: the engine pulled {image_id[:19]}, but the "
                              f"signed record names {trust.image_id[:19]}")

@@ -1,7 +1,8 @@
-"""OCI manifests and artifacts over kiln.registry: media types, artifacts, the layer push.
+"""OCI manifests and artifacts over kiln.registry: media types, artifacts, docker save.
 
 A registry has no compare-and-swap: content is always pushed by digest first, so a tag never
-names a partial image, and every tag kiln writes is read back (`read_back`).
+names a partial image, and every tag kiln writes is read back (`read_back`). Image layers go
+through kiln.blobs (reproducible gzip).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from kiln.release.errors import PublishError
 from kiln.signing import canonical_json
 
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
-LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"  # uncompressed: digest = the diff_id
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY = b"{}"
 
@@ -58,12 +58,6 @@ def layers_of(manifest: Manifest) -> list[Layer]:
         except (KeyError, TypeError, ValueError):
             continue
     return out
-
-
-def push_layer(reg: Registry, repo: str, digest: str, source: Path) -> int:
-    """Upload one image layer blob (a tar on disk, streamed). The one place a layer's bytes go
-    to the registry: compression, when it comes, belongs here. Returns the bytes sent."""
-    return reg.upload_blob(repo, digest, source)
 
 
 def put_blob(reg: Registry, repo: str, data: bytes) -> Layer:

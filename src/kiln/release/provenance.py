@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from kiln import __version__, lockfile
+from kiln.blobs import COMPRESSION
 from kiln.model import ImageBase, Plan
 from kiln.records import VerifyRecord
 from kiln.release.names import now_iso
@@ -60,7 +61,8 @@ def slsa(root: Path, plan: Plan, fingerprint: str, base_ref: str, base_id: str |
             "externalParameters": {"image": plan.image.name, "version": plan.image.version,
                                    "fingerprint": fingerprint,
                                    "layers": [layer.name for layer in plan.all_layers]},
-            "internalParameters": {},
+            "internalParameters": {"compression": COMPRESSION},  # the layers' gzip: the
+            # compressed digests are reproducible with it
             "resolvedDependencies": deps,
         },
         "runDetails": {

@@ -95,9 +95,9 @@ def open_session(project: Project, ui: UI, engine: Engine | None = None,
         local = embedded(project.root)
         if not local.healthy():
             ui.info(f"starting kiln's embedded registry ({local.folder})")
-        address = local.start()
+        local.start()
+        registry = local.client()  # with the embedded registry's own credential
     else:
-        address = config.registry
-    registry = Registry(address)
+        registry = Registry(config.registry)
     registry.ping()
     return Session(project, config, registry, ui, engine)

@@ -11,8 +11,10 @@ import json
 from dataclasses import dataclass
 
 from kiln import RENDER_VERSION, __version__
+from kiln.errors import KilnError
 from kiln.lockfile import Lock
 from kiln.model import GroupSpec, Plan, UserSpec
+from kiln.render import checks
 from kiln.render.context import source_arcname
 
 APT_CLEAN = ("apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin "
@@ -110,7 +112,23 @@ def render_dockerfile(plan: Plan, base_ref: str, fingerprint: str,
     header = (f"# Rendered by kiln {__version__} (render {RENDER_VERSION}) from "
               f"{plan.image.path}. Do not edit: change the definitions and run `invoke render`.\n")
     body = "\n".join(_comment(i, out) + ins.text for i, ins in enumerate(out))
-    return Rendered(header + body + "\n", tuple(out))
+    rendered = Rendered(header + body + "\n", tuple(out))
+    _check_structure(plan, rendered)
+    return rendered
+
+
+def _check_structure(plan: Plan, rendered: Rendered) -> None:
+    """The Dockerfile, read as Docker reads it, has the instructions kiln wrote, one for one.
+
+    kiln.guard keeps every value from ending or joining an instruction; this holds even if a
+    rule there is missing. The header comes first, before any value: a parser directive
+    (`# escape=`, `# syntax=`) is only read above the first other line, so none can be injected.
+    """
+    if problem := checks.structure_problem(rendered.dockerfile,
+                                           [i.text for i in rendered.instructions]):
+        raise KilnError(f"{plan.image.path}: the rendered Dockerfile lost its planned shape: "
+                        f"{problem} (a definition value got past kiln's checks: please report "
+                        "this as a kiln bug, with the definition)")
 
 
 def provenance_labels(plan: Plan, fingerprint: str) -> dict[str, str]:
