@@ -101,6 +101,9 @@ class NoEngine:
     def image_id(self, ref: str) -> None:
         return None  # the base is not here: the provenance names no base digest
 
+    def containers(self) -> list[object]:
+        return []  # nothing for publish's sweep of killed runs' leftovers
+
 
 @dataclass(frozen=True)
 class Container:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kiln.registry import RegistryError
+from kiln.registry import RegistryAuthError, RegistryError, RegistryUnavailable
 from kiln.release import cosign, revocations
 from kiln.release.errors import (
     NotFound,
@@ -48,7 +48,9 @@ def check_trust(s: Session, repo: str, digest: str) -> Trust:
                                f"{pin} (key_id in kiln.toml): restore the committed kiln.pub")
     try:
         image = s.registry.manifest(repo, digest)
-    except RegistryError as exc:
+    except (RegistryUnavailable, RegistryAuthError):
+        raise  # the registry is down or refuses us: say so, not "tampered"
+    except RegistryError as exc:  # it served other bytes than the digest names
         raise Tampered(f"{where}: {exc}") from None
     if image is None:
         raise NotFound(f"{where}: no such manifest in the registry")
