@@ -102,12 +102,11 @@ def build(context: Path, tag: str, instructions: tuple[Instruction, ...], *,
     argv.append(context)
     keys = [_key(i.text) for i in instructions]
     last_error = ""
+    number = 0
     try:
         for line in stream(argv, env={"DOCKER_BUILDKIT": "1"}):
             if m := STEP_RE.match(line):
-                key = _key(m.group(3))
-                number = 1 if key.startswith("FROM ") else next(
-                    (i + 1 for i, k in enumerate(keys) if k == key), 0)
+                number = step_number(m.group(3), keys, number)
                 tail.clear()
                 yield Step(number, len(instructions), m.group(3))
             elif m := OUTPUT_RE.match(line):
@@ -120,6 +119,16 @@ def build(context: Path, tag: str, instructions: tuple[Instruction, ...], *,
         if m := EXIT_RE.search(message):
             message = f"the step returned a non-zero code: {m.group(1)} ({message})"
         raise BuildError(message) from None
+
+
+def step_number(echo: str, keys: list[str], last: int) -> int:
+    """The instruction (1-based) BuildKit's echo of a step names. BuildKit echoes a multi-line
+    script its own way; one stage's steps come in order, so an echo that matches no
+    instruction is the one after the last."""
+    key = _key(echo)
+    if key.startswith("FROM "):
+        return 1
+    return next((i + 1 for i, k in enumerate(keys) if k == key), min(last + 1, len(keys)))
 
 
 def _key(text: str) -> str:

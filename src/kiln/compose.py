@@ -292,7 +292,7 @@ def _merge(image: Image, parent: Plan | None, layers: tuple[Layer, ...],
     for layer in layers:
         for key, rule in MERGE.items():
             value = getattr(layer, key)
-            if rule == "none" or value is None or value == ():
+            if rule in ("none", "command") or value is None or value == ():
                 continue
             if rule in ("union", "append"):
                 have = merged.setdefault(key, [])
@@ -324,6 +324,7 @@ def _merge(image: Image, parent: Plan | None, layers: tuple[Layer, ...],
                                             f"'{first.name}' ({first.where(f'{key}[{j}]')})",
                                             "define it once, in one layer"))
                     keyed.setdefault((key, ident), (item, layer, i))
+    entrypoint, cmd = _command(layers)
     labels = dict(merged.get("labels", {}))
     for img in _image_chain(image, parent):
         labels.update(dict(img.labels))
@@ -333,12 +334,27 @@ def _merge(image: Image, parent: Plan | None, layers: tuple[Layer, ...],
         user=merged.get("user"),
         expose=tuple(merged.get("expose", ())),
         volumes=tuple(merged.get("volumes", ())),
-        entrypoint=merged.get("entrypoint"),
-        cmd=merged.get("cmd"),
+        entrypoint=entrypoint,
+        cmd=cmd,
         stopsignal=merged.get("stopsignal"),
         healthcheck=merged.get("healthcheck"),
         labels=tuple(sorted(labels.items())),
     )
+
+
+def _command(layers: tuple[Layer, ...]) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+    """Entrypoint and cmd over the layers in order (the parent image's first), as Docker does:
+    the later layer wins, and a layer that sets `entrypoint` resets the `cmd` before it unless
+    it sets one too (the parent's default arguments are not arguments for a new program).
+    `cmd: []` is a value: it clears the cmd."""
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    for layer in layers:
+        if layer.entrypoint is not None:
+            entrypoint, cmd = layer.entrypoint, layer.cmd
+        elif layer.cmd is not None:
+            cmd = layer.cmd
+    return entrypoint, cmd
 
 
 def _image_chain(image: Image, parent: Plan | None) -> list[Image]:

@@ -155,6 +155,51 @@ def _code(lang: str, text: str) -> list[str]:
     return [f"```{lang}", *text.rstrip("\n").split("\n"), "```"]
 
 
+def _entrypoint_section() -> list[str]:
+    """Docker's rule for ENTRYPOINT and CMD, which kiln follows over layers and parent images."""
+    return [
+        "## Entrypoint and cmd",
+        "",
+        "`entrypoint` and `cmd` follow Docker's rules, over the layers in image order (the "
+        "parent image's layers first):",
+        "",
+        "- The later layer wins, for each of the two.",
+        "- A layer that sets `entrypoint` resets the `cmd` set before it, by an earlier layer "
+        "or the parent image, unless it sets `cmd` too: the parent's default arguments "
+        "(`python3` for the python sample) are not arguments to a new program.",
+        "- `cmd: []` is a value, not a missing key: it clears the cmd (`CMD []`).",
+        "",
+        "So a layer on the python image that sets `entrypoint: [python3, /srv/app/server.py]` "
+        "runs exactly that, and a layer that only sets `cmd` keeps the entrypoint and changes "
+        "its arguments. An image with an `entrypoint` is a service: verification starts it as "
+        "in production and tests it once it is healthy (docs/verification.md).",
+        "",
+    ]
+
+
+def _checks_section() -> list[str]:
+    """What `check` verifies beyond each key (kiln.checks), so nothing fails late in a build."""
+    return [
+        "## Checked before any build",
+        "",
+        "`check` (and every task that builds) also checks what needs the whole plan:",
+        "",
+        "- File names are names: `images/Redis.yaml` is refused (rename it `images/redis.yaml`).",
+        "- A file's `owner` (user and group) must exist when the file is copied: created by "
+        "this or an earlier layer (a parent image's included), or one of the Debian base's "
+        "own accounts (base-passwd: `root`, `www-data`, `nobody`, ...). An account a package "
+        "creates is not known before the build: declare it under `users:`, or use numeric "
+        "ids. On a `ref` or `rootfs` base, whose accounts are unknown, names are not checked.",
+        "- Healthcheck numbers: `retries` of 1 or more, `interval` and `timeout` of 1ms or "
+        "more (`start_period` may be 0s).",
+        "- The number of build steps: the engine stacks at most 125 layers; an image that "
+        "would need more is refused, naming the layer with the most `run` steps (merge them: "
+        "one step can run several commands).",
+        "- The tests an image or layer skips or replaces (docs/verification.md).",
+        "",
+    ]
+
+
 def definitions_markdown() -> str:
     """The complete definitions reference, as committed in docs/definitions.md."""
     defaults = _bootstrap_defaults()
@@ -286,6 +331,8 @@ def definitions_markdown() -> str:
         "`dest`, `users` and `groups` by `name`. When two layers set an `exclusive` key "
         "differently, the error names both layers and their files.",
         "",
+        *_entrypoint_section(),
+        *_checks_section(),
         "## YAML rules",
         "",
         "Definitions are read the YAML 1.2 way on purpose, so that a file means the same to "

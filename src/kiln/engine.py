@@ -2,23 +2,49 @@
 
 Engine errors are translated here into kiln's own exceptions. Streamed operations report their
 errors inside the stream, so build() reads the stream and raises.
+
+docker-py (with requests, and paramiko for ssh://) costs a third of a second to import, more
+than a whole no-op build: it is imported on first use, and the one question a no-op build asks
+(does this image exist, and what is its ID) goes straight to the engine's unix socket.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from types import ModuleType
+from typing import IO, TYPE_CHECKING, Any
 
-import docker
-import docker.errors
-from docker.models.containers import Container
-
+from kiln import dockersock
 from kiln.credentials import IDENTITY_TOKEN_USER
+from kiln.dockersock import unix_socket
 from kiln.errors import EngineError
+
+if TYPE_CHECKING:
+    import docker
+    import docker.errors
+    from docker.models.containers import Container
+else:
+    class _Lazy:
+        """`docker` and `docker.errors`, imported when an attribute is first read."""
+
+        def __init__(self, name: str) -> None:
+            self._name = name
+
+        def __getattr__(self, attr: str) -> Any:
+            module: ModuleType = importlib.import_module(self._name)
+            value = (importlib.import_module("docker.errors") if attr == "errors"
+                     else getattr(module, attr))
+            # Kept: an `except docker.errors...` clause met while the interpreter shuts down
+            # (a stream closed late) must not need the import system.
+            setattr(self, attr, value)
+            return value
+
+    docker = _Lazy("docker")
 
 KILN_LABEL = "dev.kiln.managed"  # on every container kiln starts, so leaks can be found
 
@@ -31,31 +57,63 @@ class ExecResult:
 
 
 class Engine:
-    def __init__(self, client: docker.DockerClient) -> None:
-        self.client = client
-        self.api = client.api
+    def __init__(self, client: docker.DockerClient | None = None) -> None:
+        self._client = client
 
     @classmethod
     def connect(cls) -> Engine:
-        try:
-            client = docker.from_env(timeout=600)
-            client.ping()
-        except docker.errors.DockerException as exc:
-            raise EngineError(
-                f"cannot reach the Docker engine: {_reason(exc)} "
-                "(start dockerd, or point DOCKER_HOST at an engine)") from None
-        return cls(client)
+        """A handle on a reachable engine. On a unix socket, docker-py is loaded on first use;
+        that the socket accepts a connection is checked here."""
+        if unix_socket():
+            dockersock.reachable()
+            return cls()
+        return cls(cls().client)
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                client = docker.from_env(timeout=600)
+                client.ping()
+            except docker.errors.DockerException as exc:
+                raise EngineError(
+                    f"cannot reach the Docker engine: {_reason(exc)} "
+                    "(start dockerd, or point DOCKER_HOST at an engine)") from None
+            self._client = client
+        return self._client
+
+    @property
+    def api(self) -> docker.APIClient:
+        return self.client.api
 
     # images ------------------------------------------------------------------------------
     def image_id(self, ref: str) -> str | None:
+        found = self.image_tags(ref)
+        return found[0] if found else None
+
+    def image_tags(self, ref: str) -> tuple[str, list[str]] | None:
+        """(ID, every name it has) of an image, or None: one question to the engine."""
+        if self._client is None and unix_socket():
+            found = dockersock.inspect_image(ref)
+        else:
+            try:
+                found = self.api.inspect_image(ref)  # type: ignore[no-untyped-call]
+            except docker.errors.ImageNotFound:
+                found = None
+            except docker.errors.APIError as exc:
+                if exc.status_code != 404:
+                    raise EngineError(f"{ref}: cannot inspect image: {_reason(exc)}") from None
+                found = None
+        return (str(found["Id"]), list(found.get("RepoTags") or [])) if found else None
+
+    def images_named(self, repositories: list[str]) -> list[dict[str, Any]]:
+        """Every image with a name in these repositories (their IDs and RepoTags): one call."""
+        if self._client is None and unix_socket():
+            return dockersock.images_named(repositories)
         try:
-            return str(self.api.inspect_image(ref)["Id"])  # type: ignore[no-untyped-call]
-        except docker.errors.ImageNotFound:
-            return None
-        except docker.errors.APIError as exc:
-            if exc.status_code == 404:
-                return None
-            raise EngineError(f"{ref}: cannot inspect image: {_reason(exc)}") from None
+            return list(self.api.images(filters={"reference": repositories}))
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot list images: {_reason(exc)}") from None
 
     def inspect_image(self, ref: str) -> dict[str, Any]:
         try:
@@ -89,6 +147,29 @@ class Engine:
 
     def images(self, label: str) -> list[dict[str, Any]]:
         return list(self.api.images(filters={"label": label}))
+
+    # disk use (kiln prune) -----------------------------------------------------------------
+    def layers_size(self) -> int:
+        """Bytes the engine's image layers take, shared layers counted once."""
+        try:
+            return int(self.api.df().get("LayersSize") or 0)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot read the engine's disk use: {_reason(exc)}") from None
+
+    def build_cache(self) -> list[dict[str, Any]]:
+        try:
+            return list(self.api.df().get("BuildCache") or [])
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot list the build cache: {_reason(exc)}") from None
+
+    def prune_build_cache(self) -> int:
+        """Remove the unused BuildKit cache (the engine cannot prune one build's records alone:
+        filtered prunes leave records whose children remain); the bytes reclaimed."""
+        try:
+            result = self.api.prune_builds()
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot prune the build cache: {_reason(exc)}") from None
+        return int(result.get("SpaceReclaimed") or 0)
 
     def import_rootfs(self, tarball: Path, ref: str, changes: list[str]) -> str:
         repository, _, tag = ref.rpartition(":")

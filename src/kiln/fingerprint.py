@@ -18,8 +18,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from kiln import RENDER_VERSION, lockfile
+from kiln import RENDER_VERSION, hashcache, lockfile
 from kiln.model import Base, BootstrapBase, ImageBase, Plan, RefBase, RootfsBase
+from kiln.records import state_dir
 from kiln.render.context import context_entries
 
 CHUNK = 1 << 20
@@ -73,9 +74,11 @@ def inputs(root: Path, plan: Plan) -> dict[str, str]:
                 out[f"layer.{layer.name}.{key}"] = _short(value)
     out["composed.sections"] = digest_json(plan.sections)
     out["composed.config"] = digest_json(plan.config)
+    hashes = hashcache.cache(state_dir(root))  # by (path, size, mtime_ns, inode)
     for e in context_entries(root, plan):
-        out[f"file.{e.arcname}"] = (f"{e.mode:04o} {file_sha256(e.source)}" if e.source
-                                    else f"{e.mode:04o} dir")
+        out[f"file.{e.arcname}"] = (f"{e.mode:04o} {hashes.sha256(e.source, file_sha256)}"
+                                    if e.source else f"{e.mode:04o} dir")
+    hashes.save()
     lock = lockfile.read(root, plan.image.name)
     for section in lock.sections if lock else ():
         for pkg in section.packages:

@@ -9,6 +9,7 @@ add. `Acquire::ForceHash=SHA256` makes apt print each .deb's sha256 (by default 
 
 from __future__ import annotations
 
+import difflib
 import re
 import shlex
 from collections.abc import Callable
@@ -18,14 +19,17 @@ from urllib.parse import unquote
 
 from kiln import lockfile
 from kiln.engine import Engine
-from kiln.errors import KilnError
+from kiln.errors import DefinitionError, KilnError, Problem
 from kiln.lockfile import Lock, LockedPackage, LockError, LockSection
-from kiln.model import Plan
+from kiln.model import BootstrapBase, Plan, Where
 
 INDEX_RE = re.compile(r"^'(?P<url>[^']+/InRelease)' (?P<file>\S+) \d+\s*$")
 SUM_RE = re.compile(r"^(?P<sha>[0-9a-f]{64})  (?P<file>\S+)$")
 URI_RE = re.compile(r"^'(?P<url>[^']+)' (?P<file>\S+) (?P<size>\d+) SHA256:(?P<sha>[0-9a-f]{64})$")
 MARK = "### kiln section "
+CANDIDATES = "### kiln candidates for "
+UNKNOWN_RE = re.compile(r"^E: (?:Unable to locate package |Package '?)([a-z0-9][a-z0-9+.-]+)'?"
+                        r"(?: has no installation candidate)?\s*$", re.M)
 ATTEMPTS, KILLED = 3, 137
 
 
@@ -112,6 +116,8 @@ def resolve(engine: Engine, plan: Plan, base_ref: str,
         code, output = engine.run_once(base_ref, argv, network="host")
         if code != KILLED:
             break
+    if code != 0 and (unknown := UNKNOWN_RE.findall(output)):
+        raise unknown_packages(engine, plan, base_ref, unknown)
     if code != 0:
         tail = "\n".join(f"  | {line}" for line in output.splitlines()[-15:])
         raise LockError(f"images/{plan.image.name}.yaml: apt could not resolve the image's "
@@ -120,6 +126,54 @@ def resolve(engine: Engine, plan: Plan, base_ref: str,
     if indexes is not None:
         indexes.update(index_state(output))
     return parse_uris(output, requests, plan.image.name)
+
+
+def unknown_packages(engine: Engine, plan: Plan, base_ref: str,
+                     names: list[str]) -> DefinitionError:
+    """One line per package apt does not know: where it is declared, and the closest name the
+    base's apt sources have (asked of apt in a second container: this is the error path)."""
+    names = list(dict.fromkeys(names))
+    script = ["apt-get update -qq >/dev/null 2>&1 || true"]
+    for name in names:
+        script.append(f"echo {shlex.quote(CANDIDATES + name)}; "
+                      f"apt-cache pkgnames {shlex.quote(name[:3])} || true")
+    _, output = engine.run_once(base_ref, ["/bin/sh", "-c", "\n".join(script)], network="host")
+    known: dict[str, list[str]] = {}
+    current = None
+    for line in output.splitlines():
+        if line.startswith(CANDIDATES):
+            current = line[len(CANDIDATES):]
+            known[current] = []
+        elif current is not None and line.strip():
+            known[current].append(line.strip())
+    suite = _suite(plan)
+    problems = []
+    for name in names:
+        close = difflib.get_close_matches(name, known.get(name, []), n=1, cutoff=0.6)
+        where = _declared(plan, name)
+        problems.append(Problem(where.path if where else plan.image.path,
+                                where.line if where else 0,
+                                f"package '{name}' not in {suite}",
+                                f"did you mean {close[0]}?" if close else
+                                "check the name: `apt-cache search` in a container of the base"))
+    return DefinitionError(problems)
+
+
+def _declared(plan: Plan, name: str) -> Where | None:
+    for layer in plan.layers:
+        for i, package in enumerate(layer.packages):
+            if re.split(r"[=:]", package, maxsplit=1)[0] == name:
+                return layer.where(f"packages[{i}]")
+    return None
+
+
+def _suite(plan: Plan) -> str:
+    current: Plan | None = plan
+    while current is not None:
+        if isinstance(current.image.base, BootstrapBase):
+            return current.image.base.suite
+        current = current.parent
+    return "the base's apt sources"
 
 
 def update(engine: Engine, plan: Plan, base_ref: Callable[[], str], root: Path, *,

@@ -66,6 +66,15 @@ class Healthcheck:
 
 
 @dataclass(frozen=True)
+class CheckOverride:
+    """A test of a layer below that an image (or layer) skips or replaces, and why."""
+
+    test: str  # <layer>::<test function>
+    reason: str
+    replaced_by: str | None = None  # a test of the declaring layer or image
+
+
+@dataclass(frozen=True)
 class Layer:
     name: str
     path: str  # the layer's folder, relative to the project root
@@ -89,6 +98,9 @@ class Layer:
     healthcheck: Healthcheck | None = None
     labels: Pairs = ()
     secrets: tuple[str, ...] = ()  # ids of build secrets mounted into the layer's run steps
+    # Tests of layers below that this one skips or replaces: verification, not the image,
+    # so not part of the fingerprint (compare=False).
+    tests: tuple[CheckOverride, ...] = field(default=(), compare=False)
     # dotted key path ("files[1].mode") -> line, for errors found after loading
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -149,6 +161,7 @@ class Image:
     targets: tuple[Target, ...] = ("container",)
     tags: tuple[str, ...] = ()
     labels: Pairs = ()
+    tests: tuple[CheckOverride, ...] = field(default=(), compare=False)  # see Layer.tests
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def where(self, key: str) -> Where:

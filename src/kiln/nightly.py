@@ -110,7 +110,8 @@ def run_nightly(ctx: Context, options: Options) -> Result:
         names = [n for n in names if n in options.only]
     for name in names:
         night.outcomes[name] = night_image(night, name, parents)
-    report = NightlyReport(started, _now(), tuple(night.outcomes[n] for n in names))
+    report = NightlyReport(started, _now(), tuple(night.outcomes[n] for n in names),
+                           graph=status_graph(plans, night.outcomes.values()))
     # A lock whose image failed stays in the working tree but out of the commit: the commit
     # records what reached the registry; the report says why the rest did not.
     failed = {n for n, o in night.outcomes.items() if o.status == "failed"}
@@ -371,6 +372,13 @@ def input_diff(old: Mapping[str, str], new: Mapping[str, str],
     return tuple(PackageChange(_label(*key), version(before.get(key)), version(after.get(key)),
                                key in security and key in after)
                  for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key))
+
+
+def status_graph(plans: list[Plan], outcomes: Iterable[ImageOutcome]) -> str:
+    """The images as Mermaid, coloured by what the night did to each."""
+    from kiln.graph import mermaid
+
+    return mermaid(plans, {o.image: o.status for o in outcomes})
 
 
 def commit_message(changes: Mapping[str, tuple[PackageChange, ...]],

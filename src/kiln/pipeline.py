@@ -5,14 +5,16 @@ Specs (Plan, Prepared) are frozen; the mutable build state is the Context.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from kiln import buildkit, hermetic, lockfile, planner, records
+from kiln import buildkit, hermetic, lockfile, noop, planner, records
 from kiln.bootstrap import bootstrap, import_rootfs
 from kiln.buildkit import Output, Step
+from kiln.checks import check_names, check_plans
 from kiln.compose import compose, compose_all
 from kiln.engine import Engine
 from kiln.errors import BuildError, KilnError
@@ -72,6 +74,7 @@ class Context:
     network: str = "none"  # of every build step; "default" only to prove it changes nothing
     results: dict[str, BuildResult] = field(default_factory=dict)
     verified: dict[str, VerifyRecord] = field(default_factory=dict)
+    chains: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # for kiln.noop
 
 
 def prepare(project: Project, name: str) -> Prepared:
@@ -85,12 +88,16 @@ def prepare(project: Project, name: str) -> Prepared:
 
 def validate(project: Project) -> list[Plan]:
     """Every definition, checked at once: nothing is built while any of them is invalid."""
-    return compose_all(project)
+    check_names(project.root)
+    plans = compose_all(project)
+    check_plans(project.root, plans)
+    return plans
 
 
 def build_image(ctx: Context, name: str) -> BuildResult:
     if name in ctx.results:
         return ctx.results[name]
+    before = noop.stamp(str(ctx.project.root))  # before any input is read
     prepared = prepare(ctx.project, name)
     hermetic.check_lock(ctx.project.root, prepared.plan)
     ensure_base(ctx, prepared)
@@ -98,7 +105,10 @@ def build_image(ctx: Context, name: str) -> BuildResult:
     tag_image(ctx, prepared, result.image_id)
     record_inputs(ctx, prepared, result.image_id)
     verify_image(ctx, prepared, result.image_id)
+    result = move_tags(ctx, prepared, result)
     ctx.results[name] = result
+    noop.note(name, result.action)
+    remember_noop(ctx, prepared, result, before)
     return result
 
 
@@ -202,8 +212,26 @@ def normalize(ctx: Context, prepared: Prepared) -> str:
 
 
 def tag_image(ctx: Context, prepared: Prepared, image_id: str) -> None:
-    for ref in _tags(prepared):
-        ctx.engine.tag(image_id, ref)
+    """The immutable tag (the fingerprint's), which names these inputs whatever the verdict."""
+    ctx.engine.tag(image_id, prepared.ref)
+
+
+def move_tags(ctx: Context, prepared: Prepared, result: BuildResult) -> BuildResult:
+    """Moving tags (`latest`, the version, the image's `tags`) go onto verified images only:
+    an unverified build leaves them on the last verified one."""
+    record = ctx.verified.get(prepared.plan.image.name)
+    if record is None or not record.passed or record.image_id != result.image_id:
+        moving = _tags(prepared)[1:]
+        ctx.ui.warn(f"{prepared.plan.image.name} is not verified: {', '.join(moving)} not moved "
+                    f"(they stay on the last verified image)")
+        return dataclasses.replace(result, tags=(prepared.ref,))
+    move_verified_tags(ctx.engine, prepared, result.image_id)
+    return result
+
+
+def move_verified_tags(engine: Engine, prepared: Prepared, image_id: str) -> None:
+    for ref in _tags(prepared)[1:]:
+        engine.tag(image_id, ref)
 
 
 def verify_image(ctx: Context, prepared: Prepared, image_id: str) -> None:
@@ -211,6 +239,23 @@ def verify_image(ctx: Context, prepared: Prepared, image_id: str) -> None:
     target = Target(prepared.plan, prepared.ref, image_id, prepared.fingerprint)
     ctx.verified[target.name] = gate(ctx.engine, ctx.project.root, target, ctx.ui,
                                      enabled=ctx.verify, keep=ctx.keep, force=ctx.force)
+
+
+def remember_noop(ctx: Context, prepared: Prepared, result: BuildResult, before: str) -> None:
+    """Let the next `kiln build` of this image answer without the pipeline (kiln.noop), if
+    it ended verified, as a container image only, with its parents verified too."""
+    image, root = prepared.plan.image, str(ctx.project.root)
+    record = ctx.verified.get(image.name)
+    parent = (ctx.chains.get(image.base.image) if isinstance(image.base, ImageBase)
+              else [])
+    if record is None or not record.passed or parent is None or "vm" in image.targets:
+        noop.forget(root, image.name)
+        return
+    ctx.chains[image.name] = [*parent, {
+        "image": image.name, "ref": result.ref, "id": result.image_id,
+        "tags": list(result.tags),
+        "verify_record": str(records.path(ctx.project.root, result.image_id, "container"))}]
+    noop.remember(root, image.name, before, ctx.chains[image.name])
 
 
 def record_inputs(ctx: Context, prepared: Prepared, image_id: str) -> None:

@@ -66,6 +66,11 @@ def state_dir(project_root: Path) -> Path:
     return Path(os.environ.get("KILN_STATE_DIR") or project_root / ".kiln")
 
 
+def path(project_root: Path, image_id: str, target: str) -> Path:
+    """Where the verification record of an image ID for a target is kept."""
+    return _path(project_root, image_id, target)
+
+
 def _path(project_root: Path, image_id: str, target: str) -> Path:
     digest = image_id.removeprefix("sha256:")
     return state_dir(project_root) / "verified" / target / f"{digest}.json"

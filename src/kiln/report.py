@@ -43,6 +43,7 @@ class NightlyReport:
     started: str
     finished: str
     outcomes: tuple[ImageOutcome, ...] = field(default_factory=tuple)
+    graph: str = ""  # Mermaid: the images coloured by status (kiln.graph)
 
     @property
     def failed(self) -> bool:
@@ -81,6 +82,8 @@ class NightlyReport:
             lines += ["", f"## {o.image}: package changes", ""]
             lines += [f"- {'**security** ' if p.security else ''}`{p.name}`: "
                       f"{p.old or '(new)'} -> {p.new or '(removed)'}" for p in o.packages]
+        if self.graph:
+            lines += ["", "## Images", "", "```mermaid", self.graph.rstrip("\n"), "```"]
         return "\n".join(lines) + "\n"
 
     def rows(self) -> list[tuple[str, ...]]:
@@ -106,7 +109,8 @@ class NightlyReport:
             ImageOutcome(**{**o, "packages": tuple(PackageChange(**p) for p in o["packages"]),
                             "channels": tuple(o["channels"])})
             for o in data.get("outcomes") or ())
-        return cls(str(data["started"]), str(data["finished"]), outcomes)
+        return cls(str(data["started"]), str(data["finished"]), outcomes,
+                   str(data.get("graph") or ""))
 
     def write(self, folder: Path) -> tuple[Path, Path]:
         folder.mkdir(parents=True, exist_ok=True)

@@ -22,9 +22,11 @@ from kiln.model import (
     ParamValue,
     UserSpec,
 )
+from kiln.testowners import read_overrides
 from kiln.yamlnodes import Map, Node, Scalar, Seq, describe
 
-Merge = Literal["none", "union", "append", "keyed", "map", "override", "exclusive", "image"]
+Merge = Literal["none", "union", "append", "keyed", "map", "override", "exclusive", "command",
+                "image"]
 
 MERGE_RULES: dict[Merge, str] = {
     "none": "not merged: read by the composer itself",
@@ -34,6 +36,9 @@ MERGE_RULES: dict[Merge, str] = {
     "map": "merged per key; the later layer wins (image labels win over all layers)",
     "override": "the later layer wins",
     "exclusive": "set by at most one layer; two layers setting different values is an error",
+    "command": "the later layer wins, as in a Dockerfile; a layer that sets `entrypoint` resets "
+               "the `cmd` set before it (parent image included) unless it sets `cmd` too; "
+               "`cmd: []` clears it",
     "image": "image files only",
 }
 
@@ -280,6 +285,13 @@ class Reader:
         return Healthcheck(**{k: v for k, v in rec.items() if v is not None})
 
 
+TESTS_TYPE = "list of {skip or replace: <layer>::<test>, with, reason}"
+TESTS_HELP = ("Tests of layers below that no longer apply: `skip` one, or `replace` it `with` a "
+              "test of this definition's own tests/. `reason` is required and shown in the "
+              "verification record and report. Checked at `check`; verification only, not part "
+              "of the fingerprint.")
+
+
 @dataclass(frozen=True)
 class Field:
     key: str
@@ -326,10 +338,11 @@ LAYER_FIELDS: tuple[Field, ...] = (
     _f("volumes", "list of absolute paths", lambda r, n, k: tuple(
         v for i, x in enumerate(r.items(n, k)) if (v := r.abspath(x, f"{k}[{i}]"))), "[]",
        "union", "Mount points for state that must outlive the container."),
-    _f("entrypoint", "list of strings (exec form)", Reader.command, "unset", "exclusive",
-       "The process the container runs."),
-    _f("cmd", "list of strings (exec form)", Reader.command, "unset", "exclusive",
-       "Default arguments (or command, without entrypoint)."),
+    _f("entrypoint", "list of strings (exec form)", Reader.command, "unset", "command",
+       "The process the container runs. Setting it resets an inherited `cmd` (see "
+       "Entrypoint and cmd below)."),
+    _f("cmd", "list of strings (exec form)", Reader.command, "unset", "command",
+       "Default arguments to the entrypoint (or the command, without one); `[]` clears it."),
     _f("stopsignal", "string", Reader.string, "unset (SIGTERM)", "exclusive",
        "Signal that stops the container gracefully."),
     _f("healthcheck", "{test, interval, timeout, retries, start_period}", Reader.healthcheck,
@@ -340,6 +353,7 @@ LAYER_FIELDS: tuple[Field, ...] = (
        "Build secrets the layer's run steps read from /run/secrets/<id> (BuildKit secret "
        "mounts: never in a layer, the history, build args or env). Values come from "
        "`invoke build --secret id=path` or the environment variable KILN_SECRET_<ID>."),
+    _f("tests", TESTS_TYPE, read_overrides, "[]", "none", TESTS_HELP),
 )
 
 IMAGE_FIELDS: tuple[Field, ...] = (
@@ -361,6 +375,7 @@ IMAGE_FIELDS: tuple[Field, ...] = (
        "Extra local tags given to the built image (kiln/<name>:<tag>)."),
     _f("labels", "mapping string -> string", Reader.string_map, "{}", "image",
        "OCI labels; they win over the layers' labels."),
+    _f("tests", TESTS_TYPE, read_overrides, "[]", "image", TESTS_HELP),
 )
 
 BOOTSTRAP_VARIANTS = ("extract", "custom", "essential", "apt", "required", "minbase", "buildd",

@@ -36,9 +36,9 @@ from testinfra.backend import base
 from kiln.engine import Engine
 from kiln.errors import KilnError
 from kiln.model import Config, Healthcheck, ParamValue
-
-INFO_ENV = "KILN_VERIFY_INFO"
-SCHEME = "kiln"
+from kiln.suiteinfo import INFO_ENV, SCHEME
+from kiln.testkit import HttpResponse, http_get, listening, service_logs
+from kiln.testowners import describe
 
 # testinfra finds backends by URL scheme in this table (module path, class name).
 testinfra.backend.BACKENDS[SCHEME] = f"{__name__}.KilnBackend"
@@ -65,10 +65,6 @@ class ImageInfo:
     def ports(self) -> tuple[int, ...]:
         """The exposed TCP ports, as numbers."""
         return tuple(int(p.split("/")[0]) for p in self.config.expose if p.endswith("/tcp"))
-
-
-def config_to_json(config: Config) -> dict[str, Any]:
-    return dataclasses.asdict(config)
 
 
 def config_from_json(data: dict[str, Any]) -> Config:
@@ -221,29 +217,8 @@ def root_host(host: testinfra.host.Host) -> testinfra.host.Host:
     return testinfra.host.Host.get_host(f"{backend.NAME}://root@{backend.name}")
 
 
-@dataclass(frozen=True)
-class HttpResponse:
-    status: int
-    headers: dict[str, str]
-    body: str
-
-
-def http_get(host: testinfra.host.Host, port: int, path: str = "/",
-             address: str = "127.0.0.1") -> HttpResponse:
-    """GET http://address:port/path from inside the container (needs bash; no curl needed)."""
-    script = ('exec 3<>"/dev/tcp/$0/$1" && '
-              'printf "GET %s HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n" "$2" >&3 && cat <&3')
-    result = host.run("bash -c %s %s %s %s", script, address, str(port), path)
-    if result.rc != 0:
-        pytest.fail(f"GET http://{address}:{port}{path} from inside the container failed "
-                    f"(exit {result.rc}): {result.stderr.strip()}")
-    head, _, body = result.stdout.replace("\r\n", "\n").partition("\n\n")
-    status_line, *header_lines = head.split("\n")
-    headers = {}
-    for header in header_lines:
-        key, _, value = header.partition(":")
-        headers[key.strip().lower()] = value.strip()
-    return HttpResponse(int(status_line.split()[1]), headers, body)
+# The helpers for test authors live in kiln.testkit; these names stay importable from here.
+__all__ = ["HttpResponse", "http_get", "listening", "service_logs"]
 
 
 # reporting to kiln ---------------------------------------------------------------------------
@@ -262,6 +237,7 @@ class Reporter:
     owners: dict[str, str]  # tests folder relative to the rootdir -> layer or image:<name>
     results: Path
     checks: dict[str, _Check] = field(default_factory=dict)
+    overrides: list[dict[str, Any]] = field(default_factory=list)  # kiln.testowners.overrides
 
     def owner(self, nodeid: str) -> str:
         path = nodeid.split("::")[0]
@@ -272,7 +248,13 @@ class Reporter:
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
-            item.user_properties.append(("layer", self.owner(item.nodeid)))
+            owner = self.owner(item.nodeid)
+            item.user_properties.append(("layer", owner))
+            name = getattr(item, "originalname", None) or item.name.split("[")[0]
+            for o in self.overrides:
+                if (o["layer"], o["test"]) == (owner, name):
+                    # the image (or a layer above) said this promise no longer holds, and why
+                    item.add_marker(pytest.mark.skip(reason=describe(o)))
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -315,6 +297,7 @@ def _message(report: pytest.TestReport | pytest.CollectReport) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     data = json.loads(_info_path(config).read_text())
     KilnBackend.label = data["image"]
-    config.pluginmanager.register(Reporter(dict(data["owners"]), Path(data["results"])),
+    config.pluginmanager.register(Reporter(dict(data["owners"]), Path(data["results"]),
+                                           overrides=list(data.get("overrides", ()))),
                                   "kiln-reporter")
 

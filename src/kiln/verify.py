@@ -36,7 +36,8 @@ from kiln.errors import CommandError, KilnError
 from kiln.model import Config, Healthcheck, Plan
 from kiln.records import CheckResult, Outcome, VerifyRecord
 from kiln.run import interactive, run
-from kiln.testing import INFO_ENV, SCHEME, config_to_json
+from kiln.suiteinfo import INFO_ENV, SCHEME, config_to_json
+from kiln.testowners import describe, overrides
 from kiln.ui import UI
 
 TARGET = "container"
@@ -160,6 +161,8 @@ def verify(engine: Engine, root: Path, target: Target, ui: UI, *, junit: Path | 
     record = _record(target, suite, started, not reason, checks=checks, reason=reason,
                      seconds=time.monotonic() - clock)
     verification.record = _with_extra(record, verification, connection, junit)
+    if overrides(target.plan):  # tests of a layer that this image skips or replaces, and why
+        verification.record.extra["overrides"] = overrides(target.plan)
     records.save(root, verification.record)
     return verification
 
@@ -176,7 +179,7 @@ def run_suite(suite: Suite, target: Target, container: str, junit: Path | None,
             "container": container, "layers": [layer.name for layer in plan.all_layers],
             "params": dict(plan.params), "config": config_to_json(plan.config),
             "service": is_service(plan.config), "owners": suite.owners,
-            "results": str(results)}))
+            "overrides": overrides(plan), "results": str(results)}))
         # Our own ini: the project's pytest settings (addopts, markers) are not the suite's.
         ini.write_text("[pytest]\npython_files = test_*.py\njunit_family = xunit1\n"
                        f"junit_suite_name = kiln.{target.name}\n")
@@ -369,9 +372,10 @@ def _record(target: Target, suite: Suite, started: str, passed: bool, *,
 
 def _with_extra(record: VerifyRecord, run: Verification, connection: str,
                 junit: Path | None) -> VerifyRecord:
-    extra = {"container": run.container, "connection": connection,
-             "start_seconds": round(run.start_seconds, 3),
-             "suite_seconds": round(run.suite_seconds, 3), "commands": len(run.commands)}
+    extra: dict[str, Any] = {
+        "container": run.container, "connection": connection,
+        "start_seconds": round(run.start_seconds, 3),
+        "suite_seconds": round(run.suite_seconds, 3), "commands": len(run.commands)}
     if junit:
         extra["junit"] = str(junit)
     return VerifyRecord(**{**record.__dict__, "extra": extra})
@@ -428,6 +432,12 @@ def failure_lines(record: VerifyRecord) -> list[str]:
     return lines
 
 
+def override_lines(record: VerifyRecord) -> list[str]:
+    """The tests of a layer this image skipped or replaced, each with who did and why."""
+    return [f"{o['layer']}::{o['test']} {describe(o)}"
+            for o in record.extra.get("overrides", ())]
+
+
 def summary(record: VerifyRecord) -> str:
     counts = record.counts
     verdict = "[bold green]verified[/]" if record.passed else "[bold red]NOT verified[/]"
@@ -443,6 +453,8 @@ def show(ui: UI, record: VerifyRecord) -> None:
         ui.info(f"  {mark} {layer}: {passed} passed" + (f", {failed} failed" if failed else "")
                 + (f", {errors} errors" if errors else "")
                 + (f", {skipped} skipped" if skipped else ""))
+    for line in override_lines(record):
+        ui.err.print(f"  {line}", markup=False, highlight=False)
     for line in failure_lines(record):
         ui.err.print(line, markup=False, highlight=False)
     ui.info(summary(record))

@@ -47,6 +47,7 @@ from kiln.release.api import (
     pull,
     revoke,
     rollback,
+    sbom,
 )
 from kiln.release.errors import (
     ImmutableTagError,
@@ -593,3 +594,6 @@ def test_cosign_verifies_kiln_and_a_second_signer_breaks_nothing(project, kiln_c
         built.image_id
     rows = {r["tag"]: r for r in catalog(session(project.root, engine))}
     assert (rows[published.tag]["signed"], rows[published.tag]["verified"]) == ("yes", "yes")
+    bom = sbom(session(project.root, engine), f"small:{published.tag}")  # `kiln sbom`
+    assert (bom["bomFormat"], bom["specVersion"]) == ("CycloneDX", "1.5")
+    assert bom["metadata"]["component"]["hashes"][0]["content"] == published.digest[7:]

@@ -18,7 +18,9 @@ from kiln.ui import UI
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = ("base", "nginx", "python")
+# redis and webapp: services on the samples, with no edit to any sample layer (issue 14);
+# webapp is the one docs/tutorial.md writes.
+SAMPLES = ("base", "nginx", "python", "redis", "webapp")
 
 
 def test_samples_build_and_pass_verification(engine, tmp_path, monkeypatch):
@@ -35,3 +37,7 @@ def test_samples_build_and_pass_verification(engine, tmp_path, monkeypatch):
         assert {"minimal", "core", "hardening", "user"} <= layers, name
     assert {c.layer for c in ctx.verified["nginx"].checks} >= {"nginx"}
     assert {c.layer for c in ctx.verified["python"].checks} >= {"python"}
+    for service, layer in (("redis", "redis"), ("webapp", "webapp")):
+        record = ctx.verified[service]
+        assert {c.layer for c in record.checks if c.outcome == "passed"} >= {layer, "user"}
+        assert record.counts["skipped"] == 0 and "overrides" not in record.extra

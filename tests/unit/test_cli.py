@@ -90,3 +90,12 @@ def test_no_project_is_a_clear_error(tmp_path: Path) -> None:
     result = kiln(tmp_path, "images")
     assert result.returncode == 1
     assert "no kiln project here or above" in result.stderr
+
+
+def test_the_kiln_command_shows_task_help_and_runs_nothing(tmp_path: Path) -> None:
+    root = copy_definitions(tmp_path / "p")
+    before = sorted(root.rglob("*"))
+    result = kiln(root, "publish", "nginx", "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: kiln publish [options] <image>")
+    assert result.stderr == "" and sorted(root.rglob("*")) == before  # no registry started

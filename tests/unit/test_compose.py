@@ -314,6 +314,19 @@ MERGE_CASES: list[tuple[str, Mapping[str, Any], Mapping[str, Any], str, Getter, 
      "", lambda p: p.config.stopsignal, "SIGQUIT"),
     ("entrypoint set identically twice", {"entrypoint": ["tini"]}, {"entrypoint": ["tini"]}, "",
      lambda p: p.config.entrypoint, ("tini",)),
+    # Docker's rules for ENTRYPOINT and CMD (docs/definitions.md, "Entrypoint and cmd")
+    ("entrypoint: the later layer wins", {"entrypoint": ["a"]}, {"entrypoint": ["b"]}, "",
+     lambda p: p.config.entrypoint, ("b",)),
+    ("cmd: the later layer wins", {"cmd": ["a"]}, {"cmd": ["a", "b"]}, "",
+     lambda p: p.config.cmd, ("a", "b")),
+    ("an entrypoint resets the cmd before it", {"cmd": ["python3"]},
+     {"entrypoint": ["python3", "/srv/app/server.py"]}, "",
+     lambda p: (p.config.entrypoint, p.config.cmd), (("python3", "/srv/app/server.py"), None)),
+    ("an entrypoint keeps the cmd it sets itself", {"cmd": ["python3"]},
+     {"entrypoint": ["server"], "cmd": ["--port", "80"]}, "",
+     lambda p: (p.config.entrypoint, p.config.cmd), (("server",), ("--port", "80"))),
+    ("cmd: [] clears the cmd", {"cmd": ["python3"]}, {"cmd": []}, "",
+     lambda p: p.config.cmd, ()),
     ("expose union", {"expose": [80, 443]}, {"expose": ["443/tcp", "53/udp", 80]}, "",
      lambda p: p.config.expose, ("80/tcp", "443/tcp", "53/udp")),
     ("volumes union", {"volumes": ["/data", "/logs"]}, {"volumes": ["/cache", "/data"]}, "",
@@ -352,12 +365,6 @@ MERGE_ERRORS = [
     ("user", "user: app\n", "description: b\nuser: root\n",
      "layers/b/layer.yaml:2: 'user' is set by layer 'b' and differently by layer 'a' "
      "(layers/a/layer.yaml:1) (set 'user' in one layer only)"),
-    ("entrypoint", "entrypoint: [a]\n", "description: b\nentrypoint: [b]\n",
-     "layers/b/layer.yaml:2: 'entrypoint' is set by layer 'b' and differently by layer 'a' "
-     "(layers/a/layer.yaml:1) (set 'entrypoint' in one layer only)"),
-    ("cmd", "cmd: [a]\n", "description: b\ncmd: [a, b]\n",
-     "layers/b/layer.yaml:2: 'cmd' is set by layer 'b' and differently by layer 'a' "
-     "(layers/a/layer.yaml:1) (set 'cmd' in one layer only)"),
     ("stopsignal", "stopsignal: SIGTERM\n", "description: b\nstopsignal: SIGQUIT\n",
      "layers/b/layer.yaml:2: 'stopsignal' is set by layer 'b' and differently by layer 'a' "
      "(layers/a/layer.yaml:1) (set 'stopsignal' in one layer only)"),
@@ -454,6 +461,25 @@ def test_child_config_merges_over_the_parent(make_project: MakeProject) -> None:
     assert (config.user, config.workdir, config.cmd) == ("app", "/home/app", ("nginx",))
     assert config.env == (("LANG", "C.UTF-8"),)
     assert config.labels == (("kind", "child"), ("owner", "parent"), ("tier", "svc"))
+
+
+def test_an_entrypoint_in_a_child_resets_the_parent_images_cmd(
+        make_project: MakeProject) -> None:
+    project = make_project(
+        layers={"py": "cmd: [python3]\n",
+                "app": "entrypoint: [python3, /srv/app/server.py]\n",
+                "args": "cmd: [--port, '80']\n"},
+        images={"python": image("py"), "app": "base:\n  image: python\nlayers: [app]\n",
+                "tool": "base:\n  image: python\nlayers: [args]\n"})
+    app = compose(project, "app").config
+    assert (app.entrypoint, app.cmd) == (("python3", "/srv/app/server.py"), None)
+    def dockerfile(name: str) -> str:
+        return render_dockerfile(compose(project, name), "p", "f" * 64).dockerfile
+
+    assert "\nCMD " not in dockerfile("app")
+    assert '\nCMD ["python3"]' in dockerfile("python")
+    tool = compose(project, "tool").config
+    assert (tool.entrypoint, tool.cmd) == (None, ("--port", "80"))
 
 
 def test_child_of_a_non_root_parent_switches_to_root_to_build(

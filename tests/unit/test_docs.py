@@ -111,7 +111,8 @@ def test_sections_are_all_there() -> None:
         "### `image`: another kiln image of this project",
         "### `ref`: an external image, pinned by digest",
         "### `rootfs`: a root filesystem tarball, pinned by checksum", "## Params",
-        "## Merge rules", "## YAML rules", "## The rendered Dockerfile", "## Provenance labels",
+        "## Merge rules", "## Entrypoint and cmd", "## Checked before any build",
+        "## YAML rules", "## The rendered Dockerfile", "## Provenance labels",
         "## What a layer can and cannot do to the build host", "## A full example"]
 
 

@@ -4,7 +4,8 @@
 def test_image_runs_as_the_user(host, params, image):
     assert image.config.user == params["user"]
     assert host.check_output("id -u") == "10001"  # checks run as the image's configured user
-    assert host.check_output("pwd") == f"/home/{params['user']}"
+    # in the image's working directory: the user's home unless a layer above sets a workdir
+    assert host.check_output("pwd") == (image.config.workdir or "/")
 
 
 def test_main_process_runs_as_the_user(host):

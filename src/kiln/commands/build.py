@@ -9,7 +9,7 @@ from invoke import task
 from invoke.context import Context as InvokeContext
 
 from kiln.commands.common import kiln_task, run_context
-from kiln.hermetic import parse_secret_args
+from kiln.hermetic import check_lock, parse_secret_args
 from kiln.load import Project
 from kiln.pipeline import build_all, build_image, prepare, validate
 from kiln.render import write_context_dir
@@ -24,10 +24,20 @@ TASKS = ("render", "build", "images", "layers", "check", "docs")
             "json": "print the Dockerfile, fingerprint and context as JSON"})
 @kiln_task
 def render(c: InvokeContext, image: str, context: str | None = None, json: bool = False) -> None:
-    """Print the Dockerfile kiln renders for an image (deterministic: same inputs, same bytes)."""
+    """Print the Dockerfile kiln renders for an image (deterministic: same inputs, same bytes).
+
+    It is the Dockerfile build would run: with packages, that needs a lock that fits the
+    definitions, and render refuses without one, with build's own error.
+
+    Examples:
+      kiln render nginx
+      kiln render nginx --context /tmp/nginx-context
+      kiln render nginx --json
+    """
     project = Project.find()
     validate(project)
     prepared = prepare(project, image)
+    check_lock(project.root, prepared.plan)  # what build would refuse, render refuses
     if context:
         write_context_dir(Path(context), prepared.rendered.dockerfile, prepared.entries)
     if json:
@@ -53,7 +63,14 @@ def build(c: InvokeContext, image: str, no_cache: bool = False, force: bool = Fa
           verbose: bool = False, no_verify: bool = False, keep: bool = False,
           target: str | None = None, json: bool = False,
           secret: list[str] | None = None) -> None:
-    """Build an image (its base images first), then verify it; `all` builds every one."""
+    """Build an image (its base images first), then verify it; `all` builds every one.
+
+    Examples:
+      kiln build nginx
+      kiln build all
+      kiln build python,nginx --json
+      kiln build nginx --keep
+    """
     ctx = run_context(verbose, nocache=no_cache, force=force, verify=not no_verify, keep=keep,
                       secrets=parse_secret_args(secret or []))
     validate(ctx.project)
@@ -72,12 +89,20 @@ def build(c: InvokeContext, image: str, no_cache: bool = False, force: bool = Fa
          "yes" if verified[r.image] else "NO") for r in results])
     if disks:
         disk_table(ctx.ui, disks)
+    for r in results:  # one line per image, whole refs: what a CI log is searched for
+        ctx.ui.result(f"{r.image}: {r.action} {r.ref} ({r.image_id}) in {r.seconds:.1f}s, "
+                      + ("verified" if verified[r.image] else "NOT verified"))
 
 
 @task(help={"json": "print as JSON"})
 @kiln_task
 def images(c: InvokeContext, json: bool = False) -> None:
-    """List the images this project defines: base, layers, fingerprint."""
+    """List the images this project defines: base, layers, fingerprint.
+
+    Examples:
+      kiln images
+      kiln images --json
+    """
     project = Project.find()
     plans = validate(project)
     rows = []
@@ -96,7 +121,12 @@ def images(c: InvokeContext, json: bool = False) -> None:
 @task(help={"json": "print as JSON"})
 @kiln_task
 def layers(c: InvokeContext, json: bool = False) -> None:
-    """List the layers this project defines."""
+    """List the layers this project defines.
+
+    Examples:
+      kiln layers
+      kiln layers --json
+    """
     project = Project.find()
     project.check_all()
     found = [project.layer(name) for name in project.layer_names()]
@@ -110,20 +140,35 @@ def layers(c: InvokeContext, json: bool = False) -> None:
         for la in found])
 
 
-@task
+@task(help={"json": "print the images checked as JSON"})
 @kiln_task
-def check(c: InvokeContext) -> None:
-    """Validate every definition; print each problem as path:line: message (hint)."""
+def check(c: InvokeContext, json: bool = False) -> None:
+    """Validate every definition; print each problem as path:line: message (hint).
+
+    Examples:
+      kiln check
+      kiln check --json
+    """
     plans = validate(Project.find())
+    if json:
+        UI().json({"valid": True, "images": sorted(p.image.name for p in plans)})
+        return
     UI().result(f"{len(plans)} images and their layers are valid")
 
 
-@task
+@task(help={"json": "print the file written as JSON"})
 @kiln_task
-def docs(c: InvokeContext) -> None:
-    """Regenerate docs/definitions.md from the table of definition keys."""
+def docs(c: InvokeContext, json: bool = False) -> None:
+    """Regenerate docs/definitions.md from the table of definition keys.
+
+    Examples:
+      kiln docs
+    """
     from kiln.docs import definitions_markdown
 
     path = Project.find().root / "docs" / "definitions.md"
     path.write_text(definitions_markdown())
+    if json:
+        UI().json({"wrote": str(path)})
+        return
     UI().result(f"wrote {path}")

@@ -29,7 +29,13 @@ def _names(project: Project, image: str | None) -> list[str] | None:
 @kiln_task
 def plan(c: InvokeContext, image: str, json: bool = False,
          matrix: bool = False) -> None:
-    """Per image: build or skip, and why (which input changed since the last build)."""
+    """Per image: build or skip, and why (which input changed since the last build).
+
+    Examples:
+      kiln plan all
+      kiln plan nginx --json
+      kiln plan all --matrix
+    """
     project = Project.find()
     try:
         engine: Engine | None = Engine.connect()
@@ -60,8 +66,16 @@ def plan(c: InvokeContext, image: str, json: bool = False,
 @kiln_task
 def lock(c: InvokeContext, image: str, refresh: bool = False, verbose: bool = False,
           json: bool = False) -> None:
-    """Resolve every package (dependencies included) of images into images/<name>.lock."""
-    ctx = run_context(verbose)
+    """Resolve every package (dependencies included) of images into images/<name>.lock.
+
+    A parent image is built first when missing (apt resolves in a container of it), but
+    nothing is verified: `kiln build` does that.
+
+    Examples:
+      kiln lock nginx
+      kiln lock all --refresh
+    """
+    ctx = run_context(verbose, verify=False)  # locking builds a missing parent, verifies nothing
     names = _names(ctx.project, image)
     updates = []
     for plan_ in validate(ctx.project):
@@ -91,7 +105,11 @@ def lock(c: InvokeContext, image: str, refresh: bool = False, verbose: bool = Fa
                                 "json": "print the result as JSON"})
 @kiln_task
 def diff_builds(c: InvokeContext, image: str, verbose: bool = False, json: bool = False) -> None:
-    """Build an image twice (the second time without cache) and list the files that differ."""
+    """Build an image twice (the second time without cache) and list the files that differ.
+
+    Examples:
+      kiln diff-builds base
+    """
     ctx = run_context(verbose, force=True)
     validate(ctx.project)
     first = build_image(ctx, image)

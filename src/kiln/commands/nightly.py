@@ -12,7 +12,6 @@ from kiln import report as reports
 from kiln.commands.common import kiln_task, run_context
 from kiln.errors import KilnError
 from kiln.load import Project
-from kiln.nightly import Options, commit_locks, commit_message, run_nightly
 from kiln.report import COLUMNS, NightlyReport
 from kiln.ui import UI
 
@@ -37,7 +36,14 @@ def show(ui: UI, report: NightlyReport) -> None:
 def nightly(c: InvokeContext, only: str | None = None, report: str | None = None,
             commit: bool = False, no_refresh: bool = False, verbose: bool = False,
             json: bool = False) -> None:
-    """Refresh locks, rebuild what changed (parents first), verify, publish, move candidate."""
+    """Refresh locks, rebuild what changed (parents first), verify, publish, move candidate.
+
+    Examples:
+      kiln nightly --report out/
+      kiln nightly --only nginx --no-refresh
+    """
+    from kiln.nightly import Options, run_nightly  # publishing's libraries: loaded here
+
     ctx = run_context(verbose)
     ctx.ui = UI(verbose=verbose, quiet=not verbose)  # the quiet night prints one line
     options = Options(only=tuple(only.split(",")) if only else None, refresh=not no_refresh,
@@ -64,11 +70,26 @@ def nightly(c: InvokeContext, only: str | None = None, report: str | None = None
 @kiln_task
 def merge_reports(c: InvokeContext, folder: str, out: str | None = None, commit: bool = False,
                   json: bool = False) -> None:
-    """Merge the per-image reports of a fanned-out nightly (a CI matrix) into one."""
+    """Merge the per-image reports of a fanned-out nightly (a CI matrix) into one.
+
+    Examples:
+      kiln merge-reports reports/ --out merged/
+    """
+    from kiln.nightly import commit_locks, commit_message
+
     found = sorted(Path(folder).rglob("nightly.json"))
     if not found:
         raise KilnError(f"{folder}: no nightly.json below it (download the jobs' reports here)")
     merged = reports.merge([reports.read(path) for path in found])
+    try:  # the graph, coloured by the merged statuses, when run in the project
+        from dataclasses import replace
+
+        from kiln.nightly import status_graph
+        from kiln.pipeline import validate
+
+        merged = replace(merged, graph=status_graph(validate(Project.find()), merged.outcomes))
+    except KilnError:
+        pass
     changes = {o.image: o.packages for o in merged.outcomes
                if o.status == "rebuilt" and o.packages}
     message = commit_message(changes)

@@ -3,64 +3,90 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke import task
 from invoke.context import Context as InvokeContext
 
 from kiln.commands.common import kiln_task
 from kiln.config import load_config
-from kiln.embedded import embedded
 from kiln.errors import KilnError
 from kiln.load import Project
-from kiln.release.api import Session, check_target, open_session, pull_disk
-from kiln.release.api import catalog as list_catalog
-from kiln.release.api import promote as promote_image
-from kiln.release.api import publish as publish_image
-from kiln.release.api import pull as pull_image
-from kiln.release.api import revoke as revoke_digest
-from kiln.release.api import rollback as rollback_channel
-from kiln.release.api import sbom as image_sbom
-from kiln.release.keys import pin_key_id
-from kiln.signing import keygen as make_keys
 from kiln.ui import UI
+
+if TYPE_CHECKING:  # publishing's libraries (requests, cryptography) load in its tasks
+    from kiln.release.api import Session
 
 TASKS = ("keygen", "registry", "publish", "promote", "rollback", "revoke", "pull", "catalog",
          "sbom")
 
 
 def _session(verbose: bool = False) -> Session:
+    from kiln.release.api import open_session
+
     return open_session(Project.find(), UI(verbose=verbose))
 
 
-@task(help={"force": "replace an existing key (images signed with the old one stop verifying)"})
+@task(help={"force": "replace an existing key (images signed with the old one stop verifying)",
+            "json": "print the key and its files as JSON"})
 @kiln_task
-def keygen(c: InvokeContext, force: bool = False) -> None:
-    """Write the project's ed25519 signing key (private: not committed) and kiln.pub."""
+def keygen(c: InvokeContext, force: bool = False, json: bool = False) -> None:
+    """Write the project's ed25519 signing key (private: not committed) and kiln.pub.
+
+    Examples:
+      kiln keygen
+    """
+    from kiln.release.keys import pin_key_id
+    from kiln.signing import keygen as make_keys
+
     root = Project.find().root
     config = load_config(root)
     key = make_keys(config.signing_key, config.public_key, force=force)
     pinned = pin_key_id(root, key)
+    if json:
+        UI().json({"key": str(key), "private": str(config.signing_key),
+                   "public": str(config.public_key), "pinned_in": str(pinned)})
+        return
     UI().result(f"key {key}: private {config.signing_key} (keep it out of git), "
                 f"public {config.public_key} and its pin in {pinned.name} (commit both)")
 
 
-@task(positional=["action"], help={"action": "up, down or status"})
+@task(positional=["action"], help={"action": "up, down or status",
+                                   "json": "print the registry's state as JSON"})
 @kiln_task
-def registry(c: InvokeContext, action: str) -> None:
-    """Start, stop or show kiln's embedded registry (used when no registry is configured)."""
+def registry(c: InvokeContext, action: str, json: bool = False) -> None:
+    """Start, stop or show kiln's embedded registry (used when no registry is configured).
+
+    Examples:
+      kiln registry up
+      kiln registry status --json
+      kiln registry down
+    """
+    from kiln.embedded import embedded
+
     root = Project.find().root
     config = load_config(root)
     local = embedded(root)
     if action == "up":
         address = local.start()
-        UI().result(f"embedded registry up at http://{address}/v2/ (storage {local.data})")
+        state = {"action": action, "running": True, "address": address,
+                 "storage": str(local.data)}
+        message = f"embedded registry up at http://{address}/v2/ (storage {local.data})"
     elif action == "down":
         stopped = local.stop()
-        UI().result("embedded registry stopped" if stopped else "embedded registry not running")
+        state = {"action": action, "running": False, "stopped": stopped}
+        message = "embedded registry stopped" if stopped else "embedded registry not running"
     elif action == "status":
-        UI().result(local.status().describe())
+        status = local.status()
+        state = {"action": action, "status": status.describe()}
+        message = status.describe()
     else:
         raise KilnError(f"registry {action}: expected up, down or status")
+    state["configured"] = None if config.embedded else config.registry
+    if json:
+        UI().json(state)
+        return
+    UI().result(message)
     if not config.embedded:
         UI().warn(f"a registry is configured ({config.registry}, from {config.source}): "
                   "publish uses it, not the embedded one")
@@ -74,7 +100,15 @@ def registry(c: InvokeContext, action: str) -> None:
 @kiln_task
 def publish(c: InvokeContext, image: str, tag: str | None = None, target: str = "container",
             json: bool = False) -> None:
-    """Push a verified image (or VM disk) under an immutable tag, signed, with its provenance."""
+    """Push a verified image (or VM disk) under an immutable tag, signed, with its provenance.
+
+    Examples:
+      kiln publish nginx
+      kiln publish base-vm --target vm
+    """
+    from kiln.release.api import check_target
+    from kiln.release.api import publish as publish_image
+
     s = _session()
     results = [publish_image(s, name, tag, check_target(target)) for name in image.split(",")]
     if json:
@@ -89,31 +123,68 @@ def publish(c: InvokeContext, image: str, tag: str | None = None, target: str = 
 @task(positional=["image", "channel"], help={
     "image": "image[:tag|@digest]; a bare name means the version of the local build",
     "channel": "channel to move (stable, candidate, ...)",
-    "target": "container (default) or vm: move the disk channel (tag <channel>-vm)"})
+    "target": "container (default) or vm: move the disk channel (tag <channel>-vm)",
+    "json": "print the channel's move as JSON"})
 @kiln_task
-def promote(c: InvokeContext, image: str, channel: str, target: str = "container") -> None:
-    """Move a channel to a signed, verified, published version (recorded in its history)."""
+def promote(c: InvokeContext, image: str, channel: str, target: str = "container",
+            json: bool = False) -> None:
+    """Move a channel to a signed, verified, published version (recorded in its history).
+
+    Examples:
+      kiln promote nginx stable
+      kiln promote nginx:1.22-20261201-0123456789ab candidate
+    """
+    from kiln.release.api import check_target
+    from kiln.release.api import promote as promote_image
+
     move = promote_image(_session(), image, channel, check_target(target))
+    if json:
+        UI().json(move.to_json())
+        return
     verb = "already at" if move.action == "unchanged" else "now at"
     UI().result(f"{move.repository}:{move.channel} {verb} {move.tag} ({move.digest})")
 
 
 @task(positional=["image", "channel"], help={
-    "target": "container (default) or vm: roll back the disk channel (tag <channel>-vm)"})
+    "image": "image name",
+    "channel": "channel to roll back (stable, candidate, ...)",
+    "target": "container (default) or vm: roll back the disk channel (tag <channel>-vm)",
+    "json": "print the channel's move as JSON"})
 @kiln_task
-def rollback(c: InvokeContext, image: str, channel: str, target: str = "container") -> None:
-    """Return a channel to its previous known-good digest."""
+def rollback(c: InvokeContext, image: str, channel: str, target: str = "container",
+             json: bool = False) -> None:
+    """Return a channel to its previous known-good digest.
+
+    Examples:
+      kiln rollback nginx stable
+    """
+    from kiln.release.api import check_target
+    from kiln.release.api import rollback as rollback_channel
+
     move = rollback_channel(_session(), image, channel, check_target(target))
+    if json:
+        UI().json(move.to_json())
+        return
     UI().result(f"{move.repository}:{move.channel} rolled back from "
                 f"{(move.previous or 'nothing')[:19]} to {move.tag} ({move.digest})")
 
 
-@task(positional=["image"], help={"image": "image@sha256:<digest>", "reason": "why (recorded)"})
+@task(positional=["image"], help={"image": "image@sha256:<digest>", "reason": "why (recorded)",
+                                  "json": "print the revocation and the channels moved as JSON"})
 @kiln_task
-def revoke(c: InvokeContext, image: str, reason: str = "") -> None:
-    """Mark a digest bad: pull refuses it, channels cannot point at it (they roll back)."""
+def revoke(c: InvokeContext, image: str, reason: str = "", json: bool = False) -> None:
+    """Mark a digest bad: pull refuses it, channels cannot point at it (they roll back).
+
+    Examples:
+      kiln revoke nginx@sha256:<digest> --reason 'CVE-2026-1234'
+    """
+    from kiln.release.api import revoke as revoke_digest
+
     s = _session()
     moves = revoke_digest(s, image, reason)
+    if json:
+        s.ui.json({"revoked": image, "reason": reason, "rolled_back": [m.to_json() for m in moves]})
+        return
     s.ui.result(f"revoked {image}")
     for move in moves:
         s.ui.result(f"  {move.channel} rolled back to {move.tag} ({move.digest[:19]})")
@@ -127,7 +198,16 @@ def revoke(c: InvokeContext, image: str, reason: str = "") -> None:
 @kiln_task
 def pull(c: InvokeContext, image: str, target: str = "container", output: str = ".",
          json: bool = False) -> None:
-    """Pull by digest after checking its signature, provenance and verification record."""
+    """Pull by digest after checking its signature, provenance and verification record.
+
+    Examples:
+      kiln pull nginx
+      kiln pull nginx:candidate --json
+      kiln pull base-vm --target vm --output disks/
+    """
+    from kiln.release.api import check_target, pull_disk
+    from kiln.release.api import pull as pull_image
+
     s = _session()
     if check_target(target) == "vm":
         disk = pull_disk(s, image, Path(output))
@@ -149,7 +229,14 @@ def pull(c: InvokeContext, image: str, target: str = "container", output: str = 
 @task(help={"json": "print as JSON"})
 @kiln_task
 def catalog(c: InvokeContext, json: bool = False) -> None:
-    """List published images: versions, channels, digests, verified/signed state, age."""
+    """List published images: versions, channels, digests, verified/signed state, age.
+
+    Examples:
+      kiln catalog
+      kiln catalog --json
+    """
+    from kiln.release.api import catalog as list_catalog
+
     s = _session()
     rows = list_catalog(s)
     if json:
@@ -164,9 +251,25 @@ def catalog(c: InvokeContext, json: bool = False) -> None:
 
 @task(positional=["image"], help={
     "image": "image[:channel|:tag|@digest] (default: the first channel, stable)",
-    "target": "container (default) or vm"})
+    "target": "container (default) or vm",
+    "json": "print the CycloneDX document itself"})
 @kiln_task
-def sbom(c: InvokeContext, image: str, target: str = "container") -> None:
-    """Print the signed CycloneDX SBOM of a published image (after checking its signature)."""
+def sbom(c: InvokeContext, image: str, target: str = "container", json: bool = False) -> None:
+    """Show the signed CycloneDX SBOM of a published image (after checking its signature).
+
+    Examples:
+      kiln sbom nginx:stable
+      kiln sbom nginx:stable --json > nginx.cdx.json
+    """
+    from kiln.release.api import check_target
+    from kiln.release.api import sbom as image_sbom
+
     s = _session()
-    s.ui.json(image_sbom(s, image, check_target(target)))
+    bom = image_sbom(s, image, check_target(target))
+    if json:
+        s.ui.json(bom)
+        return
+    parts = bom.get("components") or []
+    s.ui.table(f"{image}: {len(parts)} packages (CycloneDX {bom.get('specVersion')}, signed)",
+               ["package", "version", "purl"],
+               [(str(p.get("name")), str(p.get("version")), str(p.get("purl"))) for p in parts])

@@ -10,10 +10,17 @@ from invoke.context import Context as InvokeContext
 
 from kiln.commands.common import kiln_task, run_context
 from kiln.errors import KilnError
-from kiln.pipeline import Context, prepare, validate
-from kiln.verify import Target, VerifyError, failure_lines, open_shell, per_layer, summary
+from kiln.pipeline import Context, move_verified_tags, prepare, validate
+from kiln.verify import (
+    Target,
+    VerifyError,
+    failure_lines,
+    open_shell,
+    override_lines,
+    per_layer,
+    summary,
+)
 from kiln.verify import verify as run_verify
-from kiln.vm.verify import verify_vm
 
 TASKS = ("verify", "shell")
 
@@ -42,7 +49,13 @@ def built(ctx: Context, name: str) -> Target:
 def verify(c: InvokeContext, image: str, target: str = "container", junit: str | None = None,
            keep: bool = False, boot: str | None = None, accel: str = "auto",
            timeout: float | None = None, verbose: bool = False, json: bool = False) -> None:
-    """Run an image's suite (its layers' tests) against a throwaway container or VM; record it."""
+    """Run an image's suite (its layers' tests) against a throwaway container or VM; record it.
+
+    Examples:
+      kiln verify nginx
+      kiln verify nginx --junit report.xml
+      kiln verify base-vm --target vm
+    """
     if target == "vm":
         verify_disk(image, boot=boot, accel=accel, timeout=timeout, verbose=verbose, json=json)
         return
@@ -59,12 +72,14 @@ def verify(c: InvokeContext, image: str, target: str = "container", junit: str |
     else:
         ctx.ui.table(f"kiln verify {image}", ["layer", "passed", "failed", "errors", "skipped"],
                      per_layer(record))
-        for line in failure_lines(record):
+        for line in override_lines(record) + failure_lines(record):
             ctx.ui.out.print(line, markup=False, highlight=False)
         ctx.ui.info(summary(record))
     if not record.passed:
         raise VerifyError(f"{subject.plan.image.path}: '{image}' failed verification: "
                           f"{record.reason}")
+    # verified now: `latest` and the version may name it (a failed build left them behind)
+    move_verified_tags(ctx.engine, prepare(ctx.project, image), subject.image_id)
 
 
 @task(positional=["image"], help={
@@ -72,7 +87,12 @@ def verify(c: InvokeContext, image: str, target: str = "container", junit: str |
     "user": "the user the shell runs as (default: the image's user)"})
 @kiln_task
 def shell(c: InvokeContext, image: str, user: str | None = None) -> None:
-    """Open a shell in a fresh container of an image (removed when the shell exits)."""
+    """Open a shell in a fresh container of an image (removed when the shell exits).
+
+    Examples:
+      kiln shell nginx
+      kiln shell nginx --user root
+    """
     ctx = run_context()
     code = open_shell(ctx.engine, built(ctx, image), ctx.ui, user=user)
     if code:
@@ -82,6 +102,8 @@ def shell(c: InvokeContext, image: str, user: str | None = None) -> None:
 def verify_disk(image: str, *, boot: str | None, accel: str, timeout: float | None,
                 verbose: bool, json: bool) -> None:
     """`verify --target vm`: boot a throwaway copy of the built disk, run the suite over SSH."""
+    from kiln.vm.verify import verify_vm  # qemu's and SSH's libraries: loaded here
+
     if accel not in ("auto", "kvm", "tcg"):
         raise KilnError(f"--accel {accel}: use auto, kvm or tcg")
     ctx = run_context(verbose)

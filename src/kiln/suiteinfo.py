@@ -1,0 +1,19 @@
+"""What the verifying process and its pytest plugin (kiln.testing) share.
+
+Kept apart from the plugin so that the process that builds and verifies never imports pytest or
+testinfra itself: the suite runs in a pytest subprocess, which loads the plugin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from kiln.model import Config
+
+INFO_ENV = "KILN_VERIFY_INFO"  # names the JSON file that tells the plugin what is under test
+SCHEME = "kiln"  # testinfra's backend scheme for kiln's containers: --hosts=kiln://<id>
+
+
+def config_to_json(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)

@@ -1,0 +1,68 @@
+"""`kiln run`: the image as in production, its port on 127.0.0.1, its log followed, and the
+container removed when it stops. Busybox test base."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from kiln.engine import Engine
+from kiln.pipeline import build_image
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def files(port: int) -> dict[str, str]:
+    return {
+        "layers/web/layer.yaml": f"""\
+            run:
+              - mkdir -p /www && echo served > /www/index.html
+            expose: ["{port}"]
+            entrypoint: ["sh", "-c", "echo web starting; exec httpd -f -v -p {port} -h /www"]
+        """,
+        "layers/web/tests/test_web.py": "def test_web(image):\n    assert image.service\n",
+        "images/web.yaml": "{busybox}\nlayers: [web]\n",
+    }
+
+
+def runs(engine: Engine) -> list[str]:
+    return [c.name for c in engine.containers() if c.labels.get("dev.kiln.purpose") == "run"]
+
+
+def test_run_publishes_on_loopback_follows_logs_and_removes(make_project, kiln_ctx, engine):
+    port = free_port()
+    project = make_project(files(port))
+    build_image(kiln_ctx(project), "web")
+    proc = subprocess.Popen([sys.executable, "-c", "from kiln.cli import main; main()", "run",
+                             "web"], cwd=project.root,
+                            env=dict(os.environ, KILN_PROJECT=str(project.root)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        body = ""
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    body = r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert body == "served\n"
+        assert len(runs(engine)) == 1
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "web starting" in out  # the service's own log, followed
+    assert f"127.0.0.1:{port}" in err
+    assert runs(engine) == []

@@ -1,0 +1,71 @@
+"""Moving tags go onto verified images only, and `kiln prune` removes what nothing needs: on the
+real engine, from the busybox test base."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kiln.load import Project
+from kiln.pipeline import build_image, prepare
+from kiln.verify import VerifyError
+
+FILES = {
+    "layers/greet/layer.yaml": """\
+        params:
+          greeting: {type: string, default: hello}
+        run:
+          - echo "{{ greeting }}" > /etc/greeting
+    """,
+    "layers/greet/tests/test_greet.py": """\
+        def test_greets_hello(host):
+            assert host.file("/etc/greeting").content_string == "hello\\n"
+    """,
+    "images/small.yaml": "{busybox}\nversion: '1.0'\nlayers: [greet]\ntags: [stable-ish]\n",
+}
+MOVING = ("kiln/small:latest", "kiln/small:1.0", "kiln/small:stable-ish")
+
+
+def kiln(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", "from kiln.cli import main; main()", *args],
+                          cwd=root, env=dict(os.environ, KILN_PROJECT=str(root)),
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_failed_verification_moves_no_tag_and_prune_removes_it(make_project, kiln_ctx, engine):
+    project = make_project(FILES)
+    good = build_image(kiln_ctx(project), "small")
+    assert {engine.image_id(t) for t in MOVING} == {good.image_id}
+    assert set(MOVING) <= set(good.tags)
+
+    (project.root / "images" / "small.yaml").write_text(
+        (project.root / "images" / "small.yaml").read_text() + "params: {greeting: bye}\n")
+    project = Project(project.root)  # read the definitions again
+    with pytest.raises(VerifyError, match="failed verification"):
+        build_image(kiln_ctx(project), "small")
+    bad_ref = prepare(project, "small").ref
+    bad_id = engine.image_id(bad_ref)
+    assert bad_id is not None and bad_id != good.image_id
+    # the moving tags stay on the last verified image
+    assert {engine.image_id(t) for t in MOVING} == {good.image_id}
+
+    dry = kiln(project.root, "prune", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    listed = json.loads(dry.stdout)
+    assert [(r["kind"], r["what"]) for r in listed["removed"] if r["kind"] == "image"] == [
+        ("image", bad_id)]
+    assert listed["removed"][0]["why"].startswith("unverified")
+    assert listed["bytes_freed"] == 0 and engine.image_id(bad_ref) == bad_id  # dry: nothing gone
+
+    done = kiln(project.root, "prune")
+    assert done.returncode == 0, done.stderr
+    assert "removed 1 images" in done.stdout and "freed" in done.stdout
+    assert engine.image_id(bad_ref) is None
+    assert {engine.image_id(t) for t in MOVING} == {good.image_id}  # the verified one stays
+    again = json.loads(kiln(project.root, "prune", "--json").stdout)
+    assert [r for r in again["removed"] if r["kind"] == "image"] == []
