@@ -29,7 +29,7 @@ from kiln.embedded import LocalRegistry
 from kiln.engine import Engine
 from kiln.load import Project
 from kiln.pipeline import prepare
-from kiln.publish import open_session, publish
+from kiln.release.api import open_session, publish
 from kiln.signing import keygen
 from kiln.ui import UI
 

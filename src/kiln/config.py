@@ -79,6 +79,9 @@ SETTINGS: tuple[Setting, ...] = (
             "`<state dir>/signing.key` (.kiln/ or KILN_STATE_DIR): never commit it."),
     Setting("public_key", "KILN_PUBLIC_KEY", "kiln.pub", _text,
             "Public key (PEM) that pull, promote and catalog check signatures with; commit it."),
+    Setting("key_id", "KILN_KEY_ID", "", _text,
+            "The project key's id (`sha256:<16 hex>`, `kiln keygen` prints it and pins it "
+            "here): pull refuses to check signatures with any other public key. Empty: unpinned."),
     Setting("auto_promote", "KILN_AUTO_PROMOTE", "", _auto_promote,
             "A channel every successful publish is promoted to (e.g. `candidate`); empty: none."),
 )
@@ -96,6 +99,7 @@ class Config:
     public_key: Path
     auto_promote: str
     source: str  # where the registry setting came from, for messages
+    key_id: str = ""  # the pinned project key id, or "" (unpinned)
 
     @property
     def embedded(self) -> bool:
@@ -161,6 +165,7 @@ def load_config(root: Path, environ: dict[str, str] | None = None) -> Config:
         public_key=root / public,
         auto_promote=auto,
         source=sources["registry"],
+        key_id=values["key_id"],
     )
 
 

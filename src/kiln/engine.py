@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,9 +259,13 @@ class Engine:
                 return str(digest)
         raise EngineError(f"push {ref}: the engine reported no digest")
 
-    def run_output(self, image: str, argv: list[str], timeout: float = 120) -> tuple[int, str]:
-        """Run argv (as entrypoint) in a throwaway container: (exit code, stdout)."""
-        container = self.run_container(image, entrypoint=argv, command=[], user="0")
+    def run_output(self, image: str, argv: list[str], timeout: float = 120,
+                   name: str = "") -> tuple[int, str]:
+        """Run argv (as entrypoint) in a throwaway container: (exit code, stdout). The
+        container is named (kiln-run-<random> unless given), so an interrupted run leaves
+        nothing that cannot be found and removed by name."""
+        container = self.run_container(image, entrypoint=argv, command=[], user="0",
+                                       name=name or f"kiln-run-{uuid.uuid4().hex[:12]}")
         try:
             code = int(container.wait(timeout=timeout).get("StatusCode", -1))
             out: bytes = container.logs(stdout=True, stderr=False)

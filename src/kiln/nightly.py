@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln import lock as locking
-from kiln import lockfile, planner, publish
+from kiln import lockfile, planner
 from kiln.compose import compose_all
 from kiln.config import Config, load_config
 from kiln.errors import KilnError
@@ -46,6 +46,7 @@ from kiln.lockfile import Lock, LockedPackage
 from kiln.model import ImageBase, Plan
 from kiln.pipeline import BuildResult, Context, build_image, ensure_base, prepare
 from kiln.records import state_dir
+from kiln.release import api as publish
 from kiln.report import ImageOutcome, NightlyReport, PackageChange
 from kiln.run import run
 
@@ -209,9 +210,7 @@ def release(night: Night, name: str, built: BuildResult, previous: dict[str, Any
     at = {c: _image_at(s, repo, c) for c in channels}
     why = rebuild_reason(night, name, built, previous)
     if built.action == "up to date" and all(v and v[0] == built.image_id for v in at.values()):
-        info = night.ctx.engine.inspect_image(built.image_id)
-        tag = publish.immutable_tag(prepare(night.ctx.project, name).plan.image.version,
-                                    str(info["Created"]), built.image_id)
+        tag = publish.local_tag(s, name) or ""
         digest = next(v[1] for v in at.values() if v)
         _write_json(journal_path, {"image_id": built.image_id, "tag": tag, "digest": digest,
                                    "registry": where, "channels": list(channels)})

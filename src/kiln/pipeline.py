@@ -262,6 +262,7 @@ def record_inputs(ctx: Context, prepared: Prepared, image_id: str) -> None:
     """Remember what this image was made of, so `invoke plan` can say what changed since."""
     planner.record(ctx.project.root, prepared.plan.image.name, prepared.fingerprint,
                    inputs(ctx.project.root, prepared.plan), image_id)
+    records.first_built(ctx.project.root, prepared.fingerprint)  # the immutable tag's date
 
 
 # helpers -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -107,3 +108,27 @@ def require_verified(project_root: Path, image: str, image_id: str,
         raise KilnError(f"{image} ({image_id[:19]}) failed verification on {record.started}: "
                         f"{record.reason or 'see `invoke verify`'}")
     return record
+
+
+def first_built(project_root: Path, fingerprint: str) -> str:
+    """When an image of `fingerprint` was first built here (ISO 8601, UTC): the date in its
+    immutable tag. Recorded on first ask (the build records it), never changed afterwards, so
+    a rebuild of the same definitions keeps its tag; the image's own creation time is clamped
+    for reproducibility and says nothing."""
+    safe = "".join(c for c in fingerprint if c.isalnum())[:64] or "none"
+    path = state_dir(project_root) / "built" / f"{safe}.json"
+    try:
+        return str(json.loads(path.read_text())["first_built"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        pass
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+        json.dump({"fingerprint": fingerprint, "first_built": stamp}, f)
+    try:
+        os.link(f.name, path)  # first writer wins: a racing build keeps the earlier stamp
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(f.name)
+    return str(json.loads(path.read_text())["first_built"])

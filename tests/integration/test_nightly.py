@@ -18,14 +18,15 @@ from typing import Any
 import pytest
 from aptrepo import AptRepo
 
-import kiln.publish as publishing
+import kiln.release.api as publishing
+import kiln.release.lease as lease_mod
 from kiln import nightly
 from kiln.config import load_config
 from kiln.embedded import LocalRegistry
 from kiln.load import Project
 from kiln.nightly import Options, Result, run_nightly
-from kiln.publish import open_session
 from kiln.registry import Registry
+from kiln.release.api import open_session
 from kiln.report import PackageChange
 from kiln.signing import keygen
 from kiln.ui import UI
@@ -103,7 +104,7 @@ def published_env(registry: LocalRegistry, docker_config: Path, tmp_path: Path,
                   monkeypatch: pytest.MonkeyPatch) -> LocalRegistry:
     monkeypatch.setenv("KILN_REGISTRY", str(registry.address))
     monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(publishing, "SETTLE", 0.3)
+    monkeypatch.setattr(lease_mod, "SETTLE", 0.3)
     return registry
 
 

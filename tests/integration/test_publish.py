@@ -6,9 +6,11 @@ enabled) and stops it afterwards; images come from the busybox test base, so the
 
 from __future__ import annotations
 
+import base64
 import crypt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,22 +22,25 @@ from pathlib import Path
 
 import pytest
 
-import kiln.publish as publishing
 import kiln.registry as registry_mod
+import kiln.release.lease as lease_mod
 from kiln import records
 from kiln.config import load_config
 from kiln.embedded import LocalRegistry, free_port
 from kiln.errors import KilnError
 from kiln.fingerprint import image_repository
 from kiln.load import Project
-from kiln.pipeline import BuildResult, build_image
-from kiln.publish import (
-    PROVENANCE_TYPE,
-    SIGNATURE_TYPE,
-    ImmutableTagError,
-    PublishError,
+from kiln.pipeline import BuildResult, build_image, prepare
+from kiln.registry import (
+    OCI_MANIFEST,
+    Registry,
+    RegistryAuthError,
+    RegistryUnavailable,
+    sha256_digest,
+)
+from kiln.release import cosign
+from kiln.release.api import (
     Session,
-    TrustError,
     catalog,
     history,
     open_session,
@@ -44,17 +49,23 @@ from kiln.publish import (
     pull,
     revoke,
     rollback,
-    sidecar,
+    sbom,
 )
-from kiln.registry import (
-    OCI_MANIFEST,
-    Registry,
-    RegistryAuthError,
-    RegistryUnavailable,
-    sha256_digest,
+from kiln.release.errors import (
+    ImmutableTagError,
+    PublishError,
+    Revoked,
+    SignatureRefused,
+    Tampered,
+    TrustError,
+    Unsigned,
 )
+from kiln.release.names import sidecar
+from kiln.release.provenance import SLSA, VERIFICATION
+from kiln.release.trust import check_trust
 from kiln.signing import canonical_json, keygen
 from kiln.ui import UI
+from kiln.verify import find_suite
 from kilncli import KilnCLI
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="crypt")
@@ -71,7 +82,7 @@ def files(text: str = "one") -> dict[str, str]:
 def project(make_project: Callable[..., Project], registry: LocalRegistry, docker_config: Path,
             monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.setenv("KILN_REGISTRY", str(registry.address))
-    monkeypatch.setattr(publishing, "SETTLE", 0.3)
+    monkeypatch.setattr(lease_mod, "SETTLE", 0.3)
     p = make_project(files())
     config = load_config(p.root)
     keygen(config.signing_key, config.public_key)
@@ -83,9 +94,10 @@ def build_verified(root: Path, kiln_ctx: Callable[..., object], text: str | None
     if text is not None:
         (root / "layers/hello/layer.yaml").write_text(f"run:\n  - echo {text} > /hello\n")
     result = build_image(kiln_ctx(Project(root), verify=False), "small")  # type: ignore[arg-type]
+    suite = find_suite(root, prepare(Project(root), "small").plan).digest  # the current suite
     records.save(root, records.VerifyRecord(
         image="small", image_id=result.image_id, fingerprint=result.fingerprint,
-        target="container", suite="0" * 64, passed=passed, started="2026-01-01T00:00:00Z",
+        target="container", suite=suite, passed=passed, started="2026-01-01T00:00:00Z",
         checks=(records.CheckResult("hello", "test_hello.py::test_it", "passed"),),
         reason="" if passed else "test_hello failed"))
     return result
@@ -107,12 +119,14 @@ def test_publish_signs_reads_back_and_republish_uploads_nothing(project, kiln_ct
     s = session(project.root, engine)
     first = publish(s, "small")
     assert first.action == "published"
-    assert first.tag.startswith("1.0-") and first.tag.endswith(built.image_id[7:19])
+    day = records.first_built(project.root, built.fingerprint)[:10].replace("-", "")
+    assert first.tag == f"1.0-{day}-{built.image_id[7:19]}"  # when first built, not 19800101
+    assert day != "19800101"
     assert first.bytes_uploaded > 0
     reg = Registry(str(registry.address))
     assert reg.resolve("kiln/small", first.tag).digest == first.digest
     assert sidecar(first.digest, "sig") in reg.tags("kiln/small")
-    trust = publishing.check_trust(s, "kiln/small", first.digest)
+    trust = check_trust(s, "kiln/small", first.digest)
     assert trust.image_id == built.image_id
     assert trust.provenance["fingerprint"] == built.fingerprint
     assert trust.provenance["layers"] == ["hello"]
@@ -133,6 +147,13 @@ def test_only_verified_images_are_published(project, kiln_ctx, engine, registry)
     (records.state_dir(project.root) / "verified" / "container" /
      f"{built.image_id[7:]}.json").unlink()
     with pytest.raises(KilnError, match="never verified"):
+        publish(session(project.root, engine), "small")
+    # verified, then a test was added: not publishable until verified again
+    build_verified(project.root, kiln_ctx)
+    tests = project.root / "layers/hello/tests"
+    tests.mkdir()
+    (tests / "test_new.py").write_text("def test_new(host):\n    assert host.file('/hello')\n")
+    with pytest.raises(PublishError, match="another test suite"):
         publish(session(project.root, engine), "small")
     assert Registry(str(registry.address)).tags("kiln/small") == []
 
@@ -201,12 +222,12 @@ def test_pull_checks_signature_then_pulls_by_digest(project, kiln_ctx, engine, r
     assert by_digest.image_id == built.image_id
 
 
-def _tamper(reg: Registry, digest: str, media_type: str, change: Callable[[bytes], bytes]) -> None:
-    tag = sidecar(digest, "sig")
+def _tamper(reg: Registry, tag: str, change: Callable[[dict, bytes], bytes | None]) -> None:
+    """Rewrite the layers of a signature/attestation image as a registry writer could."""
     doc = reg.manifest("kiln/small", tag).json
     for layer in doc["layers"]:
-        if layer["mediaType"] == media_type:
-            data = change(reg.blob("kiln/small", layer["digest"]))
+        data = change(layer, reg.blob("kiln/small", layer["digest"]))
+        if data is not None:
             reg.upload_blob("kiln/small", sha256_digest(data), data)
             layer["digest"], layer["size"] = sha256_digest(data), len(data)
     reg.put_manifest("kiln/small", tag, canonical_json(doc), OCI_MANIFEST)
@@ -217,34 +238,60 @@ def test_pull_refuses_tampered_unsigned_and_revoked(project, kiln_ctx, engine, r
     published = publish(session(project.root, engine), "small")
     reg = Registry(str(registry.address))
     digest = published.digest
+    before = {t: reg.resolve("kiln/small", t).digest
+              for t in (sidecar(digest, "sig"), sidecar(digest, "att"))}
 
-    def provenance_says_more(data: bytes) -> bytes:
-        doc = json.loads(data)
-        doc["packages"] = ["openssl=0-backdoored"]
-        return canonical_json(doc)
+    def record_says_more(layer: dict, data: bytes) -> bytes | None:
+        if (layer.get("annotations") or {}).get("predicateType") != VERIFICATION:
+            return None
+        env = json.loads(data)
+        statement = json.loads(base64.b64decode(env["payload"]))
+        statement["predicate"]["packages"] = ["openssl=0-backdoored"]
+        env["payload"] = base64.b64encode(canonical_json(statement)).decode()
+        return canonical_json(env)
 
-    _tamper(reg, digest, PROVENANCE_TYPE, provenance_says_more)
-    with pytest.raises(TrustError, match="provenance was modified after signing"):
+    _tamper(reg, sidecar(digest, "att"), record_says_more)
+    with pytest.raises(TrustError, match="no verification record signed") as err:
         pull(session(project.root, engine), f"small:{published.tag}")
+    assert type(err.value).__name__ == "NotVerified"
 
-    def forged(data: bytes) -> bytes:
-        doc = json.loads(data)
-        doc["signature"] = doc["signature"][:8] + ("A" if doc["signature"][8] != "A" else "B") + \
-            doc["signature"][9:]
-        return canonical_json(doc)
+    def forged(layer: dict, data: bytes) -> bytes | None:
+        sig = layer["annotations"][cosign.SIGNATURE_NOTE]
+        layer["annotations"][cosign.SIGNATURE_NOTE] = sig[:8] + ("A" if sig[8] != "A" else "B") \
+            + sig[9:]
+        return None
 
-    _tamper(reg, digest, SIGNATURE_TYPE, forged)
-    with pytest.raises(TrustError, match="bad signature"):
+    _tamper(reg, sidecar(digest, "sig"), forged)
+    with pytest.raises(SignatureRefused, match="none of its 1 signature"):
         pull(session(project.root, engine), f"small:{published.tag}")
-    with pytest.raises(TrustError, match="bad signature"):
+    with pytest.raises(SignatureRefused):
         promote(session(project.root, engine), f"small:{published.tag}", "stable")
+
+    # the signature index replaced by one without kiln's layer: refused, not "unsigned image"
+    reg.put_manifest("kiln/small", sidecar(digest, "sig"),
+                     reg.manifest("kiln/small", before[sidecar(digest, "sig")]).body,
+                     OCI_MANIFEST)
+    reg.put_manifest("kiln/small", sidecar(digest, "att"),
+                     reg.manifest("kiln/small", before[sidecar(digest, "att")]).body,
+                     OCI_MANIFEST)
+    check_trust(session(project.root, engine), "kiln/small", digest)  # restored: fine again
+
+    # an attestation deleted: the SLSA provenance is required
+    att = reg.manifest("kiln/small", sidecar(digest, "att")).json
+    att["layers"] = [x for x in att["layers"] if x["annotations"]["predicateType"] != SLSA]
+    reg.put_manifest("kiln/small", sidecar(digest, "att"), canonical_json(att), OCI_MANIFEST)
+    with pytest.raises(Tampered, match=r"slsa\.dev/provenance/v1 are missing"):
+        pull(session(project.root, engine), f"small:{published.tag}")
+    reg.put_manifest("kiln/small", sidecar(digest, "att"),
+                     reg.manifest("kiln/small", before[sidecar(digest, "att")]).body,
+                     OCI_MANIFEST)
 
     # another key: a signature that is valid, but not the project's
     other = project.root / "other"
     keygen(other / "k", other / "k.pub")
     os.environ["KILN_PUBLIC_KEY"] = str(other / "k.pub")
     try:
-        with pytest.raises(TrustError, match="signed with key"):
+        with pytest.raises(SignatureRefused, match="by the project key"):
             pull(session(project.root, engine), f"small:{published.tag}")
     finally:
         del os.environ["KILN_PUBLIC_KEY"]
@@ -253,9 +300,9 @@ def test_pull_refuses_tampered_unsigned_and_revoked(project, kiln_ctx, engine, r
     ref = f"{registry.address}/kiln/small:unsigned"
     engine.tag(built.image_id, ref)
     engine.push(ref)
-    with pytest.raises(TrustError, match="is unsigned"):
+    with pytest.raises(Unsigned, match="is unsigned"):
         pull(session(project.root, engine), "small:unsigned")
-    with pytest.raises(TrustError, match="is unsigned"):
+    with pytest.raises(Unsigned, match="is unsigned"):
         promote(session(project.root, engine), "small:unsigned", "stable")
 
 
@@ -277,8 +324,10 @@ def test_revoked_digest_is_refused_and_channels_leave_it(project, kiln_ctx, engi
     assert rows[b.tag]["revoked"] == "yes" and rows[b.tag]["channels"] == []
     assert rows[a.tag]["channels"] == ["stable"]
     assert (rows[a.tag]["signed"], rows[a.tag]["verified"]) == ("yes", "yes")
-    with pytest.raises(PublishError, match="revoked"):
+    with pytest.raises(Revoked, match="revoked"):
         publish(session(project.root, engine), "small", tag="1.0-again")
+    with pytest.raises(Revoked, match="cannot be published again"):
+        publish(session(project.root, engine), "small", tag=b.tag)  # not "up to date"
 
 
 # reliability -------------------------------------------------------------------------------
@@ -309,7 +358,7 @@ def test_interrupted_push_leaves_no_tag_and_rerun_completes(project, kiln_ctx, e
     done = publish(session(project.root, engine), "small")
     assert done.action == "published"
     assert reg.resolve("kiln/small", done.tag).digest == done.digest
-    publishing.check_trust(session(project.root, engine), "kiln/small", done.digest)
+    check_trust(session(project.root, engine), "kiln/small", done.digest)
 
 
 def _kiln(kiln_cli: KilnCLI, *args: str, root: Path, address: str, extra: dict[str, str],
@@ -318,11 +367,11 @@ def _kiln(kiln_cli: KilnCLI, *args: str, root: Path, address: str, extra: dict[s
     ready (ready-<pid>) and starts when the test opens the gate (a `go` file): racers really
     start together, however slow the machine."""
     env = kiln_cli.env({"KILN_PROJECT": str(root), "KILN_REGISTRY": address, **extra})
-    code = "import kiln.cli, kiln.publish; kiln.cli.main()"
+    code = "import kiln.cli, kiln.release.api; kiln.cli.main()"
     if gate is not None:
         code = textwrap.dedent(f"""\
             import os, pathlib, time
-            import kiln.cli, kiln.publish
+            import kiln.cli, kiln.release.api
             gate = pathlib.Path({str(gate)!r})
             (gate / f"ready-{{os.getpid()}}").touch()
             while not (gate / "go").exists():
@@ -462,8 +511,6 @@ def auth_registry(tmp_path: Path) -> Iterator[LocalRegistry]:
 
 
 def _login(docker_config: Path, host: str, password: str) -> None:
-    import base64
-
     auth = base64.b64encode(f"kiln:{password}".encode()).decode()
     (docker_config / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
 
@@ -511,7 +558,7 @@ def test_embedded_registry_up_status_down(tmp_path, monkeypatch, make_project, e
                                           kiln_ctx, docker_config):
     monkeypatch.delenv("KILN_REGISTRY", raising=False)
     monkeypatch.setenv("KILN_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr(publishing, "SETTLE", 0.3)
+    monkeypatch.setattr(lease_mod, "SETTLE", 0.3)
     p = make_project(files())
     config = load_config(p.root)
     assert config.embedded and config.signing_key == tmp_path / "state" / "signing.key"
@@ -531,3 +578,51 @@ def test_embedded_registry_up_status_down(tmp_path, monkeypatch, make_project, e
         assert publish(session(p.root, engine), "small").action == "up to date"
     finally:
         local.stop()
+
+
+# cosign interoperability -------------------------------------------------------------------
+def _cosign(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    cosign_bin = shutil.which("cosign")
+    assert cosign_bin, "cosign is not installed (scripts/setup installs it)"
+    env = {**os.environ, "COSIGN_PASSWORD": "", "COSIGN_YES": "true"}
+    return subprocess.run([cosign_bin, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_cosign_verifies_kiln_and_a_second_signer_breaks_nothing(project, kiln_ctx, engine,
+                                                                  registry, tmp_path):
+    built = build_verified(project.root, kiln_ctx)
+    published = publish(session(project.root, engine), "small")
+    pub = str(load_config(project.root).public_key)
+    ref = f"{registry.address}/kiln/small@{published.digest}"
+    insecure = ("--insecure-ignore-tlog", "--allow-insecure-registry")
+    got = _cosign("verify", "--key", pub, *insecure, ref, cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert published.digest in got.stdout
+    for kind in ("slsaprovenance1", "cyclonedx"):
+        got = _cosign("verify-attestation", "--key", pub, "--type", kind, *insecure, ref,
+                      cwd=tmp_path)
+        assert got.returncode == 0, (kind, got.stderr)
+
+    # a second team signs with cosign and its own, unrelated key: both signatures stay
+    assert _cosign("generate-key-pair", cwd=tmp_path).returncode == 0
+    got = _cosign("sign", "--key", "cosign.key", "--tlog-upload=false",
+                  "--allow-insecure-registry", ref, cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    reg = Registry(str(registry.address))
+    layers = reg.manifest("kiln/small", sidecar(published.digest, "sig")).json["layers"]
+    assert len(layers) == 2
+    for key in (pub, "cosign.pub"):
+        got = _cosign("verify", "--key", key, *insecure, ref, cwd=tmp_path)
+        assert got.returncode == 0, (key, got.stderr)
+    # kiln signing again (a republish) appends nothing and drops nothing
+    assert publish(session(project.root, engine), "small").action == "up to date"
+    assert len(reg.manifest("kiln/small", sidecar(published.digest, "sig")).json["layers"]) == 2
+    engine.remove_image(built.image_id)
+    assert pull(session(project.root, engine), f"small:{published.tag}").image_id == \
+        built.image_id
+    rows = {r["tag"]: r for r in catalog(session(project.root, engine))}
+    assert (rows[published.tag]["signed"], rows[published.tag]["verified"]) == ("yes", "yes")
+    bom = sbom(session(project.root, engine), f"small:{published.tag}")  # `kiln sbom`
+    assert (bom["bomFormat"], bom["specVersion"]) == ("CycloneDX", "1.5")
+    assert bom["metadata"]["component"]["hashes"][0]["content"] == published.digest[7:]

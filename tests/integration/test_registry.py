@@ -20,15 +20,15 @@ import pytest
 import requests
 from faultproxy import Fault, Forwarder
 
-import kiln.publish as publishing
 import kiln.registry as registry_mod
+import kiln.release.container as container_mod
+import kiln.release.lease as lease_mod
 from kiln import blobs, records
 from kiln.config import load_config
 from kiln.credentials import CredentialsError, docker_credentials
 from kiln.embedded import LocalRegistry
 from kiln.load import Project
-from kiln.pipeline import build_image
-from kiln.publish import Session, publish
+from kiln.pipeline import build_image, prepare
 from kiln.registry import (
     RETRIES,
     Registry,
@@ -38,8 +38,12 @@ from kiln.registry import (
     sha256_digest,
 )
 from kiln.registry_http import _basic
+from kiln.release.api import Session, open_session, publish
+from kiln.release.provenance import SLSA
+from kiln.release.trust import check_trust
 from kiln.signing import keygen
 from kiln.ui import UI
+from kiln.verify import find_suite
 
 FILES = {
     "layers/hello/layer.yaml": "run:\n  - echo faults > /hello\n",
@@ -81,14 +85,15 @@ def _path_end(end: str) -> Callable[[str], bool]:
 def test_faults_are_retried_credentials_stay_home_nothing_half_published(
         make_project, kiln_ctx, engine, auth_local, proxies, docker_config, monkeypatch):
     proxy, foreign = proxies
-    monkeypatch.setattr(publishing, "SETTLE", 0.3)
+    monkeypatch.setattr(lease_mod, "SETTLE", 0.3)
     project = make_project(FILES)
     config = load_config(project.root)
     keygen(config.signing_key, config.public_key)
     built = build_image(kiln_ctx(project, verify=False), "small")
     records.save(project.root, records.VerifyRecord(
         image="small", image_id=built.image_id, fingerprint=built.fingerprint,
-        target="container", suite="0" * 64, passed=True, started="2026-01-01T00:00:00Z"))
+        target="container", suite=find_suite(project.root, prepare(project, "small").plan).digest,
+        passed=True, started="2026-01-01T00:00:00Z"))
     registry = Registry(proxy.address, timeout=1.0, credentials=auth_local.credentials())
     s = Session(Project(project.root), config, registry, UI(quiet=True), engine)
     manifests, uploads = _path("/manifests/"), _path("/blobs/uploads/")
@@ -108,7 +113,7 @@ def test_faults_are_retried_credentials_stay_home_nothing_half_published(
     done = publish(s, "small")
     assert done.action == "published"
     assert registry.tags("kiln/small")  # follows the foreign Link (without credentials)
-    publishing.check_trust(s, "kiln/small", done.digest)  # reads blobs via the redirect
+    check_trust(s, "kiln/small", done.digest)  # reads blobs via the redirect
 
     unfired = [(f.method, f.action) for f in proxy.faults if f.fired == 0]
     assert unfired == [], unfired
@@ -295,7 +300,7 @@ def test_compressed_digests_are_the_same_from_two_checkouts_and_republish_sends_
     """Two checkouts, each with its own state folder (no shared cache: two machines), build
     the same image and publish it to one registry: the same gzip layers, so the second
     uploads no layer; a third publish under a new tag reads the cache: no export, no gzip."""
-    monkeypatch.setattr(publishing, "SETTLE", 0.3)
+    monkeypatch.setattr(lease_mod, "SETTLE", 0.3)
     monkeypatch.setenv("KILN_REGISTRY", str(registry.address))
     keys = tmp_path / "keys"
     keygen(keys / "signing.key", keys / "kiln.pub")
@@ -307,24 +312,26 @@ def test_compressed_digests_are_the_same_from_two_checkouts_and_republish_sends_
         root = tmp_path / f"checkout{i}"
         make_project(FILES).root.rename(root)
         built = build_image(kiln_ctx(Project(root), verify=False), "small")
+        suite = find_suite(root, prepare(Project(root), "small").plan).digest
         records.save(root, records.VerifyRecord(
             image="small", image_id=built.image_id, fingerprint=built.fingerprint,
-            target="container", suite="0" * 64, passed=True, started="2026-01-01T00:00:00Z"))
-        s = publishing.open_session(Project(root), UI(quiet=True), engine)
+            target="container", suite=suite, passed=True, started="2026-01-01T00:00:00Z"))
+        s = open_session(Project(root), UI(quiet=True), engine)
         results.append(publish(s, "small", tag=f"1.0-machine{i}"))
         doc = s.registry.manifest("kiln/small", results[-1].digest).json  # type: ignore[union-attr]
         layers.append(doc["layers"])
         assert {d["mediaType"] for d in doc["layers"]} == {blobs.LAYER_GZIP}
-        trust = publishing.check_trust(s, "kiln/small", results[-1].digest)
-        assert trust.provenance["compression"] == blobs.COMPRESSION
+        trust = check_trust(s, "kiln/small", results[-1].digest)
+        internal = trust.attestations[SLSA]["buildDefinition"]["internalParameters"]
+        assert internal["compression"] == blobs.COMPRESSION
     assert layers[0] == layers[1]  # same compressed digests and sizes
     assert results[0].digest == results[1].digest
     # the second checkout sent its signature and provenance, not one layer
     assert results[1].bytes_uploaded < min(d["size"] for d in layers[0])
     # the cache: a new tag from checkout1 neither saves the image nor compresses anything
-    monkeypatch.setattr(publishing, "_export", _forbidden)
+    monkeypatch.setattr(container_mod, "export", _forbidden)
     monkeypatch.setattr(blobs, "gzip_file", _forbidden)
-    again = publish(publishing.open_session(Project(tmp_path / "checkout1"), UI(quiet=True),
+    again = publish(open_session(Project(tmp_path / "checkout1"), UI(quiet=True),
                                             engine), "small", tag="1.0-again")
     assert again.digest == results[0].digest
 

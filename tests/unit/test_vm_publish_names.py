@@ -7,16 +7,10 @@ from pathlib import Path
 import pytest
 
 from kiln.config import load_config
-from kiln.publish import (
-    PublishError,
-    TrustError,
-    channel_tag,
-    check_tag,
-    is_version_tag,
-    target_of,
-)
 from kiln.records import VerifyRecord
-from kiln.vm.publish import check_record
+from kiln.release.errors import PublishError, TrustError
+from kiln.release.names import channel_tag, check_tag, is_version_tag, target_of
+from kiln.release.vmdisk import check_record
 
 DISK = {"image_id": "sha256:" + "a" * 64, "boot": ["bios", "uefi"],
         "sha256": {"raw": "1" * 64, "qcow2": "2" * 64}}

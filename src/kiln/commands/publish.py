@@ -15,13 +15,14 @@ from kiln.load import Project
 from kiln.ui import UI
 
 if TYPE_CHECKING:  # publishing's libraries (requests, cryptography) load in its tasks
-    from kiln.publish import Session
+    from kiln.release.api import Session
 
-TASKS = ("keygen", "registry", "publish", "promote", "rollback", "revoke", "pull", "catalog")
+TASKS = ("keygen", "registry", "publish", "promote", "rollback", "revoke", "pull", "catalog",
+         "sbom")
 
 
 def _session(verbose: bool = False) -> Session:
-    from kiln.publish import open_session
+    from kiln.release.api import open_session
 
     return open_session(Project.find(), UI(verbose=verbose))
 
@@ -35,16 +36,19 @@ def keygen(c: InvokeContext, force: bool = False, json: bool = False) -> None:
     Examples:
       kiln keygen
     """
+    from kiln.release.keys import pin_key_id
     from kiln.signing import keygen as make_keys
 
-    config = load_config(Project.find().root)
+    root = Project.find().root
+    config = load_config(root)
     key = make_keys(config.signing_key, config.public_key, force=force)
+    pinned = pin_key_id(root, key)
     if json:
         UI().json({"key": str(key), "private": str(config.signing_key),
-                   "public": str(config.public_key)})
+                   "public": str(config.public_key), "pinned_in": str(pinned)})
         return
     UI().result(f"key {key}: private {config.signing_key} (keep it out of git), "
-                f"public {config.public_key} (commit it)")
+                f"public {config.public_key} and its pin in {pinned.name} (commit both)")
 
 
 @task(positional=["action"], help={"action": "up, down or status",
@@ -102,13 +106,11 @@ def publish(c: InvokeContext, image: str, tag: str | None = None, target: str = 
       kiln publish nginx
       kiln publish base-vm --target vm
     """
-    from kiln.publish import check_target
-    from kiln.publish import publish as publish_image
-    from kiln.vm.publish import publish_disk
+    from kiln.release.api import check_target
+    from kiln.release.api import publish as publish_image
 
     s = _session()
-    push = publish_disk if check_target(target) == "vm" else publish_image
-    results = [push(s, name, tag) for name in image.split(",")]
+    results = [publish_image(s, name, tag, check_target(target)) for name in image.split(",")]
     if json:
         s.ui.json([r.to_json() for r in results])
         return
@@ -132,8 +134,8 @@ def promote(c: InvokeContext, image: str, channel: str, target: str = "container
       kiln promote nginx stable
       kiln promote nginx:1.22-20261201-0123456789ab candidate
     """
-    from kiln.publish import check_target
-    from kiln.publish import promote as promote_image
+    from kiln.release.api import check_target
+    from kiln.release.api import promote as promote_image
 
     move = promote_image(_session(), image, channel, check_target(target))
     if json:
@@ -156,8 +158,8 @@ def rollback(c: InvokeContext, image: str, channel: str, target: str = "containe
     Examples:
       kiln rollback nginx stable
     """
-    from kiln.publish import check_target
-    from kiln.publish import rollback as rollback_channel
+    from kiln.release.api import check_target
+    from kiln.release.api import rollback as rollback_channel
 
     move = rollback_channel(_session(), image, channel, check_target(target))
     if json:
@@ -176,7 +178,7 @@ def revoke(c: InvokeContext, image: str, reason: str = "", json: bool = False) -
     Examples:
       kiln revoke nginx@sha256:<digest> --reason 'CVE-2026-1234'
     """
-    from kiln.publish import revoke as revoke_digest
+    from kiln.release.api import revoke as revoke_digest
 
     s = _session()
     moves = revoke_digest(s, image, reason)
@@ -203,9 +205,8 @@ def pull(c: InvokeContext, image: str, target: str = "container", output: str = 
       kiln pull nginx:candidate --json
       kiln pull base-vm --target vm --output disks/
     """
-    from kiln.publish import check_target
-    from kiln.publish import pull as pull_image
-    from kiln.vm.publish import pull_disk
+    from kiln.release.api import check_target, pull_disk
+    from kiln.release.api import pull as pull_image
 
     s = _session()
     if check_target(target) == "vm":
@@ -234,7 +235,7 @@ def catalog(c: InvokeContext, json: bool = False) -> None:
       kiln catalog
       kiln catalog --json
     """
-    from kiln.publish import catalog as list_catalog
+    from kiln.release.api import catalog as list_catalog
 
     s = _session()
     rows = list_catalog(s)
@@ -246,3 +247,29 @@ def catalog(c: InvokeContext, json: bool = False) -> None:
                 "age"],
                [(r["image"], r["target"], r["tag"], ", ".join(r["channels"]), r["digest"][7:19],
                  r["verified"], r["signed"], r["revoked"], r["age"]) for r in rows])
+
+
+@task(positional=["image"], help={
+    "image": "image[:channel|:tag|@digest] (default: the first channel, stable)",
+    "target": "container (default) or vm",
+    "json": "print the CycloneDX document itself"})
+@kiln_task
+def sbom(c: InvokeContext, image: str, target: str = "container", json: bool = False) -> None:
+    """Show the signed CycloneDX SBOM of a published image (after checking its signature).
+
+    Examples:
+      kiln sbom nginx:stable
+      kiln sbom nginx:stable --json > nginx.cdx.json
+    """
+    from kiln.release.api import check_target
+    from kiln.release.api import sbom as image_sbom
+
+    s = _session()
+    bom = image_sbom(s, image, check_target(target))
+    if json:
+        s.ui.json(bom)
+        return
+    parts = bom.get("components") or []
+    s.ui.table(f"{image}: {len(parts)} packages (CycloneDX {bom.get('specVersion')}, signed)",
+               ["package", "version", "purl"],
+               [(str(p.get("name")), str(p.get("version")), str(p.get("purl"))) for p in parts])

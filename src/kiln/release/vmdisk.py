@@ -1,54 +1,44 @@
-"""Publish a boot-verified VM disk as an OCI artifact; pull one back, checked.
+"""The VM disk artifact: a boot-verified disk as an OCI artifact, and pull.
 
-The artifact lives in the image's own repository (`<namespace>/<image>`), beside its container:
+In the image's own repository (`<namespace>/<image>`), beside its container:
 
   <container tag>-vm    OCI image manifest, artifactType application/vnd.kiln.vm.disk.v1
-                          config  disk.json, byte for byte as `invoke build --target vm` wrote it
+                          config  disk.json, byte for byte as `kiln build --target vm` wrote it
                           layers  the qcow2 (streamed from disk), the VM verification record
                           subject the container's manifest, when that is published here too
   <channel>-vm          the disk channels (promote/rollback/revoke with --target vm)
-  sha256-<hex>.sig      provenance + signature: the same sidecar as a container's
 
-Everything that makes tags safe is kiln.publish's, used as is: the tag is read first (same
-content: nothing to do; other content: refused), content is pushed by digest, the tag is put
-under its lease and read back, and check_trust checks the signature. The disk's "image ID"
-(what the provenance's `image_id` names and what decides "same content") is the digest of
-disk.json, which pins the qcow2's and the raw disk's sha256.
+Signatures, attestations, tags and leases are the release package's, as for containers. The
+disk's content id (what decides "same content") is the digest of disk.json, which pins the
+qcow2's and the raw disk's sha256.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kiln import __version__
-from kiln.errors import EngineError, KilnError
+from kiln.errors import KilnError
 from kiln.fingerprint import file_sha256
 from kiln.pipeline import prepare
-from kiln.publish import (
-    VM_ARTIFACT_TYPE,
-    VM_SUFFIX,
-    PublishError,
-    PublishResult,
-    Session,
-    TrustError,
-    channel_tag,
-    check_kind,
-    check_tag,
-    check_trust,
-    immutable_tag,
-    parse_spec,
-    promote,
-    refuse_other,
-    refuse_revoked,
-    sign_and_attach,
-    tag_immutably,
-)
-from kiln.records import VerifyRecord, require_verified
+from kiln.records import VerifyRecord, first_built, require_verified
 from kiln.registry import DIGEST_RE, OCI_MANIFEST, Manifest, RegistryError, sha256_digest
+from kiln.release import chain
+from kiln.release.errors import DigestMismatch, NotVerified, PublishError, Tampered, TrustError
+from kiln.release.names import (
+    VM_SUFFIX,
+    channel_tag,
+    check_names,
+    immutable_tag,
+    now_iso,
+    parse_spec,
+)
+from kiln.release.provenance import CYCLONEDX, SLSA, VERIFICATION, cyclonedx, slsa
+from kiln.release.provenance import verification as verification_predicate
+from kiln.release.session import Session
+from kiln.release.trust import VM_ARTIFACT_TYPE, check_kind, check_trust
 from kiln.signing import canonical_json
 from kiln.vm.build import MANIFEST, built_disk
 
@@ -58,13 +48,15 @@ RECORD_TYPE = "application/vnd.kiln.vm.verification.v1+json"
 
 
 @dataclass(frozen=True)
-class LocalDisk:
-    """The disk built for an image's current definition, as publish sees it."""
+class VmDisk:
+    """The disk built for an image's current definition, verified: the artifact publish takes."""
 
     name: str
     folder: Path
     config: bytes  # disk.json's exact bytes: their digest is the artifact's identity
-    created: str  # the container image's build time: the tag's date, as for containers
+    created: str  # when the definition was first built: the tag's date, as for containers
+    record: VerifyRecord | None = None
+    target: str = "vm"
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -76,110 +68,116 @@ class LocalDisk:
         return self.folder / "disk.qcow2"
 
     @property
-    def config_digest(self) -> str:
+    def content_id(self) -> str:
         return sha256_digest(self.config)
 
     @property
     def image_id(self) -> str:
         return str(self.manifest["image_id"])
 
+    @property
+    def default_tag(self) -> str:
+        """`<container's immutable tag>-vm`: the disk made from container tag X is X-vm."""
+        return immutable_tag(str(self.manifest["version"]), self.created,
+                             self.image_id) + VM_SUFFIX
 
-def local_disk(s: Session, name: str) -> LocalDisk:
+    @classmethod
+    def local(cls, s: Session, name: str) -> VmDisk:
+        """The local disk, if it passed boot verification (the publish gate)."""
+        disk = local_disk(s, name)
+        record = require_verified(s.root, name, disk.image_id, target="vm")
+        try:
+            check_record(record, disk.manifest, f"{name} ({disk.folder})")
+        except TrustError as exc:
+            raise PublishError(str(exc)) from None
+        return cls(disk.name, disk.folder, disk.config, disk.created, record)
+
+    def push(self, s: Session, repo: str) -> bytes:
+        if self.record is None:
+            raise PublishError(f"{self.name}: the disk's verification was not checked (use "
+                               "VmDisk.local)")
+        return push_disk(s, self.name, repo, self, self.record)
+
+    def predicates(self, s: Session, repo: str, manifest: Manifest) -> dict[str, dict[str, Any]]:
+        """From the artifact itself (its disk.json and record), plus the build's provenance."""
+        doc = manifest.json
+        config_digest = str(doc["config"]["digest"])
+        disk = json.loads(s.registry.blob(repo, config_digest))
+        record_layer = _layer(doc, RECORD_TYPE)
+        record = VerifyRecord.from_json(json.loads(s.registry.blob(repo, record_layer["digest"])))
+        prepared = prepare(s.project, self.name)
+        plan = prepared.plan
+        base_id = s.need_engine().image_id(prepared.base_ref)
+        packages = record.extra.get("packages")
+        return {
+            SLSA: slsa(s.root, plan, prepared.fingerprint, prepared.base_ref, base_id,
+                       record.started),
+            CYCLONEDX: cyclonedx(repo, str(disk["version"]), manifest.digest,
+                                 [str(p) for p in packages] if isinstance(packages, list)
+                                 else None),
+            VERIFICATION: {
+                **verification_predicate(
+                    record, target="vm", image=self.name, repository=repo,
+                    manifest=manifest.digest, image_id=config_digest,
+                    container_image_id=disk["image_id"],
+                    subject=(doc.get("subject") or {}).get("digest"), version=disk["version"],
+                    fingerprint=disk["fingerprint"], layers=[x.name for x in plan.all_layers],
+                    disk={k: disk.get(k) for k in ("boot", "size", "kernel", "filesystem",
+                                                   "sha256", "recipe", "disk_version",
+                                                   "qcow2_compressed")},
+                    signed_at=now_iso()),
+            } | {"record": record_layer["digest"], "boots": record.extra.get("boots")},
+        }
+
+
+def local_disk(s: Session, name: str) -> VmDisk:
     prepared = prepare(s.project, name)
     built = built_disk(s.root, name, prepared.fingerprint)
     if built is None or not built.qcow2.is_file():
         raise KilnError(f"{prepared.plan.image.path}: no disk built for the current definition "
-                        f"of '{name}' (run `invoke build {name} --target vm`)")
+                        f"of '{name}' (run `kiln build {name} --target vm`)")
     config = (built.folder / MANIFEST).read_bytes()
-    image_id = str(built.manifest["image_id"])
-    try:
-        created = str(s.need_engine().inspect_image(image_id)["Created"])
-    except EngineError:
-        raise KilnError(f"{name}: the container image the disk was made from ({image_id[:19]}) "
-                        f"is gone from the engine; run `invoke build {name} --target vm`") from None
-    return LocalDisk(name, built.folder, config, created)
-
-
-def vm_tag(disk: LocalDisk) -> str:
-    """`<container's immutable tag>-vm`: the disk made from container tag X is X-vm."""
-    return immutable_tag(str(disk.manifest["version"]), disk.created, disk.image_id) + VM_SUFFIX
+    # the container's tag date: the disk made from container tag X is X-vm
+    return VmDisk(name, built.folder, config, first_built(s.root, prepared.fingerprint))
 
 
 def local_tag(s: Session, name: str) -> str:
     """The immutable tag of the locally built disk (what `promote <image> --target vm` means)."""
-    return vm_tag(local_disk(s, name))
+    return local_disk(s, name).default_tag
 
 
 def check_record(record: VerifyRecord, disk: dict[str, Any], where: str) -> None:
     """The record passed, for this disk's container, for this disk's bytes, in every boot mode."""
     if not record.passed or record.target != "vm":
-        raise TrustError(f"{where}: its VM verification record is not a passing one "
+        raise NotVerified(f"{where}: its VM verification record is not a passing one "
                          f"({record.target}, {record.reason or 'failed'})")
     if record.image_id != disk.get("image_id"):
-        raise TrustError(f"{where}: the VM verification record is for image "
+        raise NotVerified(f"{where}: the VM verification record is for image "
                          f"{record.image_id[:19]}, the disk was made from "
                          f"{str(disk.get('image_id'))[:19]}")
     verified_sha = record.extra.get("disk_sha256")
     if verified_sha is not None and verified_sha != disk.get("sha256"):
-        raise TrustError(f"{where}: the disk was remade after it was verified (the record's "
+        raise NotVerified(f"{where}: the disk was remade after it was verified (the record's "
                          "disk sha256 differs); verify it again")
     boots = record.extra.get("boots")
     if isinstance(boots, list):
         ok = {str(b.get("mode")) for b in boots if isinstance(b, dict) and not b.get("error")}
         missing = [m for m in disk.get("boot") or [] if m not in ok]
         if missing:
-            raise TrustError(f"{where}: boot mode(s) {', '.join(missing)} of the disk were not "
+            raise NotVerified(f"{where}: boot mode(s) {', '.join(missing)} of the disk were not "
                              f"verified (verified: {', '.join(sorted(ok)) or 'none'}); run "
                              "`invoke verify <image> --target vm` without --boot")
 
 
 # publish -------------------------------------------------------------------------------------
-def publish_disk(s: Session, name: str, tag: str | None = None) -> PublishResult:
-    started = time.monotonic()
-    sent_before = (s.registry.counters.bytes_uploaded, s.registry.counters.blobs_uploaded)
-    disk = local_disk(s, name)
-    record = require_verified(s.root, name, disk.image_id, target="vm")
-    try:
-        check_record(record, disk.manifest, f"{name} ({disk.folder})")
-    except TrustError as exc:
-        raise PublishError(str(exc)) from None
-    repo = s.config.repository(name)
-    tag = check_tag(tag or vm_tag(disk), s.config, "vm")
-
-    def result(action: str, digest: str) -> PublishResult:
-        c = s.registry.counters
-        return PublishResult(name, repo, tag, digest, disk.image_id, action,
-                             c.bytes_uploaded - sent_before[0], c.blobs_uploaded - sent_before[1],
-                             time.monotonic() - started, f"{s.registry.host}/{repo}@{digest}")
-
-    existing = s.registry.manifest(repo, tag)
-    if existing is not None:  # this very disk (nothing to do) or a refusal
-        refuse_other(repo, tag, existing, disk.config_digest, s)
-        attest_disk(s, name, repo, existing)  # an earlier run may have died before signing
-        return result("up to date", existing.digest)
-
-    with s.ui.task(f"publish {name} (vm) -> {s.registry.host}/{repo}:{tag}"):
-        body = push_disk(s, name, repo, disk, record)
-        digest = sha256_digest(body)
-        s.ui.step(f"manifest {digest[:19]} pushed by digest")
-        refuse_revoked(s, repo, digest)
-        attest_disk(s, name, repo, Manifest(digest, OCI_MANIFEST, body))
-        s.ui.step("provenance and signature attached")
-        tag_immutably(s, repo, tag, body, disk.config_digest)
-    out = result("published", digest)
-    if s.config.auto_promote:  # as for containers, onto the disk channel
-        promote(s, f"{name}:{tag}", s.config.auto_promote, "vm")
-    return out
-
-
-def push_disk(s: Session, name: str, repo: str, disk: LocalDisk, record: VerifyRecord) -> bytes:
+def push_disk(s: Session, name: str, repo: str, disk: VmDisk, record: VerifyRecord) -> bytes:
     """disk.json, the qcow2 (streamed from disk; the registry checks its digest), the record;
     then the manifest by digest. Returns the manifest bytes."""
     reg = s.registry
     info = disk.manifest
     qcow2_digest = "sha256:" + str(info["sha256"]["qcow2"])
     record_blob = canonical_json(record.to_json())
-    reg.upload_blob(repo, disk.config_digest, disk.config)
+    reg.upload_blob(repo, disk.content_id, disk.config)
     if reg.blob_size(repo, qcow2_digest) is None:
         s.ui.step(f"upload {qcow2_digest[:19]} ({disk.qcow2.stat().st_size >> 20} MiB qcow2)")
         reg.upload_blob(repo, qcow2_digest, disk.qcow2)
@@ -188,7 +186,7 @@ def push_disk(s: Session, name: str, repo: str, disk: LocalDisk, record: VerifyR
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "artifactType": VM_ARTIFACT_TYPE,
-        "config": {"mediaType": DISK_CONFIG_TYPE, "digest": disk.config_digest,
+        "config": {"mediaType": DISK_CONFIG_TYPE, "digest": disk.content_id,
                    "size": len(disk.config)},
         "layers": [
             {"mediaType": QCOW2_TYPE, "digest": qcow2_digest, "size": disk.qcow2.stat().st_size,
@@ -214,50 +212,13 @@ def push_disk(s: Session, name: str, repo: str, disk: LocalDisk, record: VerifyR
     return body
 
 
-def _container_manifest(s: Session, repo: str, disk: LocalDisk) -> Manifest | None:
+def _container_manifest(s: Session, repo: str, disk: VmDisk) -> Manifest | None:
     """The container the disk was made from, when it is published here under its default tag."""
     tag = immutable_tag(str(disk.manifest["version"]), disk.created, disk.image_id)
     found = s.registry.manifest(repo, tag)
     if found is None or (found.json.get("config") or {}).get("digest") != disk.image_id:
         return None
     return found
-
-
-def attest_disk(s: Session, name: str, repo: str, manifest: Manifest) -> str:
-    return sign_and_attach(s, repo, manifest, lambda m: disk_provenance(s, name, repo, m))
-
-
-def disk_provenance(s: Session, name: str, repo: str, manifest: Manifest) -> dict[str, Any]:
-    """What kiln says about the artifact, from the artifact itself (its disk.json and record)."""
-    doc = manifest.json
-    config_digest = str(doc["config"]["digest"])
-    disk = json.loads(s.registry.blob(repo, config_digest))
-    record_layer = _layer(doc, RECORD_TYPE)
-    record = VerifyRecord.from_json(json.loads(s.registry.blob(repo, record_layer["digest"])))
-    plan = prepare(s.project, name).plan
-    return {
-        "type": "dev.kiln.provenance.v1",
-        "target": "vm",
-        "image": name,
-        "repository": repo,
-        "manifest": manifest.digest,
-        "image_id": config_digest,  # check_trust: the artifact's config, here disk.json
-        "container_image_id": disk["image_id"],
-        "subject": (doc.get("subject") or {}).get("digest"),
-        "version": disk["version"],
-        "fingerprint": disk["fingerprint"],
-        "layers": [layer.name for layer in plan.all_layers],
-        "disk": {k: disk.get(k) for k in ("boot", "size", "kernel", "filesystem", "sha256",
-                                          "recipe", "disk_version", "qcow2_compressed")},
-        "verification": {
-            "target": record.target, "suite": record.suite, "passed": record.passed,
-            "counts": record.counts, "started": record.started, "seconds": record.seconds,
-            "record": record_layer["digest"], "boots": record.extra.get("boots"),
-            "checks": [{"layer": c.layer, "test": c.test, "outcome": c.outcome}
-                       for c in record.checks],
-        },
-        "kiln": __version__,
-    }
 
 
 def _layer(doc: dict[str, Any], media_type: str) -> dict[str, Any]:
@@ -298,13 +259,16 @@ def pull_disk(s: Session, spec: str, output: Path) -> DiskPull:
     found = s.registry.resolve(repo, ref)
     if found is None:
         raise KilnError(f"{s.registry.host}/{repo}:{ref} does not exist in the registry "
-                        "(see `invoke catalog`)")
+                        "(see `kiln catalog`)")
     digest = found.digest
     where = f"{s.registry.host}/{repo}@{digest[:19]}"
     trust = check_kind(check_trust(s, repo, digest), "vm")
+    if ref in {channel_tag(c, "vm") for c in s.config.channels}:
+        chain.check(s, repo, ref, digest)
     try:
         manifest = s.registry.manifest(repo, digest)
-        assert manifest is not None  # check_trust read it a moment ago
+        if manifest is None:
+            raise Tampered(f"{where}: deleted from the registry while it was being pulled")
         doc = manifest.json
         config = s.registry.blob(repo, str(doc["config"]["digest"]))
         qcow2_layer = _layer(doc, QCOW2_TYPE)
@@ -312,10 +276,11 @@ def pull_disk(s: Session, spec: str, output: Path) -> DiskPull:
         record = VerifyRecord.from_json(json.loads(
             s.registry.blob(repo, str(record_layer["digest"]))))
     except RegistryError as exc:
-        raise TrustError(f"{where}: {exc} (tampered in the registry?)") from None
+        raise Tampered(f"{where}: {exc} (tampered in the registry?)") from None
     except (ValueError, TypeError, KeyError) as exc:
-        raise TrustError(f"{where}: unreadable disk metadata ({exc}): tampered") from None
+        raise Tampered(f"{where}: unreadable disk metadata ({exc}): tampered") from None
     disk = json.loads(config)
+    check_names(s.registry.host, repo, ref, str(disk.get("image_id")))
     _check_artifact(where, trust.provenance, disk, qcow2_layer, record_layer, record)
     output.mkdir(parents=True, exist_ok=True)
     qcow2 = output / f"{name}.qcow2"
@@ -330,7 +295,7 @@ def pull_disk(s: Session, spec: str, output: Path) -> DiskPull:
                 s.registry.download_blob(repo, str(qcow2_layer["digest"]), qcow2)
             except RegistryError as exc:
                 if "does not match its digest" in str(exc):
-                    raise TrustError(f"{where}: the qcow2 blob the registry served is not the "
+                    raise DigestMismatch(f"{where}: the qcow2 blob the registry served is not the "
                                      f"signed one: {exc}") from None
                 raise
     disk_json.write_bytes(config)
@@ -351,12 +316,11 @@ def _check_artifact(where: str, prov: dict[str, Any], disk: dict[str, Any],
     qcow2_digest = str(qcow2_layer.get("digest"))
     if not DIGEST_RE.match(qcow2_digest) or qcow2_digest != "sha256:" + str(
             (disk.get("sha256") or {}).get("qcow2")):
-        raise TrustError(f"{where}: the qcow2 layer is not the disk disk.json describes "
+        raise Tampered(f"{where}: the qcow2 layer is not the disk disk.json describes "
                          "(tampered)")
     if prov.get("target") != "vm" or (prov.get("disk") or {}).get("sha256") != disk.get("sha256"):
-        raise TrustError(f"{where}: the signed provenance describes another disk (tampered)")
-    verification = prov.get("verification") or {}
-    if verification.get("record") != record_layer.get("digest"):
-        raise TrustError(f"{where}: the VM verification record is not the signed one "
+        raise Tampered(f"{where}: the signed provenance describes another disk (tampered)")
+    if prov.get("record") != record_layer.get("digest"):
+        raise Tampered(f"{where}: the VM verification record is not the signed one "
                          "(tampered)")
     check_record(record, disk, where)

@@ -1,0 +1,150 @@
+"""SIGINT, SIGTERM and SIGKILL at each phase of publish, promote, rollback and revoke, against a
+real registry: nothing is left behind (no lease, no container, no temp folder), the registry
+is never half-written (no tag names a partial image; a channel stays where a signed move puts
+it), and a rerun completes.
+
+kiln runs as a real `kiln` process; KILN_PAUSE_AT=<phase> makes it stop at that named point
+(kiln.release.session.checkpoint), so the signal lands exactly there.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from kiln import records
+from kiln.config import load_config
+from kiln.embedded import LocalRegistry
+from kiln.load import Project
+from kiln.pipeline import BuildResult, build_image, prepare
+from kiln.registry import Registry
+from kiln.release.api import open_session, promote, publish, pull
+from kiln.signing import keygen
+from kiln.ui import UI
+from kiln.verify import find_suite
+
+REPO = "kiln/small"
+
+
+@pytest.fixture
+def project(make_project: Callable[..., Project], registry: LocalRegistry, docker_config: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Project:
+    monkeypatch.setenv("KILN_REGISTRY", str(registry.address))
+    p = make_project({"layers/hello/layer.yaml": "run:\n  - echo one > /hello\n",
+                      "images/small.yaml": '{busybox}\nversion: "1.0"\nlayers: [hello]\n'})
+    config = load_config(p.root)
+    keygen(config.signing_key, config.public_key)
+    return p
+
+
+def build_verified(root: Path, kiln_ctx: Callable[..., object], text: str) -> BuildResult:
+    (root / "layers/hello/layer.yaml").write_text(f"run:\n  - echo {text} > /hello\n")
+    result = build_image(kiln_ctx(Project(root), verify=False), "small")  # type: ignore[arg-type]
+    records.save(root, records.VerifyRecord(
+        image="small", image_id=result.image_id, fingerprint=result.fingerprint,
+        target="container", suite=find_suite(root, prepare(Project(root), "small").plan).digest,
+        passed=True, started="2026-01-01T00:00:00Z",
+        checks=(records.CheckResult("hello", "test_hello.py::test_it", "passed"),)))
+    return result
+
+
+def kiln(root: Path, *args: str, pause: str | None = None,
+         sig: signal.Signals | None = None) -> tuple[int, str]:
+    """Run `kiln <args>`; with `pause`, send `sig` once it stops there. (exit code, output)"""
+    env = {**os.environ, "KILN_PROJECT": str(root)}
+    if pause:
+        env["KILN_PAUSE_AT"] = pause
+    proc = subprocess.Popen([sys.executable, "-c", "import kiln.cli; kiln.cli.main()", *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out: list[str] = []
+    try:
+        if pause:
+            assert proc.stdout is not None
+            deadline = time.monotonic() + 120
+            for line in proc.stdout:
+                out.append(line)
+                if f"paused at {pause}" in line:
+                    assert sig is not None
+                    proc.send_signal(sig)
+                    break
+                assert time.monotonic() < deadline, "".join(out)
+            else:
+                pytest.fail(f"kiln {' '.join(args)} never reached {pause}:\n{''.join(out)}")
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, "".join(out) + (rest or "")
+
+
+def leftovers(root: Path, reg: Registry, engine: object) -> list[str]:
+    found = [f"lease {t}" for t in reg.tags(REPO) if t.endswith(".lease")]
+    tmp = records.state_dir(root) / "tmp"
+    found += [f"temp {p.name}" for p in tmp.iterdir()] if tmp.is_dir() else []
+    found += [f"container {c.name}" for c in engine.containers()  # type: ignore[attr-defined]
+              if str(c.name).startswith("kiln-dpkg-query-")]
+    return found
+
+
+def test_interrupted_release_steps_clean_up_and_rerun(project, kiln_ctx, engine, registry):
+    """SIGINT and SIGTERM (which kiln turns into the same unwinding) alternate over the phases."""
+    root = project.root
+    reg = Registry(str(registry.address))
+    build_verified(root, kiln_ctx, "one")
+    a = publish(open_session(project, UI(quiet=True), engine), "small")
+    promote(open_session(project, UI(quiet=True), engine), "small", "stable")
+    steps = [(("publish", "small"), "uploaded"), (("publish", "small"), "lease-claimed"),
+             (("publish", "small"), "tag-leased"), (("publish", "small"), "pushed"),
+             (("promote", "small", "stable"), "promote-pending"),
+             (("rollback", "small", "stable"), "rollback-pending"),
+             (("promote", "small", "candidate"), "lease-claimed")]
+    for n, (args, phase) in enumerate(steps):
+        sig = (signal.SIGINT, signal.SIGTERM)[n % 2]
+        if args[0] == "publish":
+            build_verified(root, kiln_ctx, f"{sig.name}{n}")  # new content: a real publish
+        code, out = kiln(root, *args, pause=phase, sig=sig)
+        assert code == 130 and "interrupted" in out, (phase, out)
+        assert leftovers(root, reg, engine) == [], phase
+        if phase == "rollback-pending":
+            # the channel is where a signed move puts it: pull accepts it, rollback never
+            # considers the unconfirmed move
+            assert pull(open_session(project, UI(quiet=True), engine),
+                        "small:stable").digest != a.digest
+        code, out = kiln(root, *args)  # the rerun completes
+        assert code == 0, (phase, out)
+    assert reg.resolve(REPO, "stable").digest == a.digest  # promoted b, rolled back to a
+    assert leftovers(root, reg, engine) == []
+
+
+def test_killed_release_steps_leave_nothing_a_rerun_cannot_finish(project, kiln_ctx, engine,
+                                                                  registry):
+    """SIGKILL runs no cleanup: the rerun takes over its own stale lease at once (same user and
+    host, dead pid) and sweeps the killed run's temp folder and containers."""
+    root = project.root
+    reg = Registry(str(registry.address))
+    build_verified(root, kiln_ctx, "one")
+    publish(open_session(project, UI(quiet=True), engine), "small")
+    promote(open_session(project, UI(quiet=True), engine), "small", "stable")
+    for n, (args, phase) in enumerate([(("publish", "small"), "uploaded"),
+                                       (("publish", "small"), "tag-leased"),
+                                       (("promote", "small", "stable"), "promote-pending"),
+                                       (("revoke", "small@STABLE"), "revoke-listed")]):
+        if args[0] == "publish":
+            build_verified(root, kiln_ctx, f"killed{n}")
+        if args[0] == "revoke":
+            args = ("revoke", f"small@{reg.resolve(REPO, 'stable').digest}")
+        code, out = kiln(root, *args, pause=phase, sig=signal.SIGKILL)
+        assert code == -signal.SIGKILL, out
+        started = time.monotonic()
+        code, out = kiln(root, *args)
+        assert code == 0, (phase, out)
+        assert time.monotonic() - started < 60, phase  # not the lease's 120 s expiry
+        assert leftovers(root, reg, engine) == [], phase
