@@ -89,6 +89,8 @@ class Layer:
     healthcheck: Healthcheck | None = None
     labels: Pairs = ()
     secrets: tuple[str, ...] = ()  # ids of build secrets mounted into the layer's run steps
+    tmpfs: tuple[str, ...] = ()  # paths that stay writable (tmpfs) under a read-only root
+    capabilities: tuple[str, ...] = ()  # Linux capabilities the container needs (no CAP_)
     # dotted key path ("files[1].mode") -> line, for errors found after loading
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -149,6 +151,8 @@ class Image:
     targets: tuple[Target, ...] = ("container",)
     tags: tuple[str, ...] = ()
     labels: Pairs = ()
+    unrestricted: str | None = None  # why the image cannot run under the restricted profile
+    audit_min_index: int | None = None  # the lynis hardening index publishing requires
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def where(self, key: str) -> Where:
@@ -182,6 +186,8 @@ class Config:
     stopsignal: str | None = None
     healthcheck: Healthcheck | None = None
     labels: Pairs = ()
+    tmpfs: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
