@@ -1,5 +1,5 @@
 # Rendered by kiln 0.1.0 (render 2) from images/base-vm.yaml. Do not edit: change the definitions and run `invoke render`.
-FROM kiln/base:d7994ed74f90fc78
+FROM kiln/base:c9b5abace4f311c6
 USER root
 
 # --- layer: vm-systemd ---
@@ -37,12 +37,22 @@ RUN set -eu; rm -f /etc/ssh/ssh_host_* && systemctl enable ssh.service
 # --- layer: vm ---
 RUN set -eu; find / -xdev -type f -perm /6000 -exec chmod a-s {} +
 
+# --- layer: hardening-ssh ---
+COPY files/hardening-ssh/sshd.conf /etc/ssh/sshd_config.d/05-kiln-hardening.conf
+RUN set -eu; sed -i -e "s|@PERMIT_ROOT_LOGIN@|prohibit-password|" -e "s|@BANNER@|/etc/issue.net|" /etc/ssh/sshd_config.d/05-kiln-hardening.conf && grep -q '^Include /etc/ssh/sshd_config.d/\*.conf' /etc/ssh/sshd_config
+
+# --- layer: hardening-vm ---
+COPY files/hardening-vm/sysctl.conf /etc/sysctl.d/90-kiln-hardening.conf
+COPY files/hardening-vm/coredump.conf /etc/systemd/coredump.conf.d/kiln.conf
+COPY files/hardening-vm/journald.conf /etc/systemd/journald.conf.d/kiln.conf
+RUN set -eu; mkdir -p /var/log/journal
+
 # --- image configuration ---
 WORKDIR /home/app
-USER app
-LABEL dev.kiln.fingerprint="9b31297a28b5f0cca9bc0ca211e3478991785501a62ed5d95469814a1fb75f99" \
+USER 10001:10001
+LABEL dev.kiln.fingerprint="3757b6028b1226cead26d678d8ac466daadd565ca16da6d4fe2d7a1f58b49660" \
       dev.kiln.image="base-vm" \
-      dev.kiln.layers="minimal,core,hardening,user,vm-systemd,vm-kernel,vm-network,vm-sshd,vm" \
+      dev.kiln.layers="minimal,core,hardening,user,vm-systemd,vm-kernel,vm-network,vm-sshd,vm,hardening-ssh,hardening-vm" \
       dev.kiln.version="0.1.0" \
       org.opencontainers.image.description="The base image as a virtual machine disk (BIOS and UEFI), from the same filesystem." \
       org.opencontainers.image.title="base-vm" \

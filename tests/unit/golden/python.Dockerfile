@@ -1,5 +1,5 @@
 # Rendered by kiln 0.1.0 (render 2) from images/python.yaml. Do not edit: change the definitions and run `invoke render`.
-FROM kiln/base:d7994ed74f90fc78
+FROM kiln/base:c9b5abace4f311c6
 USER root
 
 # --- layer: python ---
@@ -12,8 +12,8 @@ RUN apt-get update \
 # --- image configuration ---
 WORKDIR /home/app
 CMD ["python3"]
-USER app
-LABEL dev.kiln.fingerprint="c4c0eb361f8fe850e04cd4319eead47532d75aed8af489c997a000b57ad23ba7" \
+USER 10001:10001
+LABEL dev.kiln.fingerprint="0bbe114835fb4ba77bdcb4ff21d15696081c39a6d457b654ac0fb9c4cd0c764a" \
       dev.kiln.image="python" \
       dev.kiln.layers="minimal,core,hardening,user,python" \
       dev.kiln.version="0.1.0" \
