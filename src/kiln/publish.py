@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln import __version__
+from kiln.audit import audit_gate
 from kiln.config import Config, load_config
 from kiln.embedded import embedded
 from kiln.engine import Engine
@@ -249,6 +250,7 @@ def publish(s: Session, name: str, tag: str | None = None) -> PublishResult:
         raise PublishError(f"{prepared.plan.image.path}: {name} is not built for the current "
                            f"definitions ({prepared.ref}); run `invoke build {name}`")
     record = require_verified(s.root, name, image_id)
+    audit_gate(s.root, prepared.plan, image_id)  # audit_min_index (kiln.audit)
     info = engine.inspect_image(image_id)
     repo = s.config.repository(name)
     tag = check_tag(tag or immutable_tag(prepared.plan.image.version, str(info["Created"]),
@@ -456,6 +458,7 @@ def provenance(s: Session, name: str, repo: str, manifest: Manifest,
         "packages": _packages(engine, config_digest, record),
         "verification": {
             "target": record.target, "suite": record.suite, "passed": record.passed,
+            "profile": record.profile, "profile_detail": record.extra.get("profile", {}),
             "counts": record.counts, "started": record.started, "seconds": record.seconds,
             "checks": [{"layer": c.layer, "test": c.test, "outcome": c.outcome}
                        for c in record.checks],
