@@ -1,6 +1,6 @@
 # Rendered by kiln 0.1.0 (render 2) from images/python.yaml. Do not edit: change the definitions and run `invoke render`.
 FROM kiln/base:c9b5abace4f311c6
-USER root
+USER 0:0
 
 # --- layer: python ---
 ENV PYTHONDONTWRITEBYTECODE="1" PYTHONUNBUFFERED="1" PIP_NO_CACHE_DIR="1" PIP_DISABLE_PIP_VERSION_CHECK="1"
