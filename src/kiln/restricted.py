@@ -76,8 +76,22 @@ class Profile:
 
 
 def expected(plan: Plan) -> str:
-    """The profile the image must pass: restricted, unless it opted out with a reason."""
-    return DEFAULT if plan.image.unrestricted else RESTRICTED
+    """The profile the image must pass.
+
+    Restricted for a service (an entrypoint: what platforms run) unless it opted out with a
+    reason; for a toolbox image (python, a base) when it runs as a numeric non-root user, as
+    the samples do: one that runs as root is a build or debug tool, not something a
+    restricted platform runs.
+    """
+    if plan.image.unrestricted:
+        return DEFAULT
+    if plan.config.entrypoint is not None:
+        return RESTRICTED
+    try:
+        numeric_user(plan.config)
+    except RestrictedUnfit:
+        return DEFAULT
+    return RESTRICTED
 
 
 def numeric_user(config: Config) -> str:
@@ -106,9 +120,16 @@ def restricted(plan: Plan) -> Profile:
 
 
 def opt_out(plan: Plan) -> dict[str, Any]:
-    """What the record keeps of an image that opted out."""
-    return {"name": DEFAULT, "opted_out": plan.image.unrestricted,
-            "where": str(plan.image.where("unrestricted"))}
+    """What the record keeps of an image held to the default profile only, and why."""
+    if plan.image.unrestricted:
+        return {"name": DEFAULT, "opted_out": plan.image.unrestricted,
+                "where": str(plan.image.where("unrestricted"))}
+    try:
+        numeric_user(plan.config)
+        why = "not checked"
+    except RestrictedUnfit as exc:
+        why = str(exc)
+    return {"name": DEFAULT, "not_held": f"not a service, and {why}"}
 
 
 __all__ = ["DEFAULT", "RESTRICTED", "Profile", "RestrictedUnfit", "expected", "numeric_user",

@@ -10,6 +10,7 @@ from kiln.load import load_image, load_layer
 from kiln.model import Config
 from kiln.restricted import DEFAULT, RESTRICTED, RestrictedUnfit, expected, numeric_user, restricted
 
+
 def test_the_profile_is_derived_from_every_layer(make_project: MakeProject) -> None:
     project = make_project(
         layers={"user": {"user": "10001:10001", "tmpfs": ["/tmp"]},
@@ -67,3 +68,15 @@ def test_an_audit_minimum_must_be_an_integer(make_project: MakeProject) -> None:
         "i": f"base:\n  ref: {REF}\nlayers: [a]\naudit_min_index: high\n"})
     assert "audit_min_index: expected an integer" in only_problem(
         lambda: load_image(project.root, "i"))
+
+
+def test_a_root_toolbox_image_is_held_to_the_default_profile(make_project: MakeProject) -> None:
+    project = make_project(
+        layers={"tool": {"cmd": ["sh"]}, "svc": {"entrypoint": ["svc"]},
+                "mine": {"user": "10001:10001", "cmd": ["python3"]}},
+        images={"tool": {"base": {"ref": REF}, "layers": ["tool"]},
+                "svc": {"base": {"ref": REF}, "layers": ["svc"]},
+                "mine": {"base": {"ref": REF}, "layers": ["mine"]}})
+    assert expected(compose(project, "tool")) == DEFAULT
+    assert expected(compose(project, "svc")) == RESTRICTED  # a root service fails it, named
+    assert expected(compose(project, "mine")) == RESTRICTED
