@@ -88,7 +88,7 @@ def parse_report(text: str) -> dict[str, Any]:
             details = details.rstrip("|").strip()
             finding = Finding(test, text_, "" if details in ("-", "-|-") else details)
             out["warnings" if key == "warning[]" else "suggestions"].append(finding)
-        elif key in ("hardening_index", "lynis_tests_done", "lynis_version"):
+        elif key in ("hardening_index", "tests_executed", "lynis_version"):
             out[key] = value.strip()
     if not str(out.get("hardening_index", "")).isdigit():
         raise AuditError("lynis wrote no hardening index (its report is incomplete: did it "
@@ -129,7 +129,7 @@ def audit_container(engine: Engine, target: Target, ui: UI) -> AuditRecord:
         image=target.name, image_id=target.image_id, target="container",
         index=int(report["hardening_index"]), warnings=tuple(report["warnings"]),
         suggestions=tuple(report["suggestions"]),
-        tests_performed=len(str(report.get("lynis_tests_done", "")).split("|")) - 1,
+        tests_performed=len([t for t in str(report.get("tests_executed", "")).split("|") if t]),
         lynis=str(report.get("lynis_version", "")), started=started,
         seconds=round(time.monotonic() - clock, 3))
 

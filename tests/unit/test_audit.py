@@ -17,7 +17,7 @@ lynis_version=3.0.8
 warning[]=PKGS-7388|Can't find any security repository in /etc/apt/sources.list|-|-|
 suggestion[]=AUTH-9230|Configure password hashing rounds in /etc/login.defs|-|-|
 suggestion[]=FILE-7524|Consider restricting file permissions|See screen output|text:chmod|
-lynis_tests_done=ACCT-9622|AUTH-9230|BANN-7126|
+tests_executed=ACCT-9622|AUTH-9230|BANN-7126|
 hardening_index=71
 """
 
@@ -26,6 +26,7 @@ def test_the_report_is_read() -> None:
     report = parse_report(REPORT)
     assert report["hardening_index"] == "71"
     assert report["lynis_version"] == "3.0.8"
+    assert report["tests_executed"] == "ACCT-9622|AUTH-9230|BANN-7126|"
     assert report["warnings"] == [Finding("PKGS-7388", "Can't find any security repository in "
                                                        "/etc/apt/sources.list")]
     assert [f.test for f in report["suggestions"]] == ["AUTH-9230", "FILE-7524"]
