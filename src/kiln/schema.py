@@ -195,6 +195,14 @@ class Reader:
             return None
         return value
 
+    def reason(self, node: Node, key: str) -> str | None:
+        value = self.string(node, key)
+        if value is not None and not value.strip():
+            self.problem(node.line, f"{key}: the reason must not be empty",
+                         "say why, for whoever reads the record")
+            return None
+        return value
+
     def abspaths(self, node: Node, key: str) -> tuple[str, ...]:
         out = (self.abspath(n, f"{key}[{i}]") for i, n in enumerate(self.items(node, key)))
         return tuple(s for s in out if s is not None)
@@ -384,7 +392,7 @@ IMAGE_FIELDS: tuple[Field, ...] = (
        "Extra local tags given to the built image (kiln/<name>:<tag>)."),
     _f("labels", "mapping string -> string", Reader.string_map, "{}", "image",
        "OCI labels; they win over the layers' labels."),
-    _f("unrestricted", "string (the reason)", Reader.string, "unset", "image",
+    _f("unrestricted", "string (the reason)", Reader.reason, "unset", "image",
        "Opts the image out of the restricted-profile verification (read-only root, no "
        "capabilities, numeric user...); the reason is required and recorded with the "
        "verification and in what is published (docs/hardening.md)."),

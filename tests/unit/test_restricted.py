@@ -80,3 +80,11 @@ def test_a_root_toolbox_image_is_held_to_the_default_profile(make_project: MakeP
     assert expected(compose(project, "tool")) == DEFAULT
     assert expected(compose(project, "svc")) == RESTRICTED  # a root service fails it, named
     assert expected(compose(project, "mine")) == RESTRICTED
+
+
+def test_an_opt_out_needs_a_reason(make_project: MakeProject) -> None:
+    project = make_project(layers={"a": ""}, images={
+        "i": f"base:\n  ref: {REF}\nlayers: [a]\nunrestricted: \"  \"\n"})
+    assert only_problem(lambda: load_image(project.root, "i")) == (
+        "images/i.yaml:4: unrestricted: the reason must not be empty (say why, for whoever "
+        "reads the record)")
