@@ -1,5 +1,5 @@
 # Rendered by kiln 0.1.0 (render 2) from images/base-vm.yaml. Do not edit: change the definitions and run `invoke render`.
-FROM kiln/base:c9b5abace4f311c6
+FROM kiln/base:508d55a7c8927b19
 USER 0:0
 
 # --- layer: vm-systemd ---
@@ -50,7 +50,7 @@ RUN set -eu; mkdir -p /var/log/journal
 # --- image configuration ---
 WORKDIR /home/app
 USER 10001:10001
-LABEL dev.kiln.fingerprint="3757b6028b1226cead26d678d8ac466daadd565ca16da6d4fe2d7a1f58b49660" \
+LABEL dev.kiln.fingerprint="2d6f9685d5326dd069bb959d203ffe4609d56fd134781d5f900e12c4e54f2c5c" \
       dev.kiln.image="base-vm" \
       dev.kiln.layers="minimal,core,hardening,user,vm-systemd,vm-kernel,vm-network,vm-sshd,vm,hardening-ssh,hardening-vm" \
       dev.kiln.version="0.1.0" \

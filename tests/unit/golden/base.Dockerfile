@@ -25,7 +25,7 @@ COPY files/hardening/shell.sh /etc/profile.d/kiln-shell.sh
 COPY files/hardening/blacklist.conf /etc/modprobe.d/kiln-hardening.conf
 COPY files/hardening/login-defs.sed /usr/share/kiln/login-defs.sed
 RUN set -eu; sed -i -f /usr/share/kiln/login-defs.sed /etc/login.defs && rm /usr/share/kiln/login-defs.sed && rmdir --ignore-fail-on-non-empty /usr/share/kiln
-RUN set -eu; printf '%s\n' "Authorized use only. All activity may be monitored and reported." > /etc/issue && cp /etc/issue /etc/issue.net
+RUN set -eu; printf '%s\n' "Authorized access only. This system is private; all activity is monitored and recorded, and unauthorized use is subject to criminal prosecution." > /etc/issue && cp /etc/issue /etc/issue.net
 RUN set -eu; sed -i "s/@TMOUT@/900/" /etc/profile.d/kiln-shell.sh
 RUN set -eu; find / -xdev -type f -perm /6000 -exec chmod a-s {} +
 RUN set -eu; rm -f /etc/machine-id /var/lib/dbus/machine-id && rm -rf /var/cache/ldconfig/aux-cache /tmp/* /var/tmp/*
@@ -37,7 +37,7 @@ RUN groupadd --gid 10001 app \
 # --- image configuration ---
 WORKDIR /home/app
 USER 10001:10001
-LABEL dev.kiln.fingerprint="c9b5abace4f311c655d9385fa70e338e3e80b89ef3b70e9d8f3d5f25e36d91da" \
+LABEL dev.kiln.fingerprint="508d55a7c8927b198e2a2e494c9511b469f650f69b9d368904fbe63fc607e7bd" \
       dev.kiln.image="base" \
       dev.kiln.layers="minimal,core,hardening,user" \
       dev.kiln.version="0.1.0" \

@@ -1,5 +1,5 @@
 # Rendered by kiln 0.1.0 (render 2) from images/python.yaml. Do not edit: change the definitions and run `invoke render`.
-FROM kiln/base:c9b5abace4f311c6
+FROM kiln/base:508d55a7c8927b19
 USER 0:0
 
 # --- layer: python ---
@@ -13,7 +13,7 @@ RUN apt-get update \
 WORKDIR /home/app
 CMD ["python3"]
 USER 10001:10001
-LABEL dev.kiln.fingerprint="0bbe114835fb4ba77bdcb4ff21d15696081c39a6d457b654ac0fb9c4cd0c764a" \
+LABEL dev.kiln.fingerprint="215825342e65751cd301a1c5d007f4fcb8c3cd081648c4433c35a084987dc10c" \
       dev.kiln.image="python" \
       dev.kiln.layers="minimal,core,hardening,user,python" \
       dev.kiln.version="0.1.0" \
