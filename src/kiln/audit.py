@@ -159,15 +159,26 @@ def load(root: Path, image_id: str, target: str = "container") -> AuditRecord | 
                          "`kiln audit` again") from None
 
 
-def audit_gate(root: Path, plan: Plan, image_id: str, target: str = "container"
+def audit_gate(root: Path, plan: Plan, image_id: str, engine: Engine | None = None,
+               ref: str = "", ui: UI | None = None, target: str = "container"
                ) -> AuditRecord | None:
-    """Publishing's check: an image with `audit_min_index` needs an audit at or above it."""
+    """Publishing's check: an image with `audit_min_index` needs an audit at or above it.
+
+    Given an engine (and the image's ref), an image never audited is audited now, so that
+    publishing (by hand, the quickstart, nightly) needs no extra step; without one, it is
+    refused until `kiln audit` has run.
+    """
     minimum = plan.image.audit_min_index
     if minimum is None:
         return None
     name = plan.image.name
     where = plan.image.where("audit_min_index")
     record = load(root, image_id, target)
+    if record is None and engine is not None and ref and target == "container":
+        ui = ui or UI()
+        ui.info(f"{name}: audit_min_index {minimum}, never audited: auditing it now")
+        record = audit_container(engine, Target(plan, ref, image_id, ""), ui)
+        save(root, record)
     if record is None:
         raise AuditError(f"{where}: {name} ({image_id[:19]}) must reach lynis hardening index "
                          f"{minimum} and was never audited (run `kiln audit {name}`"

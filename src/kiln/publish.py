@@ -250,7 +250,7 @@ def publish(s: Session, name: str, tag: str | None = None) -> PublishResult:
         raise PublishError(f"{prepared.plan.image.path}: {name} is not built for the current "
                            f"definitions ({prepared.ref}); run `invoke build {name}`")
     record = require_verified(s.root, name, image_id)
-    audit_gate(s.root, prepared.plan, image_id)  # audit_min_index (kiln.audit)
+    audit_gate(s.root, prepared.plan, image_id, engine, prepared.ref, s.ui)  # audit_min_index
     info = engine.inspect_image(image_id)
     repo = s.config.repository(name)
     tag = check_tag(tag or immutable_tag(prepared.plan.image.version, str(info["Created"]),
