@@ -22,20 +22,22 @@ def settings(text):
 
 
 def test_sysctl_file(host):
-    conf = host.file("/etc/sysctl.d/90-kiln-hardening.conf")
+    conf = host.file("/etc/sysctl.d/zz-kiln-hardening.conf")
     assert conf.user == "root" and conf.mode == 0o644
     found = settings(conf.content_string)
     assert {k: found.get(k) for k in SYSCTLS} == SYSCTLS
 
 
 def test_no_other_sysctl_file_undoes_it(host):
-    # systemd-sysctl applies files in lexical order: a later file would win
+    # systemd-sysctl applies files in the order of their names, across folders: a file
+    # sorted after ours would win (procps's protect-links.conf did, over 90-kiln-...)
     later = host.run("ls /etc/sysctl.d /usr/lib/sysctl.d 2>/dev/null").stdout.split()
-    for name in (n for n in later if n.endswith(".conf") and n > "90-kiln-hardening.conf"):
+    for name in (n for n in later if n.endswith(".conf") and n > "zz-kiln-hardening.conf"):
         for where in ("/etc/sysctl.d", "/usr/lib/sysctl.d"):
             f = host.file(f"{where}/{name}")
             if f.exists:
-                assert not set(settings(f.content_string)) & set(SYSCTLS), f"{where}/{name}"
+                ours = settings(host.file("/etc/sysctl.d/zz-kiln-hardening.conf").content_string)
+                assert not set(settings(f.content_string)) & set(ours), f"{where}/{name}"
 
 
 def test_systemd_keeps_no_core_dumps(host):

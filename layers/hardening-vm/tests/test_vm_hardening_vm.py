@@ -11,7 +11,7 @@ def settings(text):
 
 
 def test_every_sysctl_of_the_file_is_live(root_host):
-    wanted = settings(root_host.file("/etc/sysctl.d/90-kiln-hardening.conf").content_string)
+    wanted = settings(root_host.file("/etc/sysctl.d/zz-kiln-hardening.conf").content_string)
     assert len(wanted) >= 20
     live = {key: root_host.check_output(f"sysctl -n {key}") for key in wanted}
     assert live == wanted

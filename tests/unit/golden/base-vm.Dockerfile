@@ -42,7 +42,7 @@ COPY files/hardening-ssh/sshd.conf /etc/ssh/sshd_config.d/05-kiln-hardening.conf
 RUN set -eu; sed -i -e "s|@PERMIT_ROOT_LOGIN@|prohibit-password|" -e "s|@BANNER@|/etc/issue.net|" /etc/ssh/sshd_config.d/05-kiln-hardening.conf && grep -q '^Include /etc/ssh/sshd_config.d/\*.conf' /etc/ssh/sshd_config
 
 # --- layer: hardening-vm ---
-COPY files/hardening-vm/sysctl.conf /etc/sysctl.d/90-kiln-hardening.conf
+COPY files/hardening-vm/sysctl.conf /etc/sysctl.d/zz-kiln-hardening.conf
 COPY files/hardening-vm/coredump.conf /etc/systemd/coredump.conf.d/kiln.conf
 COPY files/hardening-vm/journald.conf /etc/systemd/journald.conf.d/kiln.conf
 RUN set -eu; mkdir -p /var/log/journal
@@ -50,7 +50,7 @@ RUN set -eu; mkdir -p /var/log/journal
 # --- image configuration ---
 WORKDIR /home/app
 USER 10001:10001
-LABEL dev.kiln.fingerprint="2d6f9685d5326dd069bb959d203ffe4609d56fd134781d5f900e12c4e54f2c5c" \
+LABEL dev.kiln.fingerprint="d9c6f315945d3f5912e202b5c3e88df7e0a5236d8e9dae0ee56ef94342fdb030" \
       dev.kiln.image="base-vm" \
       dev.kiln.layers="minimal,core,hardening,user,vm-systemd,vm-kernel,vm-network,vm-sshd,vm,hardening-ssh,hardening-vm" \
       dev.kiln.version="0.1.0" \

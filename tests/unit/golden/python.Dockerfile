@@ -13,7 +13,7 @@ RUN apt-get update \
 WORKDIR /home/app
 CMD ["python3"]
 USER 10001:10001
-LABEL dev.kiln.fingerprint="215825342e65751cd301a1c5d007f4fcb8c3cd081648c4433c35a084987dc10c" \
+LABEL dev.kiln.fingerprint="084d656d565bf72ef9fa8329607ad8a54c972c518b954c1f5a38d57c9f44c3b7" \
       dev.kiln.image="python" \
       dev.kiln.layers="minimal,core,hardening,user,python" \
       dev.kiln.version="0.1.0" \
