@@ -2,8 +2,8 @@
 
 A throwaway copy of the built disk boots under qemu with a key made for this run (kiln.vm's
 boot and SSH helpers, as `kiln verify --target vm` does). lynis is copied from the host into
-that machine's /tmp over SSH and run from there; the copy of the disk is deleted with
-the machine, so the disk that is published never holds lynis or the key.
+that machine over SSH, at the host's paths, and run there; the copy of the disk is deleted
+with the machine, so the disk that is published never holds lynis or the key.
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ from kiln.vm.spec import disk_spec
 from kiln.vm.verify import SSH_TIMEOUT, make_key
 
 REMOTE = "/tmp/kiln-lynis"
-# lynis finds its include/ and db/ folders and default.prf in the current folder too.
-SCRIPT = (f"mkdir -p {REMOTE} && tar -C {REMOTE} -xf {REMOTE}.tar && cd {REMOTE}/usr/share/lynis "
-          f"&& cp {REMOTE}/etc/lynis/default.prf . "
-          f"&& sh {REMOTE}/usr/sbin/lynis audit system --quick --no-colors "
-          f"--logfile {REMOTE}/lynis.log --report-file {REMOTE}/report.dat >/dev/null 2>&1; "
-          f"cat {REMOTE}/report.dat")
+# At the paths the host has them, as the container audit mounts them: run from elsewhere,
+# lynis 3.0.8 stopped after its report header. Only this boot's copy of the disk gets them.
+SCRIPT = (f"tar -C / -xf {REMOTE}.tar && rm {REMOTE}.tar "
+          f"&& /usr/sbin/lynis audit system --quick --no-colors "
+          f"--logfile {REMOTE}.log --report-file {REMOTE}.dat >/dev/null 2>&1; cat {REMOTE}.dat")
 
 
 def audit_vm(ctx: Context, name: str, *, accel: Literal["auto", "kvm", "tcg"] = "auto",
