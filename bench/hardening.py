@@ -72,7 +72,12 @@ def main() -> None:
     parser.add_argument("--no-audit", action="store_true", help="skip lynis (minutes)")
     parser.add_argument("--json", help="also write the rows as JSON to this file")
     args = parser.parse_args()
-    os.environ.setdefault("KILN_STATE_DIR", tempfile.mkdtemp(prefix="kiln-bench-hardening-"))
+    with tempfile.TemporaryDirectory(prefix="kiln-bench-hardening-") as state:
+        os.environ.setdefault("KILN_STATE_DIR", state)
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
     ui = UI()
     ctx = Context(project=Project.find(), engine=Engine.connect(), ui=ui)
     rows: list[dict[str, Any]] = []
