@@ -29,6 +29,7 @@ from kiln.vm.spec import disk_spec
 from kiln.vm.verify import SSH_TIMEOUT, make_key
 
 REMOTE = "/tmp/kiln-lynis"
+LYNIS_TIMEOUT = 3600.0
 # At the paths the host has them, as the container audit mounts them: run from elsewhere,
 # lynis 3.0.8 stopped after its report header. Only this boot's copy of the disk gets them.
 SCRIPT = (f"tar -C / -xf {REMOTE}.tar && rm {REMOTE}.tar "
@@ -104,11 +105,15 @@ def _lynis_over_ssh(port: int, key: Path, bundle: Path) -> tuple[int, str]:
         stdin.channel.shutdown_write()
         if stdout.channel.recv_exit_status() != 0:
             raise AuditError(f"could not copy lynis into the VM's {REMOTE}.tar")
-        _, stdout, _ = client.exec_command(f"sh -c {shlex.quote(SCRIPT)}", timeout=900)
+        # the report comes at the end: under TCG on a busy host lynis took over 15 minutes
+        _, stdout, _ = client.exec_command(f"sh -c {shlex.quote(SCRIPT)}", timeout=LYNIS_TIMEOUT)
         text = stdout.read().decode(errors="replace")
         return stdout.channel.recv_exit_status(), text
+    except TimeoutError:
+        raise AuditError(f"lynis did not finish in the VM within {LYNIS_TIMEOUT:.0f}s (under "
+                         "TCG it is slow: use a host where KVM works)") from None
     except (paramiko.SSHException, OSError) as exc:
-        raise AuditError(f"the audit's SSH session to the VM failed: {exc}") from None
+        raise AuditError(f"the audit's SSH session to the VM failed: {exc!r}") from None
     finally:
         client.close()
 
