@@ -18,14 +18,15 @@ from invoke import Collection, Program
 from invoke.tasks import Task
 
 from kiln import __version__, prog
-from kiln.commands import build, hermetic, nightly, publish, tools, verify
+from kiln.commands import audit, build, hermetic, nightly, publish, tools, verify
 from kiln.commands import help as help_tasks
 from kiln.commands.common import HELP_WORDS, KilnTask
 from kiln.errors import KilnError
 from kiln.helptext import program_help, task_help
 
 GROUPS = (("Definitions and builds", build), ("Hermetic builds", hermetic),
-          ("Verification", verify), ("Registry and channels", publish),
+          ("Verification", verify), ("Hardening audit", audit),
+          ("Registry and channels", publish),
           ("Nightly rebuilds", nightly), ("Housekeeping and authoring", tools),
           ("Help", help_tasks))
 

@@ -118,6 +118,8 @@ def _check_resolved(layer: Layer, problems: list[Problem]) -> Layer:
           "an absolute path without '..', spaces or control characters")
     for i, volume in enumerate(layer.volumes):
         check(f"volumes[{i}]", volume, ABSPATH_RE, "an absolute path without '..'")
+    for i, path in enumerate(layer.tmpfs):
+        check(f"tmpfs[{i}]", path, ABSPATH_RE, "an absolute path without '..'")
     for i, spec in enumerate(layer.files):
         check(f"files[{i}].owner", spec.owner, OWNER_RE, "user:group, names or ids")
         check(f"files[{i}].dest", spec.dest, DEST_RE,
@@ -339,6 +341,8 @@ def _merge(image: Image, parent: Plan | None, layers: tuple[Layer, ...],
         stopsignal=merged.get("stopsignal"),
         healthcheck=merged.get("healthcheck"),
         labels=tuple(sorted(labels.items())),
+        tmpfs=tuple(merged.get("tmpfs", ())),
+        capabilities=tuple(merged.get("capabilities", ())),
     )
 
 

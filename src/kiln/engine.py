@@ -341,12 +341,18 @@ class Engine:
 
     def create_container(self, image: str, name: str, *, entrypoint: list[str] | None = None,
                          labels: dict[str, str] | None = None,
-                         healthcheck: dict[str, Any] | None = None) -> str:
-        """Create (not start) a labelled container; its id. Unset options come from the image."""
+                         healthcheck: dict[str, Any] | None = None, user: str | None = None,
+                         host: dict[str, Any] | None = None) -> str:
+        """Create (not start) a labelled container; its id. Unset options come from the image.
+
+        `host`: docker-py create_host_config options (read_only, tmpfs, cap_drop, binds...).
+        """
         try:
+            host_config = self.api.create_host_config(**host) if host else None
             created = self.api.create_container(
                 image, name=name, entrypoint=entrypoint, healthcheck=healthcheck,
-                labels={KILN_LABEL: "1", **session.labels(), **(labels or {})})
+                labels={KILN_LABEL: "1", **session.labels(), **(labels or {})}, user=user,
+                host_config=host_config)
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot create a container of {image}: {_reason(exc)}") from None
         return str(created["Id"])

@@ -64,7 +64,9 @@ def inputs(root: Path, plan: Plan) -> dict[str, str]:
     """
     out: dict[str, str] = {"kiln.render": RENDER_VERSION, "base": base_input(root, plan)}
     for key, value in canonical(plan.image).items():
-        if key not in ("path", "base"):
+        # audit_min_index and unrestricted are policy about the bytes, not inputs of them:
+        # the publish and verify gates read them from the definition every time.
+        if key not in ("path", "base", "audit_min_index", "unrestricted"):
             out[f"image.{key}"] = _short(value)
     for name, value in plan.params:
         out[f"param.{name}"] = json.dumps(value)

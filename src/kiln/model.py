@@ -101,6 +101,8 @@ class Layer:
     # Tests of layers below that this one skips or replaces: verification, not the image,
     # so not part of the fingerprint (compare=False).
     tests: tuple[CheckOverride, ...] = field(default=(), compare=False)
+    tmpfs: tuple[str, ...] = ()  # paths that stay writable (tmpfs) under a read-only root
+    capabilities: tuple[str, ...] = ()  # Linux capabilities the container needs (no CAP_)
     # dotted key path ("files[1].mode") -> line, for errors found after loading
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -162,6 +164,8 @@ class Image:
     tags: tuple[str, ...] = ()
     labels: Pairs = ()
     tests: tuple[CheckOverride, ...] = field(default=(), compare=False)  # see Layer.tests
+    unrestricted: str | None = None  # why the image cannot run under the restricted profile
+    audit_min_index: int | None = None  # the lynis hardening index publishing requires
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def where(self, key: str) -> Where:
@@ -195,6 +199,8 @@ class Config:
     stopsignal: str | None = None
     healthcheck: Healthcheck | None = None
     labels: Pairs = ()
+    tmpfs: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

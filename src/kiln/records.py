@@ -41,6 +41,9 @@ class VerifyRecord:
     seconds: float = 0.0
     reason: str = ""  # why it did not pass, or why it never ran (--no-verify)
     extra: dict[str, Any] = field(default_factory=dict)
+    # The runtime profile the image passed (kiln.restricted): "restricted", "default" (the
+    # image's own configuration: it opted out, or restricted failed), "" (not run).
+    profile: str = ""
 
     @property
     def counts(self) -> dict[str, int]:

@@ -50,6 +50,7 @@ TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 INT_RE = re.compile(r"^[-+]?[0-9]+$")
 DIGEST_REF_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+CAPABILITY_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 BOOLS = {"true": True, "false": False}
 YAML11_BOOLS = {"yes", "no", "on", "off", "y", "n"}
 NULLS = {"", "~", "null"}
@@ -198,6 +199,29 @@ class Reader:
                          "or control characters")
             return None
         return value
+
+    def reason(self, node: Node, key: str) -> str | None:
+        value = self.string(node, key)
+        if value is not None and not value.strip():
+            self.problem(node.line, f"{key}: the reason must not be empty",
+                         "say why, for whoever reads the record")
+            return None
+        return value
+
+    def abspaths(self, node: Node, key: str) -> tuple[str, ...]:
+        out = (self.abspath(n, f"{key}[{i}]") for i, n in enumerate(self.items(node, key)))
+        return tuple(s for s in out if s is not None)
+
+    def capabilities(self, node: Node, key: str) -> tuple[str, ...]:
+        out = []
+        for i, n in enumerate(self.items(node, key)):
+            v = self.string(n, f"{key}[{i}]")
+            if v is not None and not CAPABILITY_RE.match(v.removeprefix("CAP_")):
+                self.problem(n.line, f"{key}[{i}]: invalid capability '{v}'",
+                             "write a Linux capability name like NET_BIND_SERVICE")
+            elif v is not None:
+                out.append(v.removeprefix("CAP_"))  # docker and Kubernetes both take NET_RAW
+        return tuple(out)
 
     def command(self, node: Node, key: str) -> tuple[str, ...] | None:
         if isinstance(node, Scalar) and not (node.plain and node.text in NULLS):
@@ -354,6 +378,13 @@ LAYER_FIELDS: tuple[Field, ...] = (
        "mounts: never in a layer, the history, build args or env). Values come from "
        "`invoke build --secret id=path` or the environment variable KILN_SECRET_<ID>."),
     _f("tests", TESTS_TYPE, read_overrides, "[]", "none", TESTS_HELP),
+    _f("tmpfs", "list of absolute paths", Reader.abspaths, "[]", "union",
+       "Paths the running container must be able to write to when its root filesystem is "
+       "read-only: empty, in-memory tmpfs mounts (a restricted platform's emptyDir). "
+       "The restricted profile mounts exactly these and `volumes` (docs/hardening.md)."),
+    _f("capabilities", "list of capability names (NET_BIND_SERVICE)", Reader.capabilities, "[]",
+       "union", "Linux capabilities the running container needs; the restricted profile drops "
+                "every other one (docs/hardening.md)."),
 )
 
 IMAGE_FIELDS: tuple[Field, ...] = (
@@ -376,6 +407,13 @@ IMAGE_FIELDS: tuple[Field, ...] = (
     _f("labels", "mapping string -> string", Reader.string_map, "{}", "image",
        "OCI labels; they win over the layers' labels."),
     _f("tests", TESTS_TYPE, read_overrides, "[]", "image", TESTS_HELP),
+    _f("unrestricted", "string (the reason)", Reader.reason, "unset", "image",
+       "Opts the image out of the restricted-profile verification (read-only root, no "
+       "capabilities, numeric user...); the reason is required and recorded with the "
+       "verification and in what is published (docs/hardening.md)."),
+    _f("audit_min_index", "integer (0-100)", Reader.integer, "unset", "image",
+       "The lowest lynis hardening index (`kiln audit`) the image may be published with; "
+       "publishing refuses it without an audit record at or above it (docs/hardening.md)."),
 )
 
 BOOTSTRAP_VARIANTS = ("extract", "custom", "essential", "apt", "required", "minbase", "buildd",

@@ -80,7 +80,8 @@ def config_from_json(data: dict[str, Any]) -> Config:
         expose=tuple(data["expose"]), volumes=tuple(data["volumes"]),
         entrypoint=maybe(data["entrypoint"]), cmd=maybe(data["cmd"]),
         stopsignal=data["stopsignal"], labels=pairs(data["labels"]),
-        healthcheck=Healthcheck(**{**hc, "test": tuple(hc["test"])}) if hc else None)
+        healthcheck=Healthcheck(**{**hc, "test": tuple(hc["test"])}) if hc else None,
+        tmpfs=tuple(data.get("tmpfs", ())), capabilities=tuple(data.get("capabilities", ())))
 
 
 def image_info(data: dict[str, Any]) -> ImageInfo:

@@ -13,6 +13,7 @@ pass, failure, error, Ctrl-C and SIGTERM, unless `keep` is asked for.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import posixpath
@@ -30,11 +31,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from kiln import records
+from kiln import records, restricted
 from kiln.engine import Engine
 from kiln.errors import CommandError, KilnError
 from kiln.model import Config, Healthcheck, Plan
 from kiln.records import CheckResult, Outcome, VerifyRecord
+from kiln.restricted import Profile, RestrictedUnfit
 from kiln.run import interactive, run
 from kiln.suiteinfo import INFO_ENV, SCHEME, config_to_json
 from kiln.testowners import describe, overrides
@@ -158,11 +160,18 @@ def verify(engine: Engine, root: Path, target: Target, ui: UI, *, junit: Path | 
     checks = tuple(_check(c) for c in results["checks"])
     verification.commands = list(results.get("commands", ()))
     reason = _failure_reason(checks, int(results.get("exitstatus", 1)))
+    profile, note = ("", {}) if reason else (restricted.DEFAULT, restricted.opt_out(target.plan))
+    if not reason and restricted.expected(target.plan) == restricted.RESTRICTED:
+        reason, note = second_pass(engine, suite, target, ui, connection)
+        profile = restricted.DEFAULT if reason else restricted.RESTRICTED
     record = _record(target, suite, started, not reason, checks=checks, reason=reason,
                      seconds=time.monotonic() - clock)
     verification.record = _with_extra(record, verification, connection, junit)
     if overrides(target.plan):  # tests of a layer that this image skips or replaces, and why
         verification.record.extra["overrides"] = overrides(target.plan)
+    verification.record = dataclasses.replace(
+        verification.record, profile=profile,
+        extra={**verification.record.extra, "profile": note})
     records.save(root, verification.record)
     return verification
 
@@ -209,10 +218,40 @@ def run_suite(suite: Suite, target: Target, container: str, junit: Path | None,
         return cast(dict[str, Any], json.loads(results.read_text()))
 
 
+def second_pass(engine: Engine, suite: Suite, target: Target, ui: UI,
+                connection: str) -> tuple[str, dict[str, Any]]:
+    """The suite again, in a container run the restricted way; (failure reason or "", note)."""
+    clock = time.monotonic()
+    try:
+        profile = restricted.restricted(target.plan)
+    except RestrictedUnfit as exc:
+        return f"restricted profile: {exc}", {"name": restricted.RESTRICTED, "error": str(exc)}
+    note: dict[str, Any] = profile.to_json()
+    try:
+        with throwaway(engine, target, ui, purpose="restricted", profile=profile) as container:
+            ui.info(f"  checking {target.name} again under the restricted profile "
+                    f"({profile.describe()})")
+            results = run_suite(suite, target, container, None, connection)
+    except VerifyError as exc:
+        note["error"] = str(exc)
+        return (f"restricted profile ({profile.describe()}): {exc} (declare what it writes "
+                f"as `tmpfs` or `volumes` and the capabilities it needs, or opt out with "
+                f"`unrestricted: <reason>`; docs/hardening.md)"), note
+    checks = tuple(_check(c) for c in results["checks"])
+    note["counts"] = {o: sum(c.outcome == o for c in checks)
+                      for o in ("passed", "failed", "error", "skipped")}
+    note["seconds"] = round(time.monotonic() - clock, 3)
+    reason = _failure_reason(checks, int(results.get("exitstatus", 1)))
+    if reason:
+        note["failures"] = failure_lines(_record(target, suite, "", False, checks=checks))
+        return f"restricted profile ({profile.describe()}): {reason}", note
+    return "", note
+
+
 # the container -------------------------------------------------------------------------------
 @contextmanager
 def throwaway(engine: Engine, target: Target, ui: UI, *, purpose: str, keep: bool = False,
-              service: bool | None = None) -> Iterator[str]:
+              service: bool | None = None, profile: Profile | None = None) -> Iterator[str]:
     """A container of the image, started and ready; removed afterwards unless `keep`.
 
     Its name is chosen here, before the engine creates it, so that cleanup finds it even when
@@ -227,7 +266,8 @@ def throwaway(engine: Engine, target: Target, ui: UI, *, purpose: str, keep: boo
             target.ref, name, entrypoint=None if service else KEEP_ALIVE,
             labels={PURPOSE_LABEL: purpose, "dev.kiln.image": target.name},
             healthcheck=_health_override(plan.config.healthcheck) if service else
-            {"test": ["NONE"]})
+            {"test": ["NONE"]}, user=profile.user if profile else None,
+            host=profile.host_options() if profile else None)
         created = True
         require_shell(engine, name, target)
         engine.start_container(name)
@@ -471,7 +511,8 @@ def gate(engine: Engine, root: Path, target: Target, ui: UI, *, enabled: bool = 
     """
     suite = find_suite(root, target.plan)
     existing = records.load(root, target.image_id, TARGET)
-    covered = existing is not None and existing.passed and existing.suite == suite.digest
+    covered = (existing is not None and existing.passed and existing.suite == suite.digest
+               and existing.profile == restricted.expected(target.plan))
     if not enabled:
         if covered:
             assert existing is not None

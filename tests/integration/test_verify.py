@@ -73,6 +73,7 @@ SERVICE = {
     """,
     "layers/web/layer.yaml": """\
         requires: [www]
+        user: "65534:65534"
         entrypoint: ["httpd", "-f", "-p", "8080", "-h", "/www"]
         healthcheck:
           test: ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
@@ -104,7 +105,21 @@ SERVICE = {
     """,
     "layers/crash/tests/test_crash.py": "def test_never_runs(host):\n    pass\n",
     "layers/sick/tests/test_sick.py": "def test_never_runs(host):\n    pass\n",
+    "layers/scribble/layer.yaml": """\
+        requires: [www]
+        user: "65534:65534"
+        run:
+          - chown 65534:65534 /www
+        entrypoint: ["sh", "-c", "echo up > /www/state && exec httpd -f -p 8080 -h /www"]
+    """,
+    "layers/scribble/tests/test_scribble.py": """\
+        def test_wrote_its_state(host):
+            assert host.file("/www/state").content_string == "up\\n"
+    """,
     "images/web.yaml": "{busybox}\nlayers: [web]\n",
+    "images/scribble.yaml": "{busybox}\nlayers: [scribble]\n",
+    "images/scribble-anyway.yaml": "{busybox}\nlayers: [scribble]\n"
+                                   "unrestricted: writes /www/state when it starts\n",
     "images/sick.yaml": "{busybox}\nlayers: [sick]\n",
     "images/crash.yaml": "{busybox}\nlayers: [crash]\n",
 }
@@ -228,7 +243,36 @@ def test_image_without_a_shell_is_a_clear_error(make_project, kiln_ctx, engine):
 def test_service_is_tested_running(make_project, kiln_ctx):
     project = make_project(SERVICE)
     result = build_image(kiln_ctx(project), "web")
-    assert records.require_verified(project.root, "web", result.image_id).counts["passed"] == 2
+    record = records.require_verified(project.root, "web", result.image_id)
+    assert record.counts["passed"] == 2
+    # ... and again as a restricted platform runs it: read-only, no capabilities, numeric user
+    assert record.profile == "restricted"
+    note = record.extra["profile"]
+    assert note["counts"]["passed"] == 2
+    assert note["options"] == ("--read-only --cap-drop ALL --security-opt no-new-privileges "
+                               "--user 65534:65534")
+
+
+def test_service_writing_outside_its_tmpfs_fails_the_restricted_profile(make_project, kiln_ctx,
+                                                                        engine):
+    project = make_project(SERVICE)
+    with pytest.raises(VerifyError, match=r"restricted profile \(--read-only .*exited with code")\
+            as err:
+        build_image(kiln_ctx(project), "scribble")
+    assert "Read-only file system" in str(err.value)  # the service's own words, from its logs
+    assert "unrestricted: <reason>" in str(err.value)
+    record = records.load(project.root, _target(kiln_ctx(project), "scribble").image_id)
+    assert record is not None and not record.passed and record.profile == "default"
+    assert record.counts["passed"] == 1  # the first pass, as configured, did pass
+    assert not _kiln_containers(engine, "scribble")
+
+
+def test_an_image_opts_out_with_a_recorded_reason(make_project, kiln_ctx):
+    project = make_project(SERVICE)
+    result = build_image(kiln_ctx(project), "scribble-anyway")
+    record = records.require_verified(project.root, "scribble-anyway", result.image_id)
+    assert record.profile == "default"
+    assert record.extra["profile"]["opted_out"] == "writes /www/state when it starts"
 
 
 def test_unhealthy_service_is_reported_with_its_logs(make_project, kiln_ctx):

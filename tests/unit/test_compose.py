@@ -486,9 +486,9 @@ def test_child_of_a_non_root_parent_switches_to_root_to_build(
         make_project: MakeProject) -> None:
     _, child, _ = _family(make_project)
     lines = render_dockerfile(child, "parent:latest", "f" * 64).dockerfile.splitlines()
-    assert lines[1:3] == ["FROM parent:latest", "USER root"]
-    assert lines.index("USER root") < lines.index("# --- layer: svc ---")
-    assert [line for line in lines if line.startswith("USER ")] == ["USER root", "USER app"]
+    assert lines[1:3] == ["FROM parent:latest", "USER 0:0"]
+    assert lines.index("USER 0:0") < lines.index("# --- layer: svc ---")
+    assert [line for line in lines if line.startswith("USER ")] == ["USER 0:0", "USER app"]
     assert lines.index("USER app") > lines.index('CMD ["nginx"]')
 
 

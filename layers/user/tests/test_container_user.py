@@ -2,7 +2,9 @@
 
 
 def test_image_runs_as_the_user(host, params, image):
-    assert image.config.user == params["user"]
+    # numeric, so that a restricted platform (runAsNonRoot) can check it is not root
+    assert image.config.user == "10001:10001"
+    assert host.check_output("id -un") == params["user"]
     assert host.check_output("id -u") == "10001"  # checks run as the image's configured user
     # in the image's working directory: the user's home unless a layer above sets a workdir
     assert host.check_output("pwd") == (image.config.workdir or "/")

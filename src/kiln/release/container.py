@@ -52,6 +52,9 @@ class ContainerImage:
                                f"verification on {record.started} with another test suite "
                                f"(tests changed since: {record.suite[:12]} -> {suite[:12]}); "
                                f"run `kiln verify {name}` first")
+        from kiln.audit import audit_gate  # lynis, when the image sets audit_min_index
+
+        audit_gate(s.root, prepared.plan, image_id, engine, prepared.ref, s.ui)
         return cls(name, prepared, image_id, engine.inspect_image(image_id), record, root=s.root)
 
     root: Path | None = None

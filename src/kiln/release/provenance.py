@@ -109,6 +109,7 @@ def verification(record: VerifyRecord, **fields: Any) -> dict[str, Any]:
         **fields,
         "verification": {
             "target": record.target, "suite": record.suite, "passed": record.passed,
+            "profile": record.profile, "profile_detail": record.extra.get("profile", {}),
             "counts": record.counts, "started": record.started, "seconds": record.seconds,
             "where": record.extra.get("where", ""),
             "checks": [{"layer": c.layer, "test": c.test, "outcome": c.outcome}

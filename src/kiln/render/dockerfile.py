@@ -48,8 +48,9 @@ def render_dockerfile(plan: Plan, base_ref: str, fingerprint: str,
     out: list[Instruction] = [Instruction(None, f"FROM {base_ref}")]
     secrets = {layer.name: layer.secrets for layer in plan.layers}
     parent_user = plan.parent.config.user if plan.parent else None
-    if parent_user not in (None, "root", "0"):
-        out.append(Instruction(None, "USER root"))
+    if parent_user not in (None, "root", "0", "0:0"):
+        # numeric, like every USER kiln writes: hadolint's DL3066, runAsNonRoot's checks
+        out.append(Instruction(None, "USER 0:0"))
     for section in plan.sections:
         def add(text: str, layer: str = section.layer) -> None:
             out.append(Instruction(layer, text))
@@ -106,7 +107,7 @@ def render_dockerfile(plan: Plan, base_ref: str, fingerprint: str,
     if config.cmd is not None:
         kiln(f"CMD {json.dumps(list(config.cmd))}")
     if config.user or parent_user not in (None, "root", "0"):
-        kiln(f"USER {config.user or 'root'}")
+        kiln(f"USER {config.user or '0:0'}")
     labels = dict(config.labels) | provenance_labels(plan, fingerprint)
     kiln("LABEL " + " \\\n      ".join(f"{k}={_quote(v)}" for k, v in sorted(labels.items())))
     header = (f"# Rendered by kiln {__version__} (render {RENDER_VERSION}) from "

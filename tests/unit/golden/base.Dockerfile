@@ -15,7 +15,18 @@ RUN --mount=type=bind,source=debs/core,target=/tmp/kiln-debs \
 RUN set -eu; ln -sf "/usr/share/zoneinfo/Etc/UTC" /etc/localtime && echo "Etc/UTC" > /etc/timezone
 
 # --- layer: hardening ---
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libpam-passwdqc libpam-tmpdir \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
 COPY files/hardening/umask.sh /etc/profile.d/kiln-umask.sh
+COPY files/hardening/coredump.conf /etc/security/limits.d/kiln-coredump.conf
+COPY files/hardening/shell.sh /etc/profile.d/kiln-shell.sh
+COPY files/hardening/blacklist.conf /etc/modprobe.d/kiln-hardening.conf
+COPY files/hardening/login-defs.sed /usr/share/kiln/login-defs.sed
+RUN set -eu; sed -i -f /usr/share/kiln/login-defs.sed /etc/login.defs && rm /usr/share/kiln/login-defs.sed && rmdir --ignore-fail-on-non-empty /usr/share/kiln
+RUN set -eu; printf '%s\n' "Authorized access only. This system is private; all activity is monitored and recorded, and unauthorized use is subject to criminal prosecution." > /etc/issue && cp /etc/issue /etc/issue.net
+RUN set -eu; sed -i "s/@TMOUT@/900/" /etc/profile.d/kiln-shell.sh
 RUN set -eu; find / -xdev -type f -perm /6000 -exec chmod a-s {} +
 RUN set -eu; rm -f /etc/machine-id /var/lib/dbus/machine-id && rm -rf /var/cache/ldconfig/aux-cache /tmp/* /var/tmp/*
 
@@ -25,8 +36,8 @@ RUN groupadd --gid 10001 app \
 
 # --- image configuration ---
 WORKDIR /home/app
-USER app
-LABEL dev.kiln.fingerprint="d7994ed74f90fc782ff88fa3fac43b48e7bdfb266562b34e8fbf7822b9c741fd" \
+USER 10001:10001
+LABEL dev.kiln.fingerprint="508d55a7c8927b198e2a2e494c9511b469f650f69b9d368904fbe63fc607e7bd" \
       dev.kiln.image="base" \
       dev.kiln.layers="minimal,core,hardening,user" \
       dev.kiln.version="0.1.0" \

@@ -1,6 +1,6 @@
 # Rendered by kiln 0.1.0 (render 2) from images/nginx.yaml. Do not edit: change the definitions and run `invoke render`.
-FROM kiln/base:d7994ed74f90fc78
-USER root
+FROM kiln/base:508d55a7c8927b19
+USER 0:0
 
 # --- layer: nginx ---
 RUN --mount=type=bind,source=debs/nginx,target=/tmp/kiln-debs \
@@ -17,8 +17,8 @@ EXPOSE 8080/tcp
 STOPSIGNAL SIGQUIT
 HEALTHCHECK --interval=10s --timeout=3s --start-period=2s --retries=3 CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q '200 OK' <&3"]
 ENTRYPOINT ["nginx", "-e", "stderr", "-g", "daemon off;"]
-USER app
-LABEL dev.kiln.fingerprint="7cf8d44e1d01e50bfc3389a19132c7d0d8a1fae7618ffb7183994f0384ae8823" \
+USER 10001:10001
+LABEL dev.kiln.fingerprint="e1e50d3cbed7ce017ed2f7efce44865d15f6aae9af4f2715a48b8c30da222765" \
       dev.kiln.image="nginx" \
       dev.kiln.layers="minimal,core,hardening,user,nginx" \
       dev.kiln.version="0.1.0" \

@@ -1,6 +1,6 @@
 # Rendered by kiln 0.1.0 (render 2) from images/python.yaml. Do not edit: change the definitions and run `invoke render`.
-FROM kiln/base:d7994ed74f90fc78
-USER root
+FROM kiln/base:508d55a7c8927b19
+USER 0:0
 
 # --- layer: python ---
 ENV PYTHONDONTWRITEBYTECODE="1" PYTHONUNBUFFERED="1" PIP_NO_CACHE_DIR="1" PIP_DISABLE_PIP_VERSION_CHECK="1"
@@ -12,8 +12,8 @@ RUN --mount=type=bind,source=debs/python,target=/tmp/kiln-debs \
 # --- image configuration ---
 WORKDIR /home/app
 CMD ["python3"]
-USER app
-LABEL dev.kiln.fingerprint="c4c0eb361f8fe850e04cd4319eead47532d75aed8af489c997a000b57ad23ba7" \
+USER 10001:10001
+LABEL dev.kiln.fingerprint="084d656d565bf72ef9fa8329607ad8a54c972c518b954c1f5a38d57c9f44c3b7" \
       dev.kiln.image="python" \
       dev.kiln.layers="minimal,core,hardening,user,python" \
       dev.kiln.version="0.1.0" \

@@ -1,0 +1,52 @@
+"""hardening-vm, in the disk's filesystem: the settings are in place for the kernel and systemd."""
+
+SYSCTLS = {
+    "kernel.kptr_restrict": "2", "kernel.dmesg_restrict": "1", "fs.suid_dumpable": "0",
+    "kernel.randomize_va_space": "2", "kernel.sysrq": "0",
+    "net.ipv4.conf.all.send_redirects": "0", "net.ipv4.conf.all.accept_redirects": "0",
+    "net.ipv6.conf.all.accept_redirects": "0", "net.ipv4.conf.all.secure_redirects": "0",
+    "net.ipv4.conf.all.accept_source_route": "0", "net.ipv6.conf.all.accept_source_route": "0",
+    "net.ipv4.conf.all.rp_filter": "1", "net.ipv4.conf.all.log_martians": "1",
+    "net.ipv4.icmp_echo_ignore_broadcasts": "1", "net.ipv4.tcp_syncookies": "1",
+}
+
+
+def settings(text):
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith(("#", ";")):
+            key = key.strip().lstrip("-")  # "-key": optional (sysctl.d(5))
+            out[key.strip()] = value.strip()
+    return out
+
+
+def test_sysctl_file(host):
+    conf = host.file("/etc/sysctl.d/zz-kiln-hardening.conf")
+    assert conf.user == "root" and conf.mode == 0o644
+    found = settings(conf.content_string)
+    assert {k: found.get(k) for k in SYSCTLS} == SYSCTLS
+
+
+def test_no_other_sysctl_file_undoes_it(host):
+    # systemd-sysctl applies files in the order of their names, across folders: a file
+    # sorted after ours would win (procps's protect-links.conf did, over 90-kiln-...)
+    later = host.run("ls /etc/sysctl.d /usr/lib/sysctl.d 2>/dev/null").stdout.split()
+    for name in (n for n in later if n.endswith(".conf") and n > "zz-kiln-hardening.conf"):
+        for where in ("/etc/sysctl.d", "/usr/lib/sysctl.d"):
+            f = host.file(f"{where}/{name}")
+            if f.exists:
+                ours = settings(host.file("/etc/sysctl.d/zz-kiln-hardening.conf").content_string)
+                assert not set(settings(f.content_string)) & set(ours), f"{where}/{name}"
+
+
+def test_systemd_keeps_no_core_dumps(host):
+    conf = settings(host.file("/etc/systemd/coredump.conf.d/kiln.conf").content_string)
+    assert conf == {"Storage": "none", "ProcessSizeMax": "0"}
+
+
+def test_journal_is_persistent_and_bounded(host):
+    conf = settings(host.file("/etc/systemd/journald.conf.d/kiln.conf").content_string)
+    assert conf["Storage"] == "persistent"
+    assert conf["SystemMaxUse"].endswith("M")
+    assert host.file("/var/log/journal").is_directory

@@ -1,0 +1,68 @@
+"""kiln.audit without lynis: reading its report, and the publishing gate on the index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kilntest import REF, MakeProject
+
+from kiln import audit
+from kiln.audit import AuditError, AuditRecord, Finding, audit_gate, parse_report
+from kiln.compose import compose
+
+REPORT = """\
+# Lynis Report
+lynis_version=3.0.8
+warning[]=PKGS-7388|Can't find any security repository in /etc/apt/sources.list|-|-|
+suggestion[]=AUTH-9230|Configure password hashing rounds in /etc/login.defs|-|-|
+suggestion[]=FILE-7524|Consider restricting file permissions|See screen output|text:chmod|
+tests_executed=ACCT-9622|AUTH-9230|BANN-7126|
+hardening_index=71
+"""
+
+
+def test_the_report_is_read() -> None:
+    report = parse_report(REPORT)
+    assert report["hardening_index"] == "71"
+    assert report["lynis_version"] == "3.0.8"
+    assert report["tests_executed"] == "ACCT-9622|AUTH-9230|BANN-7126|"
+    assert report["warnings"] == [Finding("PKGS-7388", "Can't find any security repository in "
+                                                       "/etc/apt/sources.list")]
+    assert [f.test for f in report["suggestions"]] == ["AUTH-9230", "FILE-7524"]
+    assert report["suggestions"][1].details == "See screen output|text:chmod"
+
+
+def test_a_report_without_an_index_is_an_error() -> None:
+    with pytest.raises(AuditError, match="no hardening index"):
+        parse_report("lynis_version=3.0.8\n")
+
+
+def _record(index: int) -> AuditRecord:
+    return AuditRecord(image="i", image_id="sha256:" + "1" * 64, target="container", index=index,
+                       warnings=(Finding("X-1", "w"),), started="2026-12-02T04:00:00+00:00")
+
+
+def test_records_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KILN_STATE_DIR", str(tmp_path))
+    audit.save(tmp_path, _record(64))
+    assert audit.load(tmp_path, "sha256:" + "1" * 64) == _record(64)
+    assert audit.load(tmp_path, "sha256:" + "2" * 64) is None
+
+
+def test_the_gate(make_project: MakeProject, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KILN_STATE_DIR", str(tmp_path / "state"))
+    project = make_project(layers={"a": ""}, images={
+        "free": {"base": {"ref": REF}, "layers": ["a"]},
+        "strict": f"base:\n  ref: {REF}\nlayers: [a]\naudit_min_index: 70\n"})
+    image_id = "sha256:" + "1" * 64
+    assert audit_gate(project.root, compose(project, "free"), image_id) is None
+    strict = compose(project, "strict")
+    with pytest.raises(AuditError, match=r"images/strict.yaml:4: .* never audited .*kiln audit"):
+        audit_gate(project.root, strict, image_id)
+    audit.save(project.root, _record(69))
+    with pytest.raises(AuditError, match="index 69, below its audit_min_index 70"):
+        audit_gate(project.root, strict, image_id)
+    audit.save(project.root, _record(70))
+    assert audit_gate(project.root, strict, image_id) == _record(70)
