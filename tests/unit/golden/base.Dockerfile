@@ -15,9 +15,9 @@ RUN --mount=type=bind,source=debs/core,target=/tmp/kiln-debs \
 RUN set -eu; ln -sf "/usr/share/zoneinfo/Etc/UTC" /etc/localtime && echo "Etc/UTC" > /etc/timezone
 
 # --- layer: hardening ---
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libpam-passwdqc libpam-tmpdir \
+RUN --mount=type=bind,source=debs/hardening,target=/tmp/kiln-debs \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      /tmp/kiln-debs/libpam-passwdqc_2.0.2-1+b1_amd64.deb /tmp/kiln-debs/libpam-tmpdir_0.09+b2_amd64.deb /tmp/kiln-debs/libpasswdqc1_2.0.2-1+b1_amd64.deb \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
 COPY files/hardening/umask.sh /etc/profile.d/kiln-umask.sh
 COPY files/hardening/coredump.conf /etc/security/limits.d/kiln-coredump.conf

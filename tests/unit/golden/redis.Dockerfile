@@ -1,6 +1,6 @@
 # Rendered by kiln 0.1.0 (render 2) from images/redis.yaml. Do not edit: change the definitions and run `invoke render`.
-FROM kiln/base:d7994ed74f90fc78
-USER root
+FROM kiln/base:508d55a7c8927b19
+USER 0:0
 
 # --- layer: redis ---
 RUN --mount=type=bind,source=debs/redis,target=/tmp/kiln-debs \
@@ -16,8 +16,8 @@ EXPOSE 6379/tcp
 VOLUME ["/data"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=2s --retries=3 CMD ["redis-cli", "-p", "6379", "ping"]
 ENTRYPOINT ["redis-server", "/etc/kiln/redis.conf"]
-USER app
-LABEL dev.kiln.fingerprint="7c387e2b33391a36ac7e89bf42bf9a91e9cffdbbf2b021eb6ecebe8094fdfe6f" \
+USER 10001:10001
+LABEL dev.kiln.fingerprint="01439c277f944bcd3a52a7cd8d27ee00ed390194b32dab09828d60004eca9820" \
       dev.kiln.image="redis" \
       dev.kiln.layers="minimal,core,hardening,user,redis" \
       dev.kiln.version="0.1.0" \
