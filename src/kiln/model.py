@@ -89,6 +89,7 @@ class Layer:
     healthcheck: Healthcheck | None = None
     labels: Pairs = ()
     secrets: tuple[str, ...] = ()  # ids of build secrets mounted into the layer's run steps
+    mutable: tuple[str, ...] = ()  # paths that may change at run time (kiln drift ignores)
     # dotted key path ("files[1].mode") -> line, for errors found after loading
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
