@@ -1,0 +1,8 @@
+"""The fleet: what runs is what was published, and it is replaced, never patched.
+
+manifest  every file of an image, as a signed in-toto statement (DSSE)
+attach    the manifest beside the image in the registry, and back, verified
+drift     a running container (or a VM over SSH) against its image's manifest
+swarm     the one door to Docker Swarm services
+deploy    channels to services: canary, start-first rolling updates, rollback, replace
+"""
