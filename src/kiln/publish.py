@@ -266,6 +266,7 @@ def publish(s: Session, name: str, tag: str | None = None) -> PublishResult:
     if existing is not None:
         refuse_other(repo, tag, existing, image_id, s)
         attest(s, repo, existing, record, prepared_name=name)  # an earlier run may have died
+        attach_file_manifest(s, name, repo, existing, image_id)
         return result("up to date", existing.digest)
 
     with s.ui.task(f"publish {name} -> {s.registry.host}/{repo}:{tag}"):
@@ -276,11 +277,20 @@ def publish(s: Session, name: str, tag: str | None = None) -> PublishResult:
         manifest = Manifest(digest, OCI_MANIFEST, body)
         attest(s, repo, manifest, record, prepared_name=name)
         s.ui.step("provenance and signature attached")
+        attach_file_manifest(s, name, repo, manifest, image_id)
+        s.ui.step("file manifest attached (signed in-toto statement)")
         tag_immutably(s, repo, tag, body, image_id)
     out = result("published", digest)
     if s.config.auto_promote:
         promote(s, f"{name}:{tag}", s.config.auto_promote)
     return out
+
+
+def attach_file_manifest(s: Session, name: str, repo: str, image: Manifest,
+                         image_id: str) -> None:
+    """The hook of issue 15: every file of the image, signed, beside it (kiln.fleet)."""
+    from kiln.fleet.attest import attach  # fleet builds on publish: imported late, no cycle
+    attach(s, name, repo, image, image_id)
 
 
 def tag_immutably(s: Session, repo: str, tag: str, body: bytes, content_id: str) -> None:
