@@ -8,10 +8,10 @@ from __future__ import annotations
 from invoke import Collection, Program
 
 from kiln import __version__
-from kiln.commands import build, hermetic, nightly, publish, verify
+from kiln.commands import build, fleet, hermetic, nightly, publish, verify
 
 namespace = Collection()
-for module in (build, verify, hermetic, publish, nightly):
+for module in (build, verify, hermetic, publish, nightly, fleet):
     for name in module.TASKS:
         namespace.add_task(getattr(module, name))
 

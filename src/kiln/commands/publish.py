@@ -96,11 +96,20 @@ def promote(c: InvokeContext, image: str, channel: str, target: str = "container
 
 
 @task(positional=["image", "channel"], help={
-    "target": "container (default) or vm: roll back the disk channel (tag <channel>-vm)"})
+    "target": "container (default) or vm: roll back the disk channel (tag <channel>-vm)",
+    "deploy": "then roll the Swarm services that follow the channel to it (kiln deploy)"})
 @kiln_task
-def rollback(c: InvokeContext, image: str, channel: str, target: str = "container") -> None:
-    """Return a channel to its previous known-good digest."""
-    move = rollback_channel(_session(), image, channel, check_target(target))
+def rollback(c: InvokeContext, image: str, channel: str, target: str = "container",
+             deploy: bool = False) -> None:
+    """Return a channel to its previous known-good digest (--deploy: and its services)."""
+    if deploy:
+        from kiln.fleet.deploy import rollback_and_deploy  # the fleet, only when asked
+        s = _session()
+        move, done = rollback_and_deploy(s, image, channel)
+        for d in done:
+            s.ui.result(f"  {d.service}: {d.action} at {d.digest[:19]} ({d.seconds:.1f}s)")
+    else:
+        move = rollback_channel(_session(), image, channel, check_target(target))
     UI().result(f"{move.repository}:{move.channel} rolled back from "
                 f"{(move.previous or 'nothing')[:19]} to {move.tag} ({move.digest})")
 
