@@ -23,13 +23,14 @@ def _session(quiet: bool = False) -> Session:
     return open_session(Project.find(), UI(quiet=quiet))
 
 
-@task(positional=["container"], iterable=["container"], help={
-    "container": "container name or id (repeatable); a Swarm task's container works too",
+@task(positional=["containers"], help={
+    "containers": "container names or ids, comma-separated; Swarm tasks' containers too",
     "json": "print the findings as JSON", "prom": "print Prometheus text (textfile collector)",
     "replace": "recreate the Swarm service of each drifted container from its pinned image"})
-def drift(c: InvokeContext, container: list[str], json: bool = False, prom: bool = False,
+def drift(c: InvokeContext, containers: str, json: bool = False, prom: bool = False,
           replace: bool = False) -> None:
     """Compare running containers with their signed images: exit 0 clean, 1 drifted, 2 refused."""
+    container = [ref for ref in containers.split(",") if ref]
     try:
         s = _session(quiet=json or prom)
         reports = [judge_container(s, ref) for ref in container]

@@ -98,9 +98,9 @@ class Swarm:
         template = docker.types.TaskTemplate(
             spec, restart_policy=docker.types.RestartPolicy("any", delay=int(1e9)),
             networks=networks or None)
-        endpoint = docker.types.EndpointSpec(
-            mode="dnsrr", ports=[{"Protocol": "tcp", "PublishedPort": p, "TargetPort": t,
-                                 "PublishMode": "host"} for p, t in ports.items()] or None)
+        published: Any = [{"Protocol": "tcp", "PublishedPort": p, "TargetPort": t,
+                           "PublishMode": "host"} for p, t in ports.items()]
+        endpoint = docker.types.EndpointSpec(mode="dnsrr", ports=published or None)
         self._call(f"cannot create service {name}", self.api.create_service, template,
                    name=name, labels={KILN_LABEL: "1", **labels},
                    mode=docker.types.ServiceMode("replicated", replicas=replicas),
@@ -121,7 +121,7 @@ class Swarm:
             template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
         before = str((current.get("UpdateStatus") or {}).get("StartedAt", ""))
         self._call(f"cannot update service {name}", self.api.update_service, name,
-                   current["Version"]["Index"], task_template=template,
+                   current["Version"]["Index"], task_template=template, name=name,
                    labels={**spec.get("Labels", {}), **(labels or {})},
                    mode=spec.get("Mode"), update_config=spec.get("UpdateConfig"),
                    rollback_config=spec.get("RollbackConfig"),
