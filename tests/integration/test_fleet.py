@@ -83,9 +83,14 @@ def swarm(engine: Engine) -> Iterator[Swarm]:
 
 
 def _wait_gone(engine: Engine, label: str) -> None:
+    """Swarm removes a removed service's task containers on its own time: wait for them."""
     for _ in range(120):
-        left = engine.client.containers.list(all=True, filters={"label": label})
-        if not left:
+        left = engine.client.containers.list(all=True, filters={"label": label},
+                                             ignore_removed=True)
+        tasks = [c for c in engine.client.containers.list(all=True, filters={
+            "label": "com.docker.swarm.task.id"}, ignore_removed=True) if c.labels.get(
+                "com.docker.swarm.service.name", "").startswith("kiln-test-")]
+        if not left and not tasks:
             return
         time.sleep(0.5)
 
