@@ -199,7 +199,7 @@ def test_drift_reports_exactly_refuses_unsigned_and_replace_restores(project, ki
 
     out = kiln_cli(project.root, "drift", container, "--json")
     assert out.returncode == 1, out.stderr
-    assert json.loads(out.stdout)[0]["packages"]["removed"] == ["extra=2.0"]
+    assert json.loads(out.stdout)[0]["packages"]["removed"] == ["extra=2.0"], out.stderr
     prom = kiln_cli(project.root, "drift", container, "--prom")
     assert prom.returncode == 1
     assert 'kind="deleted"} 1' in prom.stdout and "kiln_drift{" in prom.stdout

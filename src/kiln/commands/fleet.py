@@ -24,28 +24,28 @@ def _session(quiet: bool = False) -> Session:
 
 
 @task(positional=["containers"], help={
-    "containers": "container names or ids, comma-separated; Swarm tasks' containers too",
-    "ssh": "judge a VM instead: user@host[:port] (its disk's image: --image)",
+    "containers": "container names or ids, comma-separated (Swarm tasks' too); with --ssh, "
+                  "the VM as user@host[:port]",
+    "ssh": "judge a VM over SSH (the positional names it; its disk's image: --image)",
     "image": "with --ssh: the image the VM was built from, image:channel|:tag|@digest",
     "key": "with --ssh: private key file (default: the SSH agent and ~/.ssh)",
     "accept_new_host": "with --ssh: accept an unknown host key (default: refuse it)",
     "json": "print the findings as JSON", "prom": "print Prometheus text (textfile collector)",
     "replace": "recreate the Swarm service of each drifted container from its pinned image"})
-def drift(c: InvokeContext, containers: str = "", json: bool = False, prom: bool = False,
-          replace: bool = False, ssh: str = "", image: str = "", key: str = "",
+def drift(c: InvokeContext, containers: str, json: bool = False, prom: bool = False,
+          replace: bool = False, ssh: bool = False, image: str = "", key: str = "",
           accept_new_host: bool = False) -> None:
     """Compare running containers with their signed images: exit 0 clean, 1 drifted, 2 refused."""
     container = [ref for ref in containers.split(",") if ref]
     try:
-        if bool(ssh) == bool(container) or (ssh and (not image or replace)):
-            raise KilnError("kiln drift: name containers, or --ssh user@host with --image "
-                            "<image>:<channel> (--replace is for Swarm services only)")
+        if not container or (ssh and (len(container) != 1 or not image or replace)):
+            raise KilnError("kiln drift: name containers, or one VM as `--ssh user@host "
+                            "--image <image>:<channel>` (--replace is for Swarm services only)")
         s = _session(quiet=json or prom)
         if ssh:
             from kiln.fleet.remote import judge_vm  # paramiko only when asked
-            reports = [judge_vm(s, ssh, image, key_file=key or None,
+            reports = [judge_vm(s, container[0], image, key_file=key or None,
                                 accept_new_host=accept_new_host)]
-            container = [ssh]
         else:
             reports = [judge_container(s, ref) for ref in container]
         if json:
