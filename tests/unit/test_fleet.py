@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kilntest import REF, MakeProject
 
 from kiln.compose import compose
-from kiln.fleet.drift import Drift, compare, compare_packages, entry_from_stat
+from kiln.fleet.drift import Drift, DriftError, compare, compare_packages, entry_from_stat
 from kiln.fleet.manifest import (
     DEFAULT_MUTABLE,
     Entry,
@@ -133,13 +133,12 @@ def test_compare_reports_added_changed_deleted_and_ignores_mutable() -> None:
     assert drift.drifted
 
 
-def test_entry_from_stat_reads_the_container_script_lines() -> None:
-    assert entry_from_stat("/x", "-") is None
-    assert entry_from_stat("/f", "81a4 0 0 6 " + "a" * 64) == Entry("/f", "file", 0o644, 0, 0,
-                                                                     6, "a" * 64)
-    assert entry_from_stat("/l", "a1ff 0 0 7 /bin/busy box") == Entry(
-        "/l", "symlink", 0o777, 0, 0, link="/bin/busy box")
-    assert entry_from_stat("/d", "43ed 1 2 4096") == Entry("/d", "dir", 0o1755, 1, 2)
+def test_entry_from_stat_reads_the_container_stat_lines() -> None:
+    assert entry_from_stat("81a4 0 0 6 /f") == Entry("/f", "file", 0o644, 0, 0, 6)
+    assert entry_from_stat("a1ff 0 0 7 /a link") == Entry("/a link", "symlink", 0o777, 0, 0)
+    assert entry_from_stat("43ed 1 2 4096 /d") == Entry("/d", "dir", 0o1755, 1, 2)
+    with pytest.raises(DriftError, match="unexpected stat output"):
+        entry_from_stat("stat: /x: No such file")
 
 
 def test_prometheus_text_has_one_gauge_per_kind_with_escaped_labels() -> None:

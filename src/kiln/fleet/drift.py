@@ -14,7 +14,7 @@ from __future__ import annotations
 import stat
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kiln.engine import Engine
@@ -23,17 +23,14 @@ from kiln.fleet.attest import signed_manifest, trusted
 from kiln.fleet.manifest import DPKG_STATUS, Entry, FileManifest, dpkg_packages
 from kiln.publish import Session, TrustError
 
-BATCH = 400  # paths per `sh` run inside the container: well under ARG_MAX
-# Per path, one line: `-` when gone, else raw mode (hex), uid, gid, size, then sha256 (files)
-# or the link target (symlinks). Paths come from `docker diff`, so they start with '/'.
-STAT_SCRIPT = r"""for p do
-  s=$(stat -c '%f %u %g %s' "$p" 2>/dev/null) || { echo -; continue; }
-  case $s in
-    8???\ *) h=$(sha256sum < "$p") && echo "$s ${h%% *}" || echo "$s ?" ;;
-    a???\ *) echo "$s $(readlink "$p")" ;;
-    *) echo "$s" ;;
-  esac
-done"""
+BATCH = 2000  # paths per exec inside the container: well under ARG_MAX
+# Three execs per batch whatever its size (a fork per file would dominate): one `stat` of every
+# path (raw mode in hex, uid, gid, size, path; absent paths print nothing), one `sha256sum` of
+# the regular files, one `readlink` loop over the symlinks. Paths come from `docker diff`, so
+# they start with '/' and are never taken for options.
+STAT = 'stat -c "%f %u %g %s %n" "$@" 2>/dev/null; exit 0'
+HASH = 'sha256sum "$@" 2>/dev/null; exit 0'
+READLINK = 'for p do readlink "$p" || echo; done'
 
 
 class DriftError(KilnError):
@@ -133,21 +130,18 @@ def compare_packages(manifest: FileManifest, now: Mapping[str, str], drift: Drif
                             if n in before and before[n] != v)
 
 
-def entry_from_stat(path: str, line: str) -> Entry | None:
-    """An Entry from one line of STAT_SCRIPT's output."""
-    if line == "-":
-        return None
+def entry_from_stat(line: str) -> Entry:
+    """An Entry (without its hash or link target) from one line of STAT's output."""
     parts = line.split(" ", 4)
     try:
-        raw, uid, gid, size = int(parts[0], 16), int(parts[1]), int(parts[2]), int(parts[3])
+        raw, uid, gid, size, path = (int(parts[0], 16), int(parts[1]), int(parts[2]),
+                                     int(parts[3]), parts[4])
     except (IndexError, ValueError):
-        raise DriftError(f"{path}: unexpected stat output {line!r}") from None
-    rest = parts[4] if len(parts) > 4 else ""
+        raise DriftError(f"unexpected stat output {line!r}") from None
     kind = ("file" if stat.S_ISREG(raw) else "dir" if stat.S_ISDIR(raw) else
             "symlink" if stat.S_ISLNK(raw) else "char" if stat.S_ISCHR(raw) else
             "block" if stat.S_ISBLK(raw) else "fifo" if stat.S_ISFIFO(raw) else "other")
-    return Entry(path, kind, stat.S_IMODE(raw), uid, gid, size if kind == "file" else 0,
-                 rest if kind == "file" else "", rest if kind == "symlink" else "")
+    return Entry(path, kind, stat.S_IMODE(raw), uid, gid, size if kind == "file" else 0)
 
 
 # containers ----------------------------------------------------------------------------------
@@ -210,16 +204,30 @@ def stat_paths(engine: Engine, ref: str, paths: Iterable[str]) -> dict[str, Entr
     out: dict[str, Entry | None] = {}
     for i in range(0, len(todo), BATCH):
         batch = todo[i:i + BATCH]
-        result = engine.exec(ref, ["/bin/sh", "-c", STAT_SCRIPT, "sh", *batch], user="0")
-        lines = result.stdout.decode(errors="replace").splitlines()
-        if result.exit_code != 0 or len(lines) != len(batch):
-            raise DriftError(f"cannot hash files inside {ref} (exit {result.exit_code}, "
-                             f"{len(lines)} of {len(batch)} answers): "
-                             f"{result.stderr.decode(errors='replace').strip()[:200]} "
-                             "(the image needs /bin/sh, stat, sha256sum and readlink)")
-        for path, line in zip(batch, lines, strict=True):
-            out[path] = entry_from_stat(path, line)
+        found = {e.path: e for e in map(entry_from_stat, _sh(engine, ref, STAT, batch))}
+        files = [p for p, e in found.items() if e.type == "file"]
+        sums = {}
+        for line in _sh(engine, ref, HASH, files) if files else []:
+            digest, _, path = line.partition("  ")
+            sums[path] = digest
+        links = [p for p, e in found.items() if e.type == "symlink"]
+        targets = dict(zip(links, _sh(engine, ref, READLINK, links), strict=True)) \
+            if links else {}
+        for path in batch:
+            e = found.get(path)
+            out[path] = None if e is None else replace(
+                e, sha256=sums.get(path, "?") if e.type == "file" else "",
+                link=targets.get(path, ""))
     return out
+
+
+def _sh(engine: Engine, ref: str, script: str, args: list[str]) -> list[str]:
+    result = engine.exec(ref, ["/bin/sh", "-c", script, "sh", *args], user="0")
+    if result.exit_code != 0:
+        raise DriftError(f"cannot stat or hash files inside {ref} (exit {result.exit_code}): "
+                         f"{result.stderr.decode(errors='replace').strip()[:200]} (the image "
+                         "needs /bin/sh, stat, sha256sum and readlink)")
+    return result.stdout.decode(errors="surrogateescape").splitlines()
 
 
 def container_packages(engine: Engine, ref: str) -> dict[str, str]:
