@@ -382,3 +382,11 @@ def test_rolling_update_fails_no_request_and_a_bad_image_rolls_back(project, kil
 
     out = kiln_cli(project.root, "deploy", service, "web:candidate")
     assert out.returncode != 0 and "was not changed" in out.stderr, out.stderr
+
+    # The channel goes back to v1 and its follower with it (the failed deploy left the
+    # service following web:stable: Swarm's rollback restored its labels too).
+    back = kiln_cli(project.root, "rollback", "web", "stable", "--deploy")
+    assert back.returncode == 0, back.stderr
+    assert s.registry.resolve("kiln/web", "stable").digest == v1.digest
+    assert swarm.running_image(service).endswith("@" + v1.digest)
+    wait_serving(url, "v1")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kiln.errors import KilnError
-from kiln.fleet.attest import trusted
+from kiln.fleet.attest import signed_manifest, trusted
 from kiln.fleet.swarm import DIGEST, FOLLOWS, REPOSITORY, Policy, Swarm
 from kiln.publish import Session, TrustError, parse_spec
 from kiln.publish import rollback as rollback_channel
@@ -49,6 +49,7 @@ def pinned(s: Session, spec: str) -> tuple[str, str, str]:
         raise DeployError(f"{s.registry.host}/{repo}:{ref} does not exist (see `kiln catalog`)")
     try:
         trusted(s, repo, found.digest)
+        signed_manifest(s, repo, found.digest)  # so `kiln drift` can judge what runs
     except TrustError as exc:
         raise DeployError(f"refusing to deploy {spec}: {exc}") from None
     return repo, found.digest, f"{name}:{ref}" if not DIGEST_RE.match(ref) else f"{name}@{ref}"
