@@ -71,7 +71,12 @@ def swarm(engine: Engine) -> Iterator[Swarm]:
     door = Swarm(engine)
     was_active = door.active()
     if not was_active:
-        engine.client.swarm.init(advertise_addr="127.0.0.1")
+        try:
+            engine.client.swarm.init(advertise_addr="127.0.0.1")
+        except docker.errors.APIError as exc:
+            if os.environ.get("CI"):
+                raise
+            pytest.skip(f"this engine cannot start a swarm: {exc.explanation}")
     try:
         yield door
     finally:

@@ -103,6 +103,9 @@ def rollback(c: InvokeContext, image: str, channel: str, target: str = "containe
              deploy: bool = False) -> None:
     """Return a channel to its previous known-good digest (--deploy: and its services)."""
     if deploy:
+        if check_target(target) != "container":
+            raise KilnError("--deploy rolls Swarm services, which run containers: drop "
+                            "--target vm")
         from kiln.fleet.deploy import rollback_and_deploy  # the fleet, only when asked
         s = _session()
         move, done = rollback_and_deploy(s, image, channel)

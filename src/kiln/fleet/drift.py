@@ -211,8 +211,11 @@ def stat_paths(engine: Engine, ref: str, paths: Iterable[str]) -> dict[str, Entr
             digest, _, path = line.partition("  ")
             sums[path] = digest
         links = [p for p, e in found.items() if e.type == "symlink"]
-        targets = dict(zip(links, _sh(engine, ref, READLINK, links), strict=True)) \
-            if links else {}
+        read = _sh(engine, ref, READLINK, links) if links else []
+        if len(read) != len(links):  # a target with a newline in it: say so, do not guess
+            raise DriftError(f"cannot read the symlinks inside {ref}: {len(links)} links, "
+                             f"{len(read)} targets (a target with a newline?)")
+        targets = dict(zip(links, read, strict=True))
         for path in batch:
             e = found.get(path)
             out[path] = None if e is None else replace(
