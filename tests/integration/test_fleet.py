@@ -395,3 +395,40 @@ def test_rolling_update_fails_no_request_and_a_bad_image_rolls_back(project, kil
     assert s.registry.resolve("kiln/web", "stable").digest == v1.digest
     assert swarm.running_image(service).endswith("@" + v1.digest)
     wait_serving(url, "v1")
+
+
+# patch to fleet ------------------------------------------------------------------------------
+def test_nightly_deploy_takes_a_change_to_canary_then_stable(project, engine, swarm):
+    """The loop: a change lands, `kiln nightly --deploy` rebuilds, verifies, publishes, moves
+    candidate, rolls the canary service, promotes stable and rolls the stable service."""
+    tests = project.root / "layers/web/tests/test_web.py"
+    tests.parent.mkdir(parents=True, exist_ok=True)
+    tests.write_text("def test_index(host):\n    assert host.file('/www/index.html').exists\n")
+    first = kiln_cli(project.root, "nightly", "--no-refresh", "--json")
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert kiln_cli(project.root, "promote", "web:candidate", "stable").returncode == 0
+    s = session(project.root, engine)
+    v1 = s.registry.resolve("kiln/web", "stable").digest
+    canary, main = (f"kiln-test-{k}-{uuid.uuid4().hex[:6]}" for k in ("canary", "main"))
+    try:
+        deploy(s, canary, "web:candidate", policy=FAST, timeout=120)
+        deploy(s, main, "web:stable", replicas=2, policy=FAST, timeout=120)
+    finally:
+        for service in (canary, main):
+            if swarm.service(service):
+                label_service(engine, service)
+
+    patched = time.monotonic()
+    (project.root / "layers/web/files/index.html").write_text("v2, patched\n")
+    night = kiln_cli(project.root, "nightly", "--no-refresh", "--deploy", "--json")
+    latency = time.monotonic() - patched
+    assert night.returncode == 0, night.stderr + night.stdout
+    fleet = json.loads(night.stdout)["fleet"]
+    v2 = s.registry.resolve("kiln/web", "candidate").digest
+    print(f"\npatch to fleet (busybox web, 1 canary + 2 stable tasks): {latency:.1f}s")
+    assert v2 != v1 and s.registry.resolve("kiln/web", "stable").digest == v2
+    assert [(d["service"], d["digest"]) for d in fleet[0]["canaries"]] == [(canary, v2)]
+    assert [(d["service"], d["digest"]) for d in fleet[0]["rolled"]] == [(main, v2)]
+    assert fleet[0]["promoted"] is True and fleet[0]["problem"] == ""
+    for service in (canary, main):
+        assert swarm.running_image(service).endswith("@" + v2)

@@ -15,7 +15,7 @@ from typing import Any
 from kiln.errors import KilnError
 from kiln.fleet.attest import signed_manifest, trusted
 from kiln.fleet.swarm import DIGEST, FOLLOWS, REPOSITORY, Policy, Swarm
-from kiln.publish import Session, TrustError, parse_spec
+from kiln.publish import Session, TrustError, parse_spec, promote
 from kiln.publish import rollback as rollback_channel
 from kiln.registry import DIGEST_RE
 
@@ -131,3 +131,43 @@ def rollback_and_deploy(s: Session, name: str, channel: str) -> tuple[Any, list[
 def _digest_of(image: str) -> str | None:
     digest = image.rpartition("@")[2]
     return digest if DIGEST_RE.match(digest) else None
+
+
+@dataclass(frozen=True)
+class ChannelRoll:
+    """One image's way from `candidate` to the fleet: canaries, promotion, stable services."""
+
+    image: str
+    canaries: tuple[Deployed, ...]
+    promoted: bool
+    rolled: tuple[Deployed, ...]
+    problem: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"image": self.image, "canaries": [d.to_json() for d in self.canaries],
+                "promoted": self.promoted, "rolled": [d.to_json() for d in self.rolled],
+                "problem": self.problem}
+
+
+def roll_channels(s: Session, name: str, candidate: str = "candidate",
+                  stable: str = "stable") -> ChannelRoll:
+    """Deploy `candidate` to the services that follow it (the canaries); when every one is
+    healthy, promote it to `stable` and roll the services that follow `stable`. With no canary
+    nothing has proved the candidate on a fleet, so `stable` is left alone."""
+    canaries: list[Deployed] = []
+    try:
+        for service in followers(s, name, candidate):
+            canaries.append(deploy(s, service, f"{name}:{candidate}"))
+    except DeployError as exc:
+        return ChannelRoll(name, tuple(canaries), False, (), str(exc))
+    if not canaries:
+        return ChannelRoll(name, (), False, (), f"no service follows {name}:{candidate}, so "
+                           f"nothing proved it; {stable} was not promoted")
+    promote(s, f"{name}:{candidate}", stable)
+    rolled: list[Deployed] = []
+    try:
+        for service in followers(s, name, stable):
+            rolled.append(deploy(s, service, f"{name}:{stable}"))
+    except DeployError as exc:
+        return ChannelRoll(name, tuple(canaries), True, tuple(rolled), str(exc))
+    return ChannelRoll(name, tuple(canaries), True, tuple(rolled))
