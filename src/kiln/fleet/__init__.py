@@ -2,7 +2,9 @@
 
 manifest  every file of an image, as a signed in-toto statement (DSSE)
 attach    the manifest beside the image in the registry, and back, verified
-drift     a running container (or a VM over SSH) against its image's manifest
+drift     a running container against its image's manifest
+remote    a VM against its disk's image, over SSH
 swarm     the one door to Docker Swarm services
-deploy    channels to services: canary, start-first rolling updates, rollback, replace
+deploy    channels to services: canary, start-first rolling updates, rollback, replace,
+          and the nightly's candidate -> canaries -> stable -> fleet
 """

@@ -1,8 +1,8 @@
 """What changed in a running instance against its image's signed file manifest.
 
 A container: `docker diff` names the candidates (the engine knows what its copy-on-write layer
-holds, so nothing unchanged is read); each candidate still present is stat'ed and hashed inside
-the container, in batches of one `sh` each. A VM (over SSH, kiln.fleet.remote): every file is
+holds, so nothing unchanged is read); the candidates still present are stat'ed and hashed
+inside the container, three execs per 2,000 paths. A VM (over SSH, kiln.fleet.remote): every file is
 listed and hashed, since a disk has no diff. Either way, the mutable paths the manifest declares
 are ignored, and packages are compared through dpkg's status file.
 
