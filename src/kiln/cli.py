@@ -18,7 +18,7 @@ from invoke import Collection, Program
 from invoke.tasks import Task
 
 from kiln import __version__, prog
-from kiln.commands import build, hermetic, nightly, publish, tools, verify
+from kiln.commands import build, fleet, hermetic, nightly, publish, tools, verify
 from kiln.commands import help as help_tasks
 from kiln.commands.common import HELP_WORDS, KilnTask
 from kiln.errors import KilnError
@@ -26,7 +26,7 @@ from kiln.helptext import program_help, task_help
 
 GROUPS = (("Definitions and builds", build), ("Hermetic builds", hermetic),
           ("Verification", verify), ("Registry and channels", publish),
-          ("Nightly rebuilds", nightly), ("Housekeeping and authoring", tools),
+          ("Nightly rebuilds", nightly), ("Fleet", fleet), ("Housekeeping and authoring", tools),
           ("Help", help_tasks))
 
 namespace = Collection()

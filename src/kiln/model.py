@@ -101,6 +101,7 @@ class Layer:
     # Tests of layers below that this one skips or replaces: verification, not the image,
     # so not part of the fingerprint (compare=False).
     tests: tuple[CheckOverride, ...] = field(default=(), compare=False)
+    mutable: tuple[str, ...] = ()  # paths that may change at run time (kiln drift ignores)
     # dotted key path ("files[1].mode") -> line, for errors found after loading
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 

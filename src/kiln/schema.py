@@ -354,6 +354,11 @@ LAYER_FIELDS: tuple[Field, ...] = (
        "mounts: never in a layer, the history, build args or env). Values come from "
        "`invoke build --secret id=path` or the environment variable KILN_SECRET_<ID>."),
     _f("tests", TESTS_TYPE, read_overrides, "[]", "none", TESTS_HELP),
+    _f("mutable", "list of absolute paths", lambda r, n, k: tuple(
+        v for i, x in enumerate(r.items(n, k)) if (v := r.abspath(x, f"{k}[{i}]"))), "[]",
+       "union", "Paths whose content may change at run time (a database's data, spools); "
+                "`kiln drift` ignores them. Always mutable: /tmp, /var/tmp, /var/log, "
+                "/var/cache, /run, /proc, /sys, /dev (docs/fleet.md)."),
 )
 
 IMAGE_FIELDS: tuple[Field, ...] = (
