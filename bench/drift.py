@@ -32,8 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from kiln.publish import open_session, publish, pull  # noqa: E402
-
 from conftest import busybox_tar_bytes  # noqa: E402
 from kiln import records  # noqa: E402
 from kiln.config import load_config  # noqa: E402
@@ -43,9 +41,11 @@ from kiln.fleet.drift import judge_container  # noqa: E402
 from kiln.fleet.manifest import DEFAULT_MUTABLE, FileManifest  # noqa: E402
 from kiln.fleet.remote import judge_listing, listing_command  # noqa: E402
 from kiln.load import Project  # noqa: E402
-from kiln.pipeline import Context, build_image  # noqa: E402
+from kiln.pipeline import Context, build_image, prepare  # noqa: E402
+from kiln.release.api import open_session, publish, pull  # noqa: E402
 from kiln.signing import keygen  # noqa: E402
 from kiln.ui import UI  # noqa: E402
+from kiln.verify import find_suite  # noqa: E402
 
 
 def main() -> None:
@@ -77,9 +77,10 @@ def main() -> None:
             keygen(config.signing_key, config.public_key)
             built = build_image(Context(project=Project(root), engine=engine, ui=UI(quiet=True),
                                         verify=False), "small")
+            suite = find_suite(root, prepare(Project(root), "small").plan).digest
             records.save(root, records.VerifyRecord(
                 image="small", image_id=built.image_id, fingerprint=built.fingerprint,
-                target="container", suite="0" * 64, passed=True,
+                target="container", suite=suite, passed=True,
                 started="2026-01-01T00:00:00Z", checks=()))
             s = open_session(Project(root), UI(quiet=True), engine)
             published = publish(s, "small")

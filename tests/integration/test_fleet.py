@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -21,11 +20,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker.errors
-import kiln.publish as publishing
 import pytest
-from kiln.publish import PublishResult, Session, open_session, promote, publish
 
+import kiln.release.lease as lease_mod
 from kiln import records
+from kiln import session as kiln_session
 from kiln.config import load_config
 from kiln.embedded import LocalRegistry, free_port
 from kiln.engine import Engine
@@ -34,9 +33,12 @@ from kiln.fleet.deploy import DeployError, deploy
 from kiln.fleet.drift import DriftError, judge_container
 from kiln.fleet.swarm import Policy, Swarm
 from kiln.load import Project
-from kiln.pipeline import build_image
+from kiln.pipeline import build_image, prepare
+from kiln.release.api import PublishResult, Session, open_session, promote, publish
 from kiln.signing import keygen
 from kiln.ui import UI
+from kiln.verify import find_suite
+from kilncli import KilnCLI
 
 HAPROXY = Path("/usr/sbin/haproxy")
 LABEL = "dev.kiln.test.fleet"
@@ -104,7 +106,7 @@ def _wait_gone(engine: Engine, label: str) -> None:
 def project(make_project: Callable[..., Project], registry: LocalRegistry, docker_config: Path,
             monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.setenv("KILN_REGISTRY", str(registry.address))
-    monkeypatch.setattr(publishing, "SETTLE", 0.3)
+    monkeypatch.setattr(lease_mod, "SETTLE", 0.3)
     p = make_project(web_files("v1"))
     config = load_config(p.root)
     keygen(config.signing_key, config.public_key)
@@ -125,7 +127,8 @@ def release(root: Path, kiln_ctx: Callable[..., object], engine: Engine, version
     built = build_image(kiln_ctx(Project(root), verify=False), "web")  # type: ignore[attr-defined]
     records.save(root, records.VerifyRecord(
         image="web", image_id=built.image_id, fingerprint=built.fingerprint, target="container",
-        suite="0" * 64, passed=True, started="2026-01-01T00:00:00Z",
+        suite=find_suite(root, prepare(Project(root), "web").plan).digest, passed=True,
+        started="2026-01-01T00:00:00Z",
         checks=(records.CheckResult("web", "test_web.py::test_serves", "passed"),)))
     return publish(session(root, engine), "web")
 
@@ -140,9 +143,14 @@ def task_container(engine: Engine, service: str) -> str:
     raise AssertionError(f"no running task of {service}")
 
 
-def kiln_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(Path(sys.executable).parent / "kiln"), *args], cwd=root,
-                          capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+@pytest.fixture
+def run_kiln(kiln_cli: KilnCLI, registry: LocalRegistry
+             ) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`kiln ...` in a project, against the test's registry (kiln_cli scrubs KILN_*)."""
+    def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return kiln_cli(root, *args, env={"KILN_REGISTRY": str(registry.address)})
+
+    return run
 
 
 def label_service(engine: Engine, service: str) -> None:
@@ -174,7 +182,7 @@ def test_manifest_is_signed_and_complete(project, kiln_ctx, engine):
 
 
 def test_drift_reports_exactly_refuses_unsigned_and_replace_restores(project, kiln_ctx, engine,
-                                                                      swarm):
+                                                                      swarm, run_kiln):
     first = release(project.root, kiln_ctx, engine, "v1")
     s = session(project.root, engine)
     promote(s, "web:" + first.tag, "stable")
@@ -202,19 +210,19 @@ def test_drift_reports_exactly_refuses_unsigned_and_replace_restores(project, ki
     assert (drift.removed, drift.installed, drift.upgraded) == (["extra=2.0"], [], [])
     assert drift.ignored >= 3  # /tmp/scratch, /www/uploads, /www/uploads/u
 
-    out = kiln_cli(project.root, "drift", container, "--json")
+    out = run_kiln(project.root, "drift", container, "--json")
     assert out.returncode == 1, out.stderr
     assert json.loads(out.stdout)[0]["packages"]["removed"] == ["extra=2.0"], out.stderr
-    prom = kiln_cli(project.root, "drift", container, "--prom")
+    prom = run_kiln(project.root, "drift", container, "--prom")
     assert prom.returncode == 1
     assert 'kind="deleted"} 1' in prom.stdout and "kiln_drift{" in prom.stdout
 
-    replaced = kiln_cli(project.root, "drift", container, "--replace")
+    replaced = run_kiln(project.root, "drift", container, "--replace")
     assert replaced.returncode == 1, replaced.stderr
     fresh = task_container(engine, service)
     assert fresh != container
     assert not judge_container(s, fresh).drifted
-    assert kiln_cli(project.root, "drift", fresh).returncode == 0
+    assert run_kiln(project.root, "drift", fresh).returncode == 0
 
     (project.root / "layers/web/files/index.html").write_text("never published\n")
     unsigned = build_image(kiln_ctx(Project(project.root), verify=False), "web")
@@ -222,7 +230,7 @@ def test_drift_reports_exactly_refuses_unsigned_and_replace_restores(project, ki
     try:
         with pytest.raises(DriftError, match="not pulled by digest"):
             judge_container(s, str(local.id))
-        refused = kiln_cli(project.root, "drift", str(local.id))
+        refused = run_kiln(project.root, "drift", str(local.id))
         assert refused.returncode == 2 and "kiln judges only images" in refused.stderr
     finally:
         engine.remove_container(local)
@@ -267,13 +275,13 @@ def front(engine: Engine, swarm: Swarm, tmp_path: Path) -> Iterator[Callable[...
 
     def start(service: str, image_id: str) -> str:
         engine.client.networks.create(network, driver="overlay", attachable=True,
-                                      labels={LABEL: "1"})
+                                      labels={LABEL: "1", **kiln_session.labels()})
         made.append(network)
         (tmp_path / "haproxy.cfg").write_text(HAPROXY_CFG.format(service=service))
         port = free_port()
         engine.run_container(
             image_id, entrypoint=[str(HAPROXY), "-db", "-f", "/cfg/haproxy.cfg"], user="0",
-            name=f"{network}-front", network=network, labels={LABEL: "1"},
+            name=f"{network}-front", network=network, labels={LABEL: "1", **kiln_session.labels()},
             ports={"8080/tcp": ("127.0.0.1", port)},
             volumes={str(tmp_path): {"bind": "/cfg", "mode": "ro"},
                      str(HAPROXY): {"bind": str(HAPROXY), "mode": "ro"},
@@ -342,7 +350,7 @@ class Load(threading.Thread):
 
 
 def test_rolling_update_fails_no_request_and_a_bad_image_rolls_back(project, kiln_ctx, engine,
-                                                                    swarm, front):
+                                                                    swarm, front, run_kiln):
     s = session(project.root, engine)
     v1 = release(project.root, kiln_ctx, engine, "v1")
     promote(s, f"web:{v1.tag}", "stable")
@@ -385,12 +393,12 @@ def test_rolling_update_fails_no_request_and_a_bad_image_rolls_back(project, kil
     assert s.registry.resolve("kiln/web", "candidate").digest == bad.digest
     wait_serving(url, "v2")
 
-    out = kiln_cli(project.root, "deploy", service, "web:candidate")
+    out = run_kiln(project.root, "deploy", service, "web:candidate")
     assert out.returncode != 0 and "was not changed" in out.stderr, out.stderr
 
     # The channel goes back to v1 and its follower with it (the failed deploy left the
     # service following web:stable: Swarm's rollback restored its labels too).
-    back = kiln_cli(project.root, "rollback", "web", "stable", "--deploy")
+    back = run_kiln(project.root, "rollback", "web", "stable", "--deploy")
     assert back.returncode == 0, back.stderr
     assert s.registry.resolve("kiln/web", "stable").digest == v1.digest
     assert swarm.running_image(service).endswith("@" + v1.digest)
@@ -398,15 +406,16 @@ def test_rolling_update_fails_no_request_and_a_bad_image_rolls_back(project, kil
 
 
 # patch to fleet ------------------------------------------------------------------------------
-def test_nightly_deploy_takes_a_change_to_canary_then_stable(project, engine, swarm):
+def test_nightly_deploy_takes_a_change_to_canary_then_stable(project, engine, swarm,
+                                                            run_kiln):
     """The loop: a change lands, `kiln nightly --deploy` rebuilds, verifies, publishes, moves
     candidate, rolls the canary service, promotes stable and rolls the stable service."""
     tests = project.root / "layers/web/tests/test_web.py"
     tests.parent.mkdir(parents=True, exist_ok=True)
     tests.write_text("def test_index(host):\n    assert host.file('/www/index.html').exists\n")
-    first = kiln_cli(project.root, "nightly", "--no-refresh", "--json")
+    first = run_kiln(project.root, "nightly", "--no-refresh", "--json")
     assert first.returncode == 0, first.stderr + first.stdout
-    assert kiln_cli(project.root, "promote", "web:candidate", "stable").returncode == 0
+    assert run_kiln(project.root, "promote", "web:candidate", "stable").returncode == 0
     s = session(project.root, engine)
     v1 = s.registry.resolve("kiln/web", "stable").digest
     canary, main = (f"kiln-test-{k}-{uuid.uuid4().hex[:6]}" for k in ("canary", "main"))
@@ -420,7 +429,7 @@ def test_nightly_deploy_takes_a_change_to_canary_then_stable(project, engine, sw
 
     patched = time.monotonic()
     (project.root / "layers/web/files/index.html").write_text("v2, patched\n")
-    night = kiln_cli(project.root, "nightly", "--no-refresh", "--deploy", "--json")
+    night = run_kiln(project.root, "nightly", "--no-refresh", "--deploy", "--json")
     latency = time.monotonic() - patched
     assert night.returncode == 0, night.stderr + night.stdout
     fleet = json.loads(night.stdout)["fleet"]

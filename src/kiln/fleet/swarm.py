@@ -19,6 +19,7 @@ from typing import Any
 import docker.errors
 import docker.types
 
+from kiln import session
 from kiln.engine import KILN_LABEL, Engine, _reason
 from kiln.errors import EngineError
 
@@ -93,7 +94,7 @@ class Swarm:
         rollback = docker.types.UpdateConfig(
             parallelism=0, failure_action="pause", monitor=int(policy.monitor * 1e9),
             order="start-first")
-        spec = docker.types.ContainerSpec(image, labels={KILN_LABEL: "1"},
+        spec = docker.types.ContainerSpec(image, labels={KILN_LABEL: "1", **session.labels()},
                                           stop_grace_period=int(policy.stop_grace * 1e9))
         template = docker.types.TaskTemplate(
             spec, restart_policy=docker.types.RestartPolicy("any", delay=int(1e9)),
