@@ -18,7 +18,7 @@ from invoke import Collection, Program
 from invoke.tasks import Task
 
 from kiln import __version__, prog
-from kiln.commands import audit, build, hermetic, nightly, publish, tools, verify
+from kiln.commands import audit, build, fleet, hermetic, nightly, publish, tools, verify
 from kiln.commands import help as help_tasks
 from kiln.commands.common import HELP_WORDS, KilnTask
 from kiln.errors import KilnError
@@ -26,8 +26,8 @@ from kiln.helptext import program_help, task_help
 
 GROUPS = (("Definitions and builds", build), ("Hermetic builds", hermetic),
           ("Verification", verify), ("Hardening audit", audit),
-          ("Registry and channels", publish),
-          ("Nightly rebuilds", nightly), ("Housekeeping and authoring", tools),
+          ("Registry and channels", publish), ("Nightly rebuilds", nightly), ("Fleet", fleet),
+          ("Housekeeping and authoring", tools),
           ("Help", help_tasks))
 
 namespace = Collection()

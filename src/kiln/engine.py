@@ -399,6 +399,16 @@ class Engine:
             raise EngineError(f"cannot run {argv[0]} in container {ref}: {_reason(exc)}") from None
         return ExecResult(int(code if code is not None else -1), stdout or b"", stderr or b"")
 
+    def diff(self, ref: str) -> list[tuple[str, str]]:
+        """`docker diff`: (kind, path) with kind C(hanged), A(dded) or D(eleted)."""
+        try:
+            changes = self.api.diff(ref) or []
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot list the changes of container {ref}: "
+                              f"{_reason(exc)}") from None
+        kinds = {0: "C", 1: "A", 2: "D"}
+        return [(kinds.get(int(c["Kind"]), "C"), str(c["Path"])) for c in changes]
+
     def exec_attached(self, ref: str, argv: list[str], user: str | None = None) -> Any:
         """Start a command with its stdin attached; its socket (multiplexed stream frames).
 

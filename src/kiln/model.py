@@ -103,6 +103,7 @@ class Layer:
     tests: tuple[CheckOverride, ...] = field(default=(), compare=False)
     tmpfs: tuple[str, ...] = ()  # paths that stay writable (tmpfs) under a read-only root
     capabilities: tuple[str, ...] = ()  # Linux capabilities the container needs (no CAP_)
+    mutable: tuple[str, ...] = ()  # paths that may change at run time (kiln drift ignores)
     # dotted key path ("files[1].mode") -> line, for errors found after loading
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 

@@ -385,6 +385,11 @@ LAYER_FIELDS: tuple[Field, ...] = (
     _f("capabilities", "list of capability names (NET_BIND_SERVICE)", Reader.capabilities, "[]",
        "union", "Linux capabilities the running container needs; the restricted profile drops "
                 "every other one (docs/hardening.md)."),
+    _f("mutable", "list of absolute paths", lambda r, n, k: tuple(
+        v for i, x in enumerate(r.items(n, k)) if (v := r.abspath(x, f"{k}[{i}]"))), "[]",
+       "union", "Paths whose content may change at run time (a database's data, spools); "
+                "`kiln drift` ignores them. Always mutable: /tmp, /var/tmp, /var/log, "
+                "/var/cache, /run, /proc, /sys, /dev (docs/fleet.md)."),
 )
 
 IMAGE_FIELDS: tuple[Field, ...] = (

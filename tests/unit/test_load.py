@@ -152,7 +152,7 @@ def test_unknown_key_without_a_close_match_lists_the_known_keys(tmp_path: Path) 
     assert problem == (f"{L}:1: unknown key 'zzzzzz' (known keys: description, requires, "
                        "conflicts, params, packages, groups, users, files, env, run, workdir, "
                        "user, expose, volumes, entrypoint, cmd, stopsignal, healthcheck, labels, "
-                       "secrets, tests, tmpfs, capabilities)")
+                       "secrets, tests, tmpfs, capabilities, mutable)")
 
 
 def test_every_problem_of_a_file_is_reported_in_line_order(tmp_path: Path) -> None:

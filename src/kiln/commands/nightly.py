@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from invoke import Exit, task
 from invoke.context import Context as InvokeContext
@@ -14,6 +15,9 @@ from kiln.errors import KilnError
 from kiln.load import Project
 from kiln.report import COLUMNS, NightlyReport
 from kiln.ui import UI
+
+if TYPE_CHECKING:  # publishing's libraries load in the task
+    from kiln.nightly import Result
 
 TASKS = ("nightly", "merge_reports")
 
@@ -31,16 +35,19 @@ def show(ui: UI, report: NightlyReport) -> None:
     "commit": "git commit the refreshed lock files, with the package diff as the message",
     "no_refresh": "do not refresh the package locks (rebuild what the tree says changed)",
     "verbose": "show progress and the build output as it streams (default: the report only)",
-    "json": "print the report as JSON"})
+    "json": "print the report as JSON",
+    "deploy": "then roll each released image to the fleet: its candidate services (canaries), "
+              "then, all healthy, promote stable and roll its stable services (docs/fleet.md)"})
 @kiln_task
 def nightly(c: InvokeContext, only: str | None = None, report: str | None = None,
             commit: bool = False, no_refresh: bool = False, verbose: bool = False,
-            json: bool = False) -> None:
+            json: bool = False, deploy: bool = False) -> None:
     """Refresh locks, rebuild what changed (parents first), verify, publish, move candidate.
 
     Examples:
       kiln nightly --report out/
       kiln nightly --only nginx --no-refresh
+      kiln nightly --deploy
     """
     from kiln.nightly import Options, run_nightly  # publishing's libraries: loaded here
 
@@ -49,8 +56,10 @@ def nightly(c: InvokeContext, only: str | None = None, report: str | None = None
     options = Options(only=tuple(only.split(",")) if only else None, refresh=not no_refresh,
                       report_dir=Path(report) if report else None, commit=commit)
     result = run_nightly(ctx, options)
+    fleet = deploy_released(ctx.project, result, ctx.ui, lines=not json) if deploy else []
     if json:
-        ctx.ui.json(result.report.to_json())
+        ctx.ui.json({**result.report.to_json(), "fleet": fleet} if deploy else
+                    result.report.to_json())
     else:
         show(ctx.ui, result.report)
         if result.commit_message:
@@ -60,6 +69,33 @@ def nightly(c: InvokeContext, only: str | None = None, report: str | None = None
             ctx.ui.out.print(result.commit_message, markup=False, highlight=False)
     if result.report.failed:
         raise Exit("nightly: some images failed (see the report)", code=1)
+    if any(f["problem"] for f in fleet):
+        raise Exit("nightly: some rollouts failed or were not made (see the fleet lines)",
+                   code=1)
+
+
+def deploy_released(project: Project, result: Result, ui: UI,
+                    lines: bool = True) -> list[dict[str, Any]]:
+    """Roll every image this night moved to candidate out to its services; say which now run
+    the fix (kiln.fleet.deploy.roll_channels)."""
+    from kiln.fleet.deploy import roll_channels  # the fleet, only when asked
+    from kiln.nightly import CHANNEL
+    from kiln.release.api import open_session
+
+    s = open_session(project, ui)
+    out = []
+    for outcome in result.report.outcomes:
+        if outcome.status != "rebuilt" or CHANNEL not in outcome.channels:
+            continue
+        roll = roll_channels(s, outcome.image)
+        fix = ", ".join(str(p) for p in outcome.packages) or outcome.reason
+        for d in (*roll.canaries, *roll.rolled) if lines else ():
+            ui.result(f"fleet: {d.service} now runs {outcome.image} {d.digest[:19]} "
+                      f"({d.follows}; {fix})")
+        if roll.problem:
+            ui.warn(f"fleet: {outcome.image}: {roll.problem}")
+        out.append(roll.to_json())
+    return out
 
 
 @task(name="merge-reports", positional=["folder"], help={

@@ -149,22 +149,37 @@ def promote(c: InvokeContext, image: str, channel: str, target: str = "container
     "image": "image name",
     "channel": "channel to roll back (stable, candidate, ...)",
     "target": "container (default) or vm: roll back the disk channel (tag <channel>-vm)",
-    "json": "print the channel's move as JSON"})
+    "deploy": "then roll the Swarm services that follow the channel to it (kiln deploy)",
+    "json": "print the channel's move (and, with --deploy, the services rolled) as JSON"})
 @kiln_task
 def rollback(c: InvokeContext, image: str, channel: str, target: str = "container",
-             json: bool = False) -> None:
-    """Return a channel to its previous known-good digest.
+             deploy: bool = False, json: bool = False) -> None:
+    """Return a channel to its previous known-good digest (--deploy: and its services).
 
     Examples:
       kiln rollback nginx stable
+      kiln rollback nginx stable --deploy
     """
     from kiln.release.api import check_target
     from kiln.release.api import rollback as rollback_channel
 
-    move = rollback_channel(_session(), image, channel, check_target(target))
-    if json:
-        UI().json(move.to_json())
-        return
+    if deploy:
+        if check_target(target) != "container":
+            raise KilnError("--deploy rolls Swarm services, which run containers: drop "
+                            "--target vm")
+        from kiln.fleet.deploy import rollback_and_deploy  # the fleet, only when asked
+        s = _session()
+        move, done = rollback_and_deploy(s, image, channel)
+        if json:
+            UI().json({**move.to_json(), "services": [d.to_json() for d in done]})
+            return
+        for d in done:
+            s.ui.result(f"  {d.service}: {d.action} at {d.digest[:19]} ({d.seconds:.1f}s)")
+    else:
+        move = rollback_channel(_session(), image, channel, check_target(target))
+        if json:
+            UI().json(move.to_json())
+            return
     UI().result(f"{move.repository}:{move.channel} rolled back from "
                 f"{(move.previous or 'nothing')[:19]} to {move.tag} ({move.digest})")
 

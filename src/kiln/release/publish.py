@@ -3,7 +3,8 @@
   1. the gate: the artifact is built for the current definitions and verified (its class)
   2. ask first: an existing tag is this very content (sign what is missing) or a refusal
   3. push the content by digest (its class), so a tag never names a partial artifact
-  4. refuse a revoked digest; sign (cosign) and attest (DSSE) it
+  4. refuse a revoked digest; sign (cosign) and attest (DSSE) it; a container image also gets
+     its signed file manifest (kiln.fleet: what `kiln drift` judges instances against)
   5. put the immutable tag under its lease, and read it back
 """
 
@@ -103,6 +104,17 @@ def attach(s: Session, repo: str, manifest: Manifest, artifact: Artifact) -> Non
     key = load_private(s.config.signing_key)
     cosign.sign(s.registry, repo, manifest.digest, key, {"dev.kiln.signed-by": s.who})
     cosign.attest(s.registry, repo, manifest.digest, key, artifact.predicates(s, repo, manifest))
+    if artifact.target == "container":
+        attach_file_manifest(s, artifact, repo, manifest)
+
+
+def attach_file_manifest(s: Session, artifact: Artifact, repo: str, manifest: Manifest) -> None:
+    """The hook of issue 15: every file of the image, as one more signed attestation. Kept
+    apart from `predicates` because it exports the image: only done when it is missing."""
+    from kiln.fleet.attest import attach  # the fleet builds on the release: imported late
+
+    if attach(s, artifact.name, repo, manifest, artifact.content_id):
+        s.ui.step("file manifest attested (kiln drift)")
 
 
 def tag_immutably(s: Session, repo: str, tag: str, body: bytes, content_id: str) -> None:

@@ -1,0 +1,176 @@
+"""Channels to Swarm services: deploy a verified digest, roll back, replace every task.
+
+A service is always pinned to `<registry>/<repository>@<digest>`, the digest a channel named
+when kiln checked its signature, verification and revocation; a channel moving later changes
+nothing until kiln deploys again. Channels are never moved here: a failed rollout leaves both
+the channel and the previous digest in place.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kiln.errors import KilnError
+from kiln.fleet.attest import signed_manifest, trusted
+from kiln.fleet.swarm import DIGEST, FOLLOWS, REPOSITORY, Policy, Swarm
+from kiln.registry import DIGEST_RE
+from kiln.release.channels import promote
+from kiln.release.channels import rollback as rollback_channel
+from kiln.release.errors import TrustError
+from kiln.release.names import parse_spec
+from kiln.release.session import Session
+
+TIMEOUT = 600.0
+
+
+class DeployError(KilnError):
+    """A rollout failed (and was rolled back), or was refused before it started."""
+
+
+@dataclass(frozen=True)
+class Deployed:
+    service: str
+    follows: str
+    digest: str
+    previous: str | None
+    action: str  # created, updated, unchanged, replaced
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def pinned(s: Session, spec: str) -> tuple[str, str, str]:
+    """`image[:channel|:tag|@digest]` -> (repository, digest, follows), trusted or refused."""
+    name, ref = parse_spec(spec)
+    ref = ref or s.config.channels[0]
+    repo = s.config.repository(name)
+    found = s.registry.resolve(repo, ref)
+    if found is None:
+        raise DeployError(f"{s.registry.host}/{repo}:{ref} does not exist (see `kiln catalog`)")
+    try:
+        trusted(s, repo, found.digest)
+        signed_manifest(s, repo, found.digest)  # so `kiln drift` can judge what runs
+    except TrustError as exc:
+        raise DeployError(f"refusing to deploy {spec}: {exc}") from None
+    return repo, found.digest, f"{name}:{ref}" if not DIGEST_RE.match(ref) else f"{name}@{ref}"
+
+
+def deploy(s: Session, service: str, spec: str, *, replicas: int = 1,
+           networks: tuple[str, ...] = (), ports: dict[int, int] | None = None,
+           policy: Policy | None = None, timeout: float = TIMEOUT) -> Deployed:
+    """Create or update `service` to the digest `spec` names; DeployError when it rolled back."""
+    started = time.monotonic()
+    repo, digest, follows = pinned(s, spec)
+    image = f"{s.registry.host}/{repo}@{digest}"
+    swarm = Swarm(s.need_engine())
+    swarm.require()
+    labels = {FOLLOWS: follows, REPOSITORY: repo, DIGEST: digest}
+    current = swarm.service(service)
+    if current is None:
+        with s.ui.task(f"create {service} ({replicas} x {image})"):
+            swarm.create(service, image, labels, replicas=replicas, networks=list(networks),
+                         ports=ports or {}, policy=policy or Policy())
+            swarm.wait_running(service, replicas, timeout)
+        return Deployed(service, follows, digest, None, "created", time.monotonic() - started)
+    previous = _digest_of(swarm.running_image(service))
+    if previous == digest:
+        return Deployed(service, follows, digest, previous, "unchanged",
+                        time.monotonic() - started)
+    with s.ui.task(f"roll {service}: {str(previous)[:19]} -> {digest[:19]} (canary first)"):
+        before = swarm.update(service, image=image, labels=labels)
+        rollout = swarm.wait(service, before, timeout)
+    if not rollout.ok:
+        now = _digest_of(swarm.running_image(service))
+        why = "; ".join(swarm.failures(service, image)[:2]) or rollout.message
+        raise DeployError(f"{service}: rolling to {follows} ({digest[:19]}) failed and Swarm "
+                          f"{rollout.state.replace('_', ' ')}: {why}; the service runs "
+                          f"{str(now)[:19]}, {follows} was not changed (fix the image, or "
+                          "revoke it: `kiln revoke`)")
+    return Deployed(service, follows, digest, previous, "updated", time.monotonic() - started)
+
+
+def replace(s: Session, service: str, timeout: float = TIMEOUT) -> Deployed:
+    """Recreate every task from the pinned image (rolling, health-gated): never patch."""
+    started = time.monotonic()
+    swarm = Swarm(s.need_engine())
+    swarm.require()
+    image = swarm.running_image(service)
+    digest = _digest_of(image)
+    repo = image.partition("@")[0].partition("/")[2]
+    if digest is None or not repo:
+        raise DeployError(f"{service} runs {image}, not an image pinned by digest; deploy it "
+                          "with `kiln deploy` first")
+    try:
+        trusted(s, repo, digest)
+    except TrustError as exc:
+        raise DeployError(f"refusing to recreate {service} from {image}: {exc} (deploy a good "
+                          "image instead)") from None
+    with s.ui.task(f"replace every task of {service} from {digest[:19]}"):
+        before = swarm.update(service, force=True)
+        rollout = swarm.wait(service, before, timeout)
+    if not rollout.ok:
+        raise DeployError(f"{service}: replacing its tasks failed and Swarm "
+                          f"{rollout.state.replace('_', ' ')}: {rollout.message}")
+    follows = str(((swarm.service(service) or {}).get("Spec") or {}).get("Labels", {}).get(
+        FOLLOWS, ""))
+    return Deployed(service, follows, digest, digest, "replaced", time.monotonic() - started)
+
+
+def followers(s: Session, name: str, channel: str) -> list[str]:
+    """Services that follow `<name>:<channel>`."""
+    swarm = Swarm(s.need_engine())
+    return sorted(str(svc["Spec"]["Name"]) for svc in swarm.services(f"{FOLLOWS}={name}:{channel}"))
+
+
+def rollback_and_deploy(s: Session, name: str, channel: str) -> tuple[Any, list[Deployed]]:
+    """Return the channel to its previous known-good digest, then roll its followers to it."""
+    move = rollback_channel(s, name, channel)
+    return move, [deploy(s, svc, f"{name}:{channel}") for svc in followers(s, name, channel)]
+
+
+def _digest_of(image: str) -> str | None:
+    digest = image.rpartition("@")[2]
+    return digest if DIGEST_RE.match(digest) else None
+
+
+@dataclass(frozen=True)
+class ChannelRoll:
+    """One image's way from `candidate` to the fleet: canaries, promotion, stable services."""
+
+    image: str
+    canaries: tuple[Deployed, ...]
+    promoted: bool
+    rolled: tuple[Deployed, ...]
+    problem: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"image": self.image, "canaries": [d.to_json() for d in self.canaries],
+                "promoted": self.promoted, "rolled": [d.to_json() for d in self.rolled],
+                "problem": self.problem}
+
+
+def roll_channels(s: Session, name: str, candidate: str = "candidate",
+                  stable: str = "stable") -> ChannelRoll:
+    """Deploy `candidate` to the services that follow it (the canaries); when every one is
+    healthy, promote it to `stable` and roll the services that follow `stable`. With no canary
+    nothing has proved the candidate on a fleet, so `stable` is left alone."""
+    canaries: list[Deployed] = []
+    try:
+        for service in followers(s, name, candidate):
+            canaries.append(deploy(s, service, f"{name}:{candidate}"))
+    except DeployError as exc:
+        return ChannelRoll(name, tuple(canaries), False, (), str(exc))
+    if not canaries:
+        return ChannelRoll(name, (), False, (), f"no service follows {name}:{candidate}, so "
+                           f"nothing proved it; {stable} was not promoted")
+    promote(s, f"{name}:{candidate}", stable)
+    rolled: list[Deployed] = []
+    try:
+        for service in followers(s, name, stable):
+            rolled.append(deploy(s, service, f"{name}:{stable}"))
+    except DeployError as exc:
+        return ChannelRoll(name, tuple(canaries), True, tuple(rolled), str(exc))
+    return ChannelRoll(name, tuple(canaries), True, tuple(rolled))

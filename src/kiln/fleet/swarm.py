@@ -1,0 +1,187 @@
+"""The one door to Docker Swarm services (through docker-py's low-level API).
+
+Every service kiln creates is pinned to an image digest and labelled with what it follows, so
+`kiln rollback --deploy` finds its followers. Updates are start-first, one task at a time: the
+first task replaced is the canary; a task counts as started only once the image's healthcheck
+passes, and any failure rolls the whole service back to its previous spec (the previous digest).
+
+The Docker CLI can exit 0 after such an automatic rollback (docker/cli#6752), so kiln reads the
+service's UpdateStatus itself and reports the outcome (`wait`).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import docker.errors
+import docker.types
+
+from kiln import session
+from kiln.engine import KILN_LABEL, Engine, _reason
+from kiln.errors import EngineError
+
+FOLLOWS = "dev.kiln.follows"  # <image>:<channel> the service follows
+REPOSITORY = "dev.kiln.repository"
+DIGEST = "dev.kiln.digest"  # the digest kiln last deployed and saw healthy
+TERMINAL = {"completed", "paused", "rollback_completed", "rollback_paused"}
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """How an update ended, as the manager recorded it."""
+
+    state: str  # completed, rollback_completed, paused, rollback_paused, created
+    message: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.state in ("completed", "created")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Rolling update knobs; the defaults suit services with a healthcheck of a few seconds."""
+
+    monitor: float = 5.0  # seconds each new task is watched after it is healthy
+    delay: float = 0.0  # seconds between tasks
+    stop_grace: float = 10.0
+
+
+class Swarm:
+    def __init__(self, engine: Engine) -> None:
+        self.api = engine.api
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"{what}: {_reason(exc)}") from None
+
+    def active(self) -> bool:
+        info = self._call("cannot ask the engine about its swarm", self.api.info)
+        return str((info.get("Swarm") or {}).get("LocalNodeState")) == "active"
+
+    def require(self) -> None:
+        if not self.active():
+            raise EngineError("this engine is not in a swarm (run `docker swarm init` or join "
+                              "one; kiln deploys to Swarm services)")
+
+    def service(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.api.inspect_service(name))  # type: ignore[no-untyped-call]
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot inspect service {name}: {_reason(exc)}") from None
+
+    def services(self, label: str) -> list[dict[str, Any]]:
+        return list(self._call("cannot list services", self.api.services,
+                               filters={"label": label}))
+
+    def tasks(self, name: str) -> list[dict[str, Any]]:
+        return list(self._call(f"cannot list the tasks of {name}", self.api.tasks,
+                               filters={"service": name}))
+
+    def create(self, name: str, image: str, labels: dict[str, str], *, replicas: int,
+               networks: list[str], ports: dict[int, int], policy: Policy) -> None:
+        update = docker.types.UpdateConfig(
+            parallelism=1, delay=int(policy.delay * 1e9), failure_action="rollback",
+            monitor=int(policy.monitor * 1e9), max_failure_ratio=0, order="start-first")
+        rollback = docker.types.UpdateConfig(
+            parallelism=0, failure_action="pause", monitor=int(policy.monitor * 1e9),
+            order="start-first")
+        spec = docker.types.ContainerSpec(image, labels={KILN_LABEL: "1", **session.labels()},
+                                          stop_grace_period=int(policy.stop_grace * 1e9))
+        template = docker.types.TaskTemplate(
+            spec, restart_policy=docker.types.RestartPolicy("any", delay=int(1e9)),
+            networks=networks or None)
+        published: Any = [{"Protocol": "tcp", "PublishedPort": p, "TargetPort": t,
+                           "PublishMode": "host"} for p, t in ports.items()]
+        endpoint = docker.types.EndpointSpec(mode="dnsrr", ports=published or None)
+        self._call(f"cannot create service {name}", self.api.create_service, template,
+                   name=name, labels={KILN_LABEL: "1", **labels},
+                   mode=docker.types.ServiceMode("replicated", replicas=replicas),
+                   update_config=update, rollback_config=rollback, endpoint_spec=endpoint)
+
+    def update(self, name: str, *, image: str | None = None, labels: dict[str, str] | None = None,
+               force: bool = False) -> str:
+        """Change the image (and labels), or force every task to be recreated; returns the
+        UpdateStatus.StartedAt the update replaces (so `wait` knows when its own one ends)."""
+        current = self.service(name)
+        if current is None:
+            raise EngineError(f"no service {name} in this swarm")
+        spec = current["Spec"]
+        template = copy.deepcopy(spec["TaskTemplate"])
+        if image is not None:
+            template["ContainerSpec"]["Image"] = image
+        if force:
+            template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
+        before = str((current.get("UpdateStatus") or {}).get("StartedAt", ""))
+        self._call(f"cannot update service {name}", self.api.update_service, name,
+                   current["Version"]["Index"], task_template=template, name=name,
+                   labels={**spec.get("Labels", {}), **(labels or {})},
+                   mode=spec.get("Mode"), update_config=spec.get("UpdateConfig"),
+                   rollback_config=spec.get("RollbackConfig"),
+                   networks=spec.get("TaskTemplate", {}).get("Networks"),
+                   endpoint_spec=spec.get("EndpointSpec"))
+        return before
+
+    def wait(self, name: str, before: str, timeout: float) -> Rollout:
+        """Until the update after `before` ends: its final state, as the manager says."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            current = self.service(name)
+            if current is None:
+                raise EngineError(f"service {name} disappeared during its update")
+            status = current.get("UpdateStatus") or {}
+            state = str(status.get("State", ""))
+            if str(status.get("StartedAt", "")) != before and state in TERMINAL:
+                return Rollout(state, str(status.get("Message", "")),
+                               time.monotonic() - started)
+            time.sleep(0.5)
+        raise EngineError(f"service {name}: the update did not end within {timeout:.0f}s "
+                          "(see `docker service ps`); kiln left it running")
+
+    def wait_running(self, name: str, replicas: int, timeout: float) -> Rollout:
+        """After create: until `replicas` tasks run (healthy, when the image has a check)."""
+        started = time.monotonic()
+        failures: list[str] = []
+        while time.monotonic() - started < timeout:
+            tasks = [t for t in self.tasks(name) if t.get("DesiredState") == "running"]
+            running = [t for t in tasks if (t.get("Status") or {}).get("State") == "running"]
+            failures = [str((t.get("Status") or {}).get("Err", "")) for t in self.tasks(name)
+                        if (t.get("Status") or {}).get("State") in ("failed", "rejected")]
+            if len(running) >= replicas:
+                return Rollout("created", "", time.monotonic() - started)
+            time.sleep(0.5)
+        raise EngineError(f"service {name}: {replicas} tasks did not start within "
+                          f"{timeout:.0f}s ({'; '.join(sorted(set(failures)))[:300] or 'pending'})")
+
+    def failures(self, name: str, image: str) -> list[str]:
+        """Why tasks of `image` failed, newest first (for the report of a rolled back update)."""
+        out = []
+        for task in sorted(self.tasks(name), key=lambda t: str(t.get("UpdatedAt", "")),
+                           reverse=True):
+            status = task.get("Status") or {}
+            spec = (task.get("Spec") or {}).get("ContainerSpec") or {}
+            if spec.get("Image") == image and status.get("Err"):
+                out.append(str(status["Err"]))
+        return list(dict.fromkeys(out))
+
+    def running_image(self, name: str) -> str:
+        current = self.service(name)
+        if current is None:
+            raise EngineError(f"no service {name} in this swarm")
+        return str(current["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"])
+
+    def remove(self, name: str) -> None:
+        try:
+            self.api.remove_service(name)  # type: ignore[no-untyped-call]
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot remove service {name}: {_reason(exc)}") from None
