@@ -56,4 +56,4 @@ def test_the_tutorials_steps_run(tmp_path: Path) -> None:
         if argv[1] == "render":
             tail = result.stdout.split("ENTRYPOINT", 1)[1]
             assert tail.startswith(' ["python3", "/srv/app/server.py"]')
-            assert "\nCMD " not in result.stdout and "\nUSER app" in tail
+            assert "\nCMD " not in result.stdout and "\nUSER 10001:10001" in tail

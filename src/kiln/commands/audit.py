@@ -7,10 +7,7 @@ from typing import Literal, cast
 from invoke import task
 from invoke.context import Context as InvokeContext
 
-from kiln.audit import AuditError, audit_container, save
 from kiln.commands.common import kiln_task, run_context
-from kiln.commands.verify import built
-from kiln.pipeline import prepare
 
 TASKS = ("audit",)
 
@@ -24,7 +21,17 @@ TASKS = ("audit",)
 @kiln_task
 def audit(c: InvokeContext, image: str, target: str = "container", accel: str = "auto",
           verbose: bool = False, json: bool = False) -> None:
-    """Audit an image with lynis (from the host, never installed in it); record the index."""
+    """Audit an image with lynis (from the host, never installed in it); record the index.
+
+    Examples:
+      kiln audit base
+      kiln audit base --json
+      kiln audit base-vm --target vm
+    """
+    from kiln.audit import AuditError, audit_container, save  # docker-py: loaded here
+    from kiln.commands.verify import built
+    from kiln.pipeline import prepare
+
     if target not in ("container", "vm"):
         raise AuditError(f"--target {target}: use container or vm")
     if accel not in ("auto", "kvm", "tcg"):
