@@ -64,7 +64,9 @@ def web_files(version: str, health: str = "/index.html") -> dict[str, str]:
         """
     return {"layers/web/layer.yaml": layer, "layers/web/files/index.html": f"{version}\n",
             "layers/web/files/status": STATUS, "layers/web/files/copyright": "extra's\n",
-            "images/web.yaml": '{busybox}\nversion: "1.0"\nlayers: [web]\n'}
+            # busybox httpd runs as root here: these tests are about rollouts, not hardening
+            "images/web.yaml": '{busybox}\nversion: "1.0"\nlayers: [web]\n'
+                               'unrestricted: a root busybox httpd stands in for a service\n'}
 
 
 @pytest.fixture
