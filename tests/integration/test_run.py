@@ -30,7 +30,9 @@ def files(port: int) -> dict[str, str]:
             entrypoint: ["sh", "-c", "echo web starting; exec httpd -f -v -p {port} -h /www"]
         """,
         "layers/web/tests/test_web.py": "def test_web(image):\n    assert image.service\n",
-        "images/web.yaml": "{busybox}\nlayers: [web]\n",
+        # busybox httpd as root: `kiln run` is under test here, not the restricted profile
+        "images/web.yaml": "{busybox}\nlayers: [web]\n"
+                           "unrestricted: a root busybox httpd stands in for a service\n",
     }
 
 

@@ -62,6 +62,7 @@ FILES = {
     "images/web.yaml": """\
         {busybox}
         layers: [web]
+        unrestricted: a root busybox httpd stands in for a service (test ownership is tested)
         tests:
           - replace: toolbox::test_working_directory_is_root
             with: test_works_in_www
