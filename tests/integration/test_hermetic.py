@@ -232,7 +232,8 @@ def test_golden_digest_of_the_busybox_fixture_image(make_project, kiln_ctx):
 def test_diff_builds_names_the_file_that_records_the_build(make_project, kiln_ctx, engine):
     files = dict(SMALL)
     files["layers/hello/layer.yaml"] = files["layers/hello/layer.yaml"].replace(
-        "touch /var/lib/app/when", "date +%s%N > /var/lib/app/when")
+        # random bytes, not the clock: two builds within one second must still differ
+        "touch /var/lib/app/when", "head -c 16 /dev/urandom | od -An -tx1 > /var/lib/app/when")
     project = make_project(files)
     first = build_image(kiln_ctx(project, force=True), "small")
     engine.tag(first.image_id, f"{session.prefix()}kiln-test/small:first")
