@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from typing import Any
 from kiln.engine import Engine
 from kiln.errors import KilnError
 from kiln.model import Plan
-from kiln.records import state_dir
+from kiln.records import state_dir, write_json
 from kiln.ui import UI
 from kiln.verify import KEEP_ALIVE, PURPOSE_LABEL, Target, require_shell
 
@@ -141,10 +140,7 @@ def _path(root: Path, image_id: str, target: str) -> Path:
 
 def save(root: Path, record: AuditRecord) -> Path:
     path = _path(root, record.image_id, record.target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        json.dump(record.to_json(), f, indent=2, sort_keys=True)
-    os.replace(f.name, path)
+    write_json(path, record.to_json())
     return path
 
 

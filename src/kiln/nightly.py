@@ -45,7 +45,7 @@ from kiln.fingerprint import digest_json, inputs
 from kiln.lockfile import Lock, LockedPackage
 from kiln.model import ImageBase, Plan
 from kiln.pipeline import BuildResult, Context, build_image, ensure_base, prepare
-from kiln.records import state_dir
+from kiln.records import state_dir, write_json
 from kiln.release import api as publish
 from kiln.report import ImageOutcome, NightlyReport, PackageChange
 from kiln.run import run
@@ -450,10 +450,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(f.name, path)
+    write_json(path, data, indent=1)
 
 
 def _now() -> str:

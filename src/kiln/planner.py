@@ -9,8 +9,6 @@ one built or reused. `plan` compares today's inputs with that record, input by i
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ from kiln.errors import KilnError
 from kiln.fingerprint import fingerprint, image_ref, inputs
 from kiln.load import Project
 from kiln.model import ImageBase, Plan
-from kiln.records import state_dir
+from kiln.records import state_dir, write_json
 
 Action = Literal["build", "skip"]
 
@@ -66,11 +64,7 @@ def record(root: Path, image: str, fp: str, named: dict[str, str], image_id: str
     """Remember the inputs of a built (or reused) image, atomically."""
     data = {"image": image, "fingerprint": fp, "image_id": image_id, "inputs": named}
     for path in (_inputs_dir(root) / f"{fp}.json", _inputs_dir(root) / "last" / f"{image}.json"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
-                                         suffix=".tmp") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(f.name, path)
+        write_json(path, data, indent=1)
 
 
 def last_record(root: Path, image: str) -> dict[str, Any] | None:

@@ -79,13 +79,17 @@ def _path(project_root: Path, image_id: str, target: str) -> Path:
     return state_dir(project_root) / "verified" / target / f"{digest}.json"
 
 
-def save(project_root: Path, record: VerifyRecord) -> Path:
-    """Write atomically: a reader sees the old record or the new one, never half of one."""
-    path = _path(project_root, record.image_id, record.target)
+def write_json(path: Path, data: Any, indent: int = 2) -> None:
+    """Write atomically: a reader sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        json.dump(record.to_json(), f, indent=2, sort_keys=True)
+        json.dump(data, f, indent=indent, sort_keys=True)
     os.replace(f.name, path)
+
+
+def save(project_root: Path, record: VerifyRecord) -> Path:
+    path = _path(project_root, record.image_id, record.target)
+    write_json(path, record.to_json())
     return path
 
 
