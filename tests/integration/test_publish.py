@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from released import build_verified, session
 
 import kiln.registry as registry_mod
 import kiln.release.lease as lease_mod
@@ -30,7 +31,6 @@ from kiln.embedded import LocalRegistry, free_port
 from kiln.errors import KilnError
 from kiln.fingerprint import image_repository
 from kiln.load import Project
-from kiln.pipeline import BuildResult, build_image, prepare
 from kiln.registry import (
     OCI_MANIFEST,
     Registry,
@@ -40,10 +40,8 @@ from kiln.registry import (
 )
 from kiln.release import cosign
 from kiln.release.api import (
-    Session,
     catalog,
     history,
-    open_session,
     promote,
     publish,
     pull,
@@ -64,8 +62,6 @@ from kiln.release.names import sidecar
 from kiln.release.provenance import SLSA, VERIFICATION
 from kiln.release.trust import check_trust
 from kiln.signing import canonical_json, keygen
-from kiln.ui import UI
-from kiln.verify import find_suite
 from kilncli import KilnCLI
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="crypt")
@@ -89,22 +85,6 @@ def project(make_project: Callable[..., Project], registry: LocalRegistry, docke
     return p
 
 
-def build_verified(root: Path, kiln_ctx: Callable[..., object], text: str | None = None,
-                   passed: bool = True) -> BuildResult:
-    if text is not None:
-        (root / "layers/hello/layer.yaml").write_text(f"run:\n  - echo {text} > /hello\n")
-    result = build_image(kiln_ctx(Project(root), verify=False), "small")  # type: ignore[arg-type]
-    suite = find_suite(root, prepare(Project(root), "small").plan).digest  # the current suite
-    records.save(root, records.VerifyRecord(
-        image="small", image_id=result.image_id, fingerprint=result.fingerprint,
-        target="container", suite=suite, passed=passed, started="2026-01-01T00:00:00Z",
-        checks=(records.CheckResult("hello", "test_hello.py::test_it", "passed"),),
-        reason="" if passed else "test_hello failed"))
-    return result
-
-
-def session(root: Path, engine: object) -> Session:
-    return open_session(Project(root), UI(quiet=True), engine)  # type: ignore[arg-type]
 
 
 def access_log_count(local: LocalRegistry, needle: str) -> int:

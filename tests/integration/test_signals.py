@@ -18,17 +18,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from released import build_verified
 
 from kiln import records
 from kiln.config import load_config
 from kiln.embedded import LocalRegistry
 from kiln.load import Project
-from kiln.pipeline import BuildResult, build_image, prepare
 from kiln.registry import Registry
 from kiln.release.api import open_session, promote, publish, pull
 from kiln.signing import keygen
 from kiln.ui import UI
-from kiln.verify import find_suite
 
 REPO = "kiln/small"
 
@@ -43,16 +42,6 @@ def project(make_project: Callable[..., Project], registry: LocalRegistry, docke
     keygen(config.signing_key, config.public_key)
     return p
 
-
-def build_verified(root: Path, kiln_ctx: Callable[..., object], text: str) -> BuildResult:
-    (root / "layers/hello/layer.yaml").write_text(f"run:\n  - echo {text} > /hello\n")
-    result = build_image(kiln_ctx(Project(root), verify=False), "small")  # type: ignore[arg-type]
-    records.save(root, records.VerifyRecord(
-        image="small", image_id=result.image_id, fingerprint=result.fingerprint,
-        target="container", suite=find_suite(root, prepare(Project(root), "small").plan).digest,
-        passed=True, started="2026-01-01T00:00:00Z",
-        checks=(records.CheckResult("hello", "test_hello.py::test_it", "passed"),)))
-    return result
 
 
 def kiln(root: Path, *args: str, pause: str | None = None,

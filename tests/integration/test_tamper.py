@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from released import build_verified, session
 
 import kiln.release.lease as lease_mod
 from kiln import records
 from kiln.config import load_config
 from kiln.embedded import LocalRegistry
 from kiln.load import Project
-from kiln.pipeline import BuildResult, build_image, prepare
 from kiln.registry import OCI_MANIFEST, Registry
 from kiln.release import cosign
-from kiln.release.api import Session, open_session, promote, publish, pull, revoke
+from kiln.release.api import promote, publish, pull, revoke
 from kiln.release.errors import (
     RevocationsMissing,
     Revoked,
@@ -36,8 +36,6 @@ from kiln.release.names import REVOCATIONS, sidecar
 from kiln.release.oci import put_artifact
 from kiln.release.revocations import LIST_TYPE
 from kiln.signing import canonical_json, keygen
-from kiln.ui import UI
-from kiln.verify import find_suite
 
 REPO = "kiln/small"
 
@@ -58,19 +56,6 @@ def project(make_project: Callable[..., Project], registry: LocalRegistry, docke
     return p
 
 
-def build_verified(root: Path, kiln_ctx: Callable[..., object], text: str) -> BuildResult:
-    (root / "layers/hello/layer.yaml").write_text(f"run:\n  - echo {text} > /hello\n")
-    result = build_image(kiln_ctx(Project(root), verify=False), "small")  # type: ignore[arg-type]
-    records.save(root, records.VerifyRecord(
-        image="small", image_id=result.image_id, fingerprint=result.fingerprint,
-        target="container", suite=find_suite(root, prepare(Project(root), "small").plan).digest,
-        passed=True, started="2026-01-01T00:00:00Z",
-        checks=(records.CheckResult("hello", "test_hello.py::test_it", "passed"),)))
-    return result
-
-
-def session(root: Path, engine: object) -> Session:
-    return open_session(Project(root), UI(quiet=True), engine)  # type: ignore[arg-type]
 
 
 class Writer:
