@@ -103,19 +103,27 @@ def check(raw: Path, converted: Path, fmt: str) -> None:
 
 def pin_vmdk_cid(path: Path, fingerprint: str) -> None:
     """qemu-img writes `CID=%x` of a random number (1 to 8 digits) into the descriptor, a
-    NUL-terminated text padded with zeros to its sectors: rewrite the text with 8 digits."""
+    NUL-terminated text in the sectors the sparse header names (descriptor offset and size, in
+    sectors, at bytes 28 and 36). qemu rewrites the CID once more on the first data write, which
+    can leave a stale byte of the longer text after the NUL: the whole area is rewritten, the
+    text with an 8-digit CID and zeros to its end."""
     with path.open("r+b") as f:
-        head = f.read(DESCRIPTOR_BYTES)
-        start = head.find(b"# Disk DescriptorFile")
-        end = head.find(b"\0", start)
-        text = head[start:end] if start >= 0 and end > 0 else b""
+        header = f.read(512)
+        offset, sectors = struct.unpack_from("<QQ", header, 28)
+        if header[:4] != b"KDMV" or not 0 < sectors * 512 <= DESCRIPTOR_BYTES:
+            raise KilnError(f"{path}: not a sparse vmdk with an embedded descriptor "
+                            "(qemu-img changed its layout)")
+        f.seek(offset * 512)
+        area = f.read(sectors * 512)
+        text = area.split(b"\0", 1)[0]
         cid = hashlib.sha256(f"kiln-vmdk-cid/{fingerprint}".encode()).hexdigest()[:8]
         pinned, count = CID_RE.subn(b"\nCID=" + cid.encode() + b"\n", text, count=1)
-        if count != 1 or head[end:start + len(pinned) + 1].strip(b"\0"):
+        if count != 1 or not text.startswith(b"# Disk DescriptorFile") or \
+                len(pinned) >= len(area):
             raise KilnError(f"{path}: no CID in the vmdk descriptor, or no room after it "
                             "(qemu-img changed its layout)")
-        f.seek(start)
-        f.write(pinned + b"\0")
+        f.seek(offset * 512)
+        f.write(pinned.ljust(len(area), b"\0"))
 
 
 def pin_vhd_footer(path: Path, fingerprint: str, size: int) -> None:
