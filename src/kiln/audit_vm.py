@@ -71,7 +71,9 @@ def audit_vm(ctx: Context, name: str, *, accel: Literal["auto", "kvm", "tcg"] = 
         with qemu.boot(make_spec, accel=accel,
                        guest_kernel=str(built.manifest["kernel"]), log=ctx.ui.step) as machine:
             try:
-                machine.wait_for_ssh(key, ssh_timeout or SSH_TIMEOUT[machine.spec.accel])
+                limit = ssh_timeout or SSH_TIMEOUT[machine.spec.accel]
+                machine.wait_for_ssh(key, limit)
+                machine.wait_until_booted(key, max(limit - machine.elapsed(), 60))
             except qemu.BootError as exc:
                 raise AuditError(f"{prepared.plan.image.path}: the VM did not come up for "
                                  f"the audit: {exc}") from None

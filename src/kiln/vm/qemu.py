@@ -191,6 +191,13 @@ class Machine:
                 client.close()
         raise BootError(self.failure(f"no SSH login within {seconds:.0f}s"))
 
+    def wait_until_booted(self, key: Path, seconds: float) -> str:
+        """Block until systemd's boot jobs are done, and return its state (running, degraded).
+        sshd answers before the boot is over, and cloud-init's config stage restarts it: a
+        suite started at the first login meets refused connections mid-run."""
+        state = self.ssh_output(key, "systemctl is-system-running --wait", timeout=seconds)
+        return state.strip() or "unknown"
+
     def ssh_output(self, key: Path, command: str, timeout: float = 60) -> str:
         """`command`'s output on the machine, as root (for facts, not checks: "" on failure)."""
         client = paramiko.SSHClient()

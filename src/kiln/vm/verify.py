@@ -217,6 +217,8 @@ def _boot_and_test(ctx: Context, built: DiskResult, spec: DiskSpec, mode: BootMo
                 report.ssh_seconds = machine.wait_for_ssh(key, limit)
                 report.ssh_cpu_seconds = machine.cpu_seconds()
                 ctx.ui.step(f"SSH after {report.ssh_seconds:.1f}s ({report.accel})")
+                state = machine.wait_until_booted(key, max(limit - machine.elapsed(), 60))
+                ctx.ui.step(f"boot finished ({state}) after {machine.elapsed():.1f}s")
                 t = time.monotonic()
                 hosts = [f"--hosts=paramiko://{HOST_ALIAS}",
                          f"--ssh-config={ssh_config(work, machine.spec.ssh_port, key)}"]
