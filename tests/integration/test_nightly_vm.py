@@ -1,19 +1,22 @@
 """The nightly makes VM disks too: the sample base-vm built from the Debian mirror, a package on
 a loopback repository (aptrepo.py), a real registry process and real qemu (TCG in CI).
 
-  broken-vm   base-vm + the loopback repository's sources. Its disk's kernel command line makes
-              init exit at once, so the kernel panics and qemu stops (panic=1, -no-reboot):
-              a failed boot that costs about a minute of TCG, not a full boot and suite.
-  hello-vm    broken-vm + kiln-hello from the repository; its own vm_cmdline is empty again,
-              so its disk boots normally (with the NoCloud seed, as a cloud boots it).
+  base-vm     the sample's definition and lock, plus the loopback repository's sources (lock
+              resolution runs in the base) and one boot mode, bios (CI time: a bios+uefi disk
+              boots twice before it can be published)
+  hello-vm    base-vm + kiln-hello from the repository; its disk boots normally, with the
+              NoCloud seed, as a cloud boots it
+  broken-vm   base-vm + a systemd generator that reboots the machine as soon as systemd starts
+              (qemu runs with -no-reboot, so it stops): its disk's boot fails after about a
+              minute of TCG, not after a full boot and suite; its container is fine
 
 CI time is what this test is designed around: one night does it all, with two boots in all
 (one full, one short failure). Before it, hello-vm was built by hand with kiln-hello 1.0 (no
 disk, no boot); kiln-hello 1.1 then reaches the repository, and the night must rebuild
 hello-vm for it, make its disk, boot it, publish it and move candidate-vm; broken-vm's
 container is published but its disk fails its boot, which fails that disk only (not its image,
-not its child hello-vm). A second night changes nothing and boots nothing. base and base-vm
-are kept in the engine for test_vm.py (keep_images): their builds are paid once per run.
+not hello-vm). A second night changes nothing and boots nothing. Images are kept for
+test_vm.py (keep_images): `base` is the same image, and base-vm's steps are in the build cache.
 """
 
 from __future__ import annotations
@@ -53,17 +56,23 @@ def vm_files(sources: str) -> dict[str, str]:
         "layers/testrepo/layer.yaml": f"run:\n  - echo '{sources}' > {SOURCES}\n",
         "layers/testrepo/tests/test_testrepo.py": (
             f"def test_sources(host):\n    assert host.file('{SOURCES}').contains('kiln-test')\n"),
+        "layers/broken-boot/layer.yaml": (
+            "description: the machine reboots as soon as systemd starts, so the boot fails\n"
+            "files:\n  - src: kiln-broken-boot\n"
+            "    dest: /etc/systemd/system-generators/kiln-broken-boot\n    mode: '0755'\n"),
+        "layers/broken-boot/files/kiln-broken-boot": (
+            "#!/bin/sh\necho 'kiln-broken-boot: rebooting on purpose' > /dev/console\n"
+            "echo b > /proc/sysrq-trigger\n"),
         "images/broken-vm.yaml": (
-            "description: base-vm with the test repository; its disk cannot boot (init exits)\n"
-            'version: "1"\nbase:\n  image: base-vm\nlayers: [testrepo]\n'
-            "params:\n  vm_boot: bios\n  vm_cmdline: init=/bin/false panic=1\ntargets: [vm]\n"),
+            "description: base-vm with the test repository; its disk cannot boot\n"
+            'version: "1"\nbase:\n  image: base-vm\nlayers: [broken-boot]\n'
+            "targets: [vm]\n"),
         "layers/hello/layer.yaml": "packages: [kiln-hello]\n",
         "layers/hello/tests/test_hello.py": (
             "def test_hello_installed(host):\n"
             "    assert host.package('kiln-hello').is_installed\n"),
         "images/hello-vm.yaml": (
-            'version: "1"\nbase:\n  image: broken-vm\nlayers: [hello]\n'
-            'params:\n  vm_cmdline: ""\ntargets: [vm]\n'),
+            'version: "1"\nbase:\n  image: base-vm\nlayers: [hello]\ntargets: [vm]\n'),
     }
 
 
@@ -90,6 +99,14 @@ def project(tmp_path: Path, apt_repo: AptRepo, registry: LocalRegistry, docker_c
     (root / "images").mkdir()
     for name in ("base.yaml", "base.lock", "base-vm.yaml", "base-vm.lock"):
         shutil.copyfile(REPO / "images" / name, root / "images" / name)
+    # One boot mode (a bios+uefi disk boots twice to publish) and the repository's sources
+    # (lock resolution runs in the base): the engine's build cache has every step before
+    # these from any earlier build of base-vm, so only the tail is built again.
+    sample = (root / "images/base-vm.yaml").read_text()
+    assert "params:" not in sample and "  - hardening-vm\n" in sample
+    (root / "images/base-vm.yaml").write_text(
+        sample.replace("  - hardening-vm\n", "  - hardening-vm\n  - testrepo\n")
+        + "params:\n  vm_boot: bios\n")
     for rel, text in vm_files(apt_repo.sources_line).items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
@@ -166,6 +183,10 @@ def test_a_changed_package_rebuilds_boots_and_publishes_the_disk_and_a_failed_bo
     broken = disks["broken-vm"]
     assert "failed verification as a VM; boot bios: qemu exited before SSH answered" in \
         broken.reason, broken
+    failed = records.load(root, engine.image_id(prepare(Project(root), "broken-vm").ref), "vm")
+    assert failed is not None and not failed.passed
+    console = Path(failed.extra["boots"][0]["console"])  # kept beside the disk
+    assert "kiln-broken-boot: rebooting on purpose" in console.read_text(errors="replace")
     assert images["broken-vm"].channels == ("candidate",)
     assert reg.resolve("kiln/broken-vm", "candidate").digest == images["broken-vm"].digest
     assert reg.resolve("kiln/broken-vm", "candidate-vm") is None
