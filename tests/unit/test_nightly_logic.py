@@ -207,3 +207,17 @@ def test_a_failed_disk_says_which_boot_failed_in_one_cell() -> None:
     assert _why("registry.example: 503 Service Unavailable\n  retry later") == \
         "registry.example: 503 Service Unavailable"
     assert len(_why("x" * 1000)) == 300
+
+
+@pytest.mark.parametrize(("status", "why"), [("failed", "its container image failed"),
+                                             ("skipped", "its container image was skipped")])
+def test_no_disk_is_made_from_a_container_that_failed_or_was_skipped(status: str,
+                                                                     why: str) -> None:
+    from types import SimpleNamespace
+
+    from kiln.nightly_disk import night_disk
+
+    night = SimpleNamespace(ctx=SimpleNamespace(results={}))  # nothing built tonight
+    disk = night_disk(night, "app-vm", ImageOutcome("app-vm", status),  # type: ignore[arg-type]
+                      ("candidate",))
+    assert (disk.image, disk.status, disk.reason) == ("app-vm", "skipped", why)
