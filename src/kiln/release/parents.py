@@ -68,6 +68,9 @@ def fetch(s: Session, prepared: Prepared, channels: Iterable[str]) -> PulledPare
     check_fingerprint(trust, fp, f"{s.registry.host}/{repo}:{channel}")
     chain.check(s, repo, channel, manifest.digest)
     image_id = pull_trusted(s, repo, trust)
+    # Named as `kiln pull <image>:<channel>` names it: removing this tag also drops the
+    # engine's digest reference, so the pulled image is never left unnamed.
+    s.need_engine().tag(image_id, f"{s.registry.host}/{repo}:{channel}")
     return PulledParent(name, f"{s.registry.host}/{repo}@{manifest.digest}", manifest.digest,
                         image_id, size(manifest), time.monotonic() - started, channel)
 
