@@ -170,8 +170,10 @@ def pull_parent(ctx: Context, name: str, source: ParentSource) -> None:
     """Take the parent `name` from the registry when its definitions are published there: it
     is then neither built nor verified here (its signed verification record covers it), nor
     are its own parents. One already in the engine is reused as always."""
+    if ctx.force or ctx.nocache:
+        return  # asked to build everything again
     prepared = prepare(ctx.project, name)
-    if not ctx.force and ctx.engine.image_id(prepared.ref) is not None:
+    if ctx.engine.image_id(prepared.ref) is not None:
         return
     pulled = source(prepared)
     if pulled is None:
