@@ -1,7 +1,8 @@
 """The nightly fan-out on one machine: each "runner" is a state folder of its own
 (KILN_STATE_DIR) and starts from an engine without the images earlier runners made (removed
 between levels), as a fresh CI runner would; the registry (Debian's docker-registry on
-loopback) is the only thing they share. `kid` is built on `top` (busybox).
+loopback) is the only thing they share. `kid` is built on `mid`, `mid` on `top` (busybox):
+levels 2, 1 and 0.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import kiln.release.lease as lease_mod
 from kiln.embedded import LocalRegistry
 from kiln.engine import Engine
 from kiln.load import Project
-from kiln.nightly import Options, Result, run_nightly
+from kiln.nightly import Options, run_nightly
 from kiln.pipeline import prepare
 from kiln.registry import Registry
+from kiln.report import ImageOutcome
 from kiln.signing import keygen
 
 FILES = {
@@ -27,14 +29,18 @@ FILES = {
     "layers/top/tests/test_top.py": (
         "def test_top(host):\n    assert host.file('/top').content_string.strip() == 'up'\n"),
     "images/top.yaml": '{busybox}\nversion: "1"\nlayers: [top]\n',
-    "layers/kid/layer.yaml": "run:\n  - cp /top /kid\n",
+    "layers/mid/layer.yaml": "run:\n  - cp /top /mid\n",
+    "layers/mid/tests/test_mid.py": (
+        "def test_mid(host):\n    assert host.file('/mid').content_string.strip() == 'up'\n"),
+    "images/mid.yaml": 'base:\n  image: top\nversion: "1"\nlayers: [mid]\n',
+    "layers/kid/layer.yaml": "run:\n  - cp /mid /kid\n",
     "layers/kid/tests/test_kid.py": (
         "def test_kid(host):\n    assert host.file('/kid').content_string.strip() == 'up'\n"),
-    "images/kid.yaml": 'base:\n  image: top\nversion: "1"\nlayers: [kid]\n',
+    "images/kid.yaml": 'base:\n  image: mid\nversion: "1"\nlayers: [kid]\n',
 }
 
 
-def test_a_level_1_runner_pulls_its_published_parent_and_builds_it_only_when_unpublished(
+def test_a_level_2_runner_pulls_its_published_parent_and_builds_one_only_when_unpublished(
         make_project: Callable[..., Project], kiln_ctx: Callable[..., Any], engine: Engine,
         registry: LocalRegistry, docker_config: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,43 +51,49 @@ def test_a_level_1_runner_pulls_its_published_parent_and_builds_it_only_when_unp
     project = make_project(FILES)
     keygen(tmp_path / "signing.key", project.root / "kiln.pub")
     rootfs = prepare(project, "top").base_ref  # imported only when top is built
-    top_ref = prepare(project, "top").ref
+    refs = {name: prepare(project, name).ref for name in ("top", "mid")}
     ours = session_refs(engine)
 
-    def runner(state: str, only: str) -> Result:
+    def runner(state: str, only: str) -> ImageOutcome:
         remove_refs(engine, session_refs(engine) - ours)  # a fresh runner's empty engine
         monkeypatch.setenv("KILN_STATE_DIR", str(tmp_path / state))
-        return run_nightly(kiln_ctx(Project(project.root)),
-                           Options(only=(only,), pull_parents=True))
+        (outcome,) = run_nightly(kiln_ctx(Project(project.root)),
+                                 Options(only=(only,), pull_parents=True)).report.outcomes
+        return outcome
 
-    # Nothing published yet: the kid's runner builds its parent (and does not publish it).
-    first = runner("a", "kid").report.outcomes[0]
-    assert first.status == "rebuilt", first.reason
-    assert [(p.image, p.action) for p in first.parents] == [("top", "built")]
+    # Level 1 before level 0 published: its parent is built here (and not published).
+    unpublished = runner("a", "mid")
+    assert unpublished.status == "rebuilt", unpublished.reason
+    assert [(p.image, p.action) for p in unpublished.parents] == [("top", "built")]
     assert engine.image_id(rootfs) is not None
     assert channel(registry, "top") is None
 
-    # Level 0 publishes top; level 1, on another runner, pulls it.
-    assert runner("b", "top").report.outcomes[0].status == "rebuilt"
-    top_at = channel(registry, "top")
-    assert top_at is not None
-    second = runner("c", "kid").report.outcomes[0]
-    assert second.status == "rebuilt", second.reason
-    (pulled,) = second.parents
-    assert pulled.action == "pulled" and pulled.digest == top_at and pulled.bytes > 0
-    assert engine.image_id(top_ref) == config_of(registry, "top", top_at)
-    assert engine.image_id(rootfs) is None  # top was not built: its base was never imported
-    # The kid built on the pulled parent is the kid built on a local one, bit for bit.
-    assert second.digest == first.digest
+    # Level 0 publishes top; level 1, on another runner, pulls it and publishes mid: the same
+    # bytes as mid built on a local top.
+    assert runner("b", "top").status == "rebuilt"
+    level1 = runner("c", "mid")
+    assert [(p.image, p.action, p.digest) for p in level1.parents] == [
+        ("top", "pulled", channel(registry, "top"))]
+    assert level1.digest == unpublished.digest
 
-    # Published, but not by the key this runner trusts: refused loudly, never rebuilt.
+    # Level 2 pulls mid, and nothing of top's but what mid is made of.
+    level2 = runner("d", "kid")
+    assert level2.status == "rebuilt", level2.reason
+    (pulled,) = level2.parents
+    mid_at = channel(registry, "mid")
+    assert pulled.action == "pulled" and pulled.digest == mid_at and pulled.bytes > 0
+    assert mid_at is not None and engine.image_id(refs["mid"]) == config_of(registry, "mid",
+                                                                             mid_at)
+    assert engine.image_id(refs["top"]) is None and engine.image_id(rootfs) is None
+    assert channel(registry, "kid") == level2.digest
+
+    # Published, but not signed by the key this runner trusts: refused loudly, never rebuilt.
     keygen(tmp_path / "other.key", tmp_path / "other.pub")
     monkeypatch.setenv("KILN_PUBLIC_KEY", str(tmp_path / "other.pub"))
-    third = runner("d", "kid").report.outcomes[0]
-    assert third.status == "failed"
-    assert "kiln/top" in third.reason and "sign" in third.reason.lower(), third.reason
-    assert third.parents == ()
-    assert engine.image_id(rootfs) is None and engine.image_id(top_ref) is None
+    refused = runner("e", "kid")
+    assert refused.status == "failed" and refused.parents == ()
+    assert "kiln/mid" in refused.reason and "sign" in refused.reason.lower(), refused.reason
+    assert all(engine.image_id(ref) is None for ref in (rootfs, *refs.values()))
 
 
 def channel(registry: LocalRegistry, image: str, name: str = "candidate") -> str | None:

@@ -59,11 +59,11 @@ def fetch(s: Session, prepared: Prepared, channels: Iterable[str]) -> PulledPare
     """The published image of `prepared`'s definitions, pulled and checked, or None."""
     name, fp = prepared.plan.image.name, prepared.fingerprint
     repo = s.config.repository(name)
+    started = time.monotonic()
     found = published(s, repo, fp, channels)
     if found is None:
         return None
     channel, manifest = found
-    started = time.monotonic()
     trust = check_kind(check_trust(s, repo, manifest.digest), "container")
     check_fingerprint(trust, fp, f"{s.registry.host}/{repo}:{channel}")
     chain.check(s, repo, channel, manifest.digest)
