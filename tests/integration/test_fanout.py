@@ -7,12 +7,13 @@ levels 2, 1 and 0.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from enginescope import remove_refs, session_refs
+from enginescope import named_images, remove_orphans, remove_refs, session_refs
 
 import kiln.release.lease as lease_mod
 from kiln.embedded import LocalRegistry
@@ -52,10 +53,12 @@ def test_a_level_2_runner_pulls_its_published_parent_and_builds_one_only_when_un
     keygen(tmp_path / "signing.key", project.root / "kiln.pub")
     rootfs = prepare(project, "top").base_ref  # imported only when top is built
     refs = {name: prepare(project, name).ref for name in ("top", "mid")}
-    ours = session_refs(engine)
+    ours, started = session_refs(engine), time.time()
 
     def runner(state: str, only: str) -> ImageOutcome:
-        remove_refs(engine, session_refs(engine) - ours)  # a fresh runner's empty engine
+        # A fresh runner's engine: without the images earlier runners made, named or not.
+        remove_refs(engine, session_refs(engine) - ours)
+        remove_orphans(engine, named_images(engine, started))
         monkeypatch.setenv("KILN_STATE_DIR", str(tmp_path / state))
         (outcome,) = run_nightly(kiln_ctx(Project(project.root)),
                                  Options(only=(only,), pull_parents=True)).report.outcomes
