@@ -31,7 +31,7 @@ def summarize(engine: Engine, ref: str) -> Summary:
     by_dir: dict[str, dict[str, Entry]] = {}
     configs: dict[str, dict[str, Any]] = {}
     manifest: list[dict[str, Any]] = []
-    with tarfile.open(fileobj=_ChunkReader(engine.save_stream(ref)), mode="r|") as outer:
+    with tarfile.open(fileobj=_ChunkReader(engine.save(ref)), mode="r|") as outer:
         for member in outer:
             f = outer.extractfile(member) if member.isfile() else None
             if f is None:

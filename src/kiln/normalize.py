@@ -96,7 +96,7 @@ def _normalize(engine: Engine, ref: str, keep_layers: int, patterns: tuple[str, 
     with tempfile.TemporaryDirectory(prefix="kiln-normalize-") as tmp:
         work = Path(tmp)
         saved = work / "saved"
-        _extract(engine.save_stream(ref), saved)
+        _extract(engine.save(ref), saved)
         manifest = json.loads((saved / "manifest.json").read_text())[0]
         config = json.loads((saved / manifest["Config"]).read_text())
         out = work / "out"
