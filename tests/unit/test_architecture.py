@@ -22,7 +22,7 @@ SRC = REPO_ROOT / "src"
 # each tier.
 TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("kiln", "kiln.errors", "kiln.prog", "kiln.hashcache", "kiln.session",
-                    "kiln.records", "kiln.ui")),
+                    "kiln.records", "kiln.ui", "kiln.chunks")),
     ("doors", ("kiln.run", "kiln.engine", "kiln.dockersock", "kiln.mirror", "kiln.registry",
                "kiln.registry_http", "kiln.credentials", "kiln.signing", "kiln.embedded")),
     ("definitions", ("kiln.model", "kiln.yamlnodes", "kiln.guard", "kiln.readers", "kiln.schema",
