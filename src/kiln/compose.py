@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from kiln import guard
+from kiln.durations import DURATION_RE
 from kiln.errors import DefinitionError, KilnError, Problem
 from kiln.load import Project
 from kiln.model import (
@@ -26,7 +27,6 @@ ABSPATH_RE = re.compile(r"^(?!.*(^|/)\.\.(/|$))/[^\s\x00-\x1f\x7f]*$")
 DEST_RE = re.compile(r"^(?!.*(^|/)\.\.(/|$))/[^\x00-\x1f\x7f]*$")
 OWNER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
 SIGNAL_RE = re.compile(r"^(SIG[A-Z0-9+]+|[0-9]+)$")
-DURATION_RE = re.compile(r"^([0-9]+(ns|us|ms|s|m|h))+$")
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?$")
 MERGE = {f.key: f.merge for f in LAYER_FIELDS}
 KEYED_BY = {"files": "dest", "users": "name", "groups": "name"}
