@@ -141,7 +141,8 @@ class ImageOps(Connection):
             raise EngineError(f"cannot pull {ref}: {_reason(exc)} (is the registry reachable, "
                               "and are you logged in?)") from None
         image_id = self.image_id(ref)
-        assert image_id is not None
+        if image_id is None:  # remote state: checked, never asserted
+            raise EngineError(f"the engine pulled {ref} but has no such image")
         return image_id
 
     def save(self, ref: str) -> Iterator[bytes]:
