@@ -351,9 +351,5 @@ def _build_failure(prepared: Prepared, step: Step, error: str, tail: deque[str])
     return "\n".join(lines)
 
 
-def context_size(entries: tuple[ContextEntry, ...]) -> int:
-    return sum(Path(e.source).stat().st_size for e in entries if e.source)
-
-
 __all__ = ["BuildResult", "Context", "KilnError", "Prepared", "build_all", "build_image",
            "prepare", "validate"]
