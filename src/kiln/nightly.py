@@ -27,6 +27,7 @@ GET of each channel tells whether it already names the image.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -53,6 +54,7 @@ from kiln.nightly_disk import night_disk
 from kiln.pipeline import BuildResult, Context, build_image, ensure_base, prepare
 from kiln.records import state_dir, write_json
 from kiln.release import api as publish
+from kiln.release import parents as pulled_parents
 from kiln.report import DiskOutcome, ImageOutcome, NightlyReport, PackageChange
 from kiln.run import run
 
@@ -66,6 +68,7 @@ class Options:
     refresh: bool = True  # refresh the package locks against the mirror first
     report_dir: Path | None = None
     commit: bool = False  # commit the refreshed locks (message: the package diff)
+    pull_parents: bool = False  # parents from the registry when published (kiln.release.parents)
 
 
 @dataclass
@@ -107,6 +110,9 @@ def run_nightly(ctx: Context, options: Options) -> Result:
     config = load_config(ctx.project.root)
     config.check_channel(CHANNEL)
     night = Night(ctx, options, config)
+    if options.pull_parents:  # the fan-out: published parents are pulled, not built
+        ctx.parents = pulled_parents.source(night.registry,
+                                            (*night_channels(config), *config.channels))
     plans = compose_all(ctx.project)  # every definition valid, parents first
     parents = {p.image.name: _parent(p) for p in plans}
     names = dependency_order(parents)
@@ -115,7 +121,9 @@ def run_nightly(ctx: Context, options: Options) -> Result:
             ctx.project.image(name)  # "no such image", with the known ones
         names = [n for n in names if n in options.only]
     for name in names:
-        night.outcomes[name] = night_image(night, name, parents)
+        outcome = night_image(night, name, parents)
+        night.outcomes[name] = dataclasses.replace(outcome, parents=pulled_parents.outcomes(
+            ctx, name, parents)) if options.pull_parents else outcome
         if "vm" in ctx.project.image(name).targets:
             night.disks[name] = night_disk(night, name, night.outcomes[name],
                                            night_channels(config))

@@ -25,11 +25,12 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from kiln import records
+from kiln.config import Config
 from kiln.errors import KilnError
-from kiln.pipeline import BuildResult, prepare
+from kiln.pipeline import BuildResult, Context, prepare
 from kiln.records import state_dir, write_json
 from kiln.release import api as publish
 from kiln.release.errors import TrustError
@@ -39,8 +40,18 @@ from kiln.report import DiskOutcome, ImageOutcome
 from kiln.vm import suite
 from kiln.vm.build import DiskResult, build_disk
 
-if TYPE_CHECKING:
-    from kiln.nightly import Night
+
+class Night(Protocol):
+    """What the disk step takes of the run's state (kiln.nightly.Night), without importing it:
+    the nightly imports this module."""
+
+    ctx: Context
+    config: Config
+
+    @property
+    def root(self) -> Path: ...
+
+    def registry(self) -> publish.Session: ...
 
 
 def night_disk(night: Night, name: str, image: ImageOutcome,
