@@ -107,7 +107,14 @@ def test_the_seed_is_an_iso_labelled_cidata_with_the_key_hostname_and_marker(tmp
     user = (tmp_path / "seed" / "user-data").read_text()
     assert user.startswith("#cloud-config\n")
     body = json.loads(user.split("\n", 1)[1])
-    assert body["ssh_authorized_keys"] == ["ssh-ed25519 AAAAC3 kiln-verify"]
+    # the key goes to the seed's own account (root does not log in), with sudo for this boot
+    [account] = body["users"]
+    assert account["name"] == seed.USER
+    assert account["ssh_authorized_keys"] == ["ssh-ed25519 AAAAC3 kiln-verify"]
+    assert account["sudo"] == "ALL=(ALL) NOPASSWD:ALL" and account["lock_passwd"] is True
+    assert "ssh_authorized_keys" not in body
+    assert body["bootcmd"] == [["chmod", "4755", seed.SUDO]]
+    assert seed.SUDO in given.facts()["granted"]
     assert given.token in body["runcmd"][0][2] and seed.MARKER in body["runcmd"][0][2]
     meta = json.loads((tmp_path / "seed" / "meta-data").read_text())
     assert meta == {"instance-id": given.instance_id, "local-hostname": given.hostname}
