@@ -106,8 +106,10 @@ def audit_vm(ctx: Context, name: str, *, accel: Literal["auto", "kvm", "tcg"] = 
                 raise AuditError(f"{prepared.plan.image.path}: the VM did not come up for "
                                  f"the audit: {exc}") from None
             ctx.ui.step(f"lynis audit system in the booted {name} ({machine.spec.accel})")
+            accel, lynis_started = machine.spec.accel, time.monotonic()
             code, output = _lynis_over_ssh(machine.spec.ssh_port, key, bundle,
                                            machine.spec.user)
+            lynis_seconds = time.monotonic() - lynis_started
     text, _, log = output.partition(SEPARATOR)
     if code != 0 or "hardening_index=" not in text:
         raise AuditError(f"{prepared.plan.image.path}: lynis did not run in the booted "
@@ -120,7 +122,8 @@ def audit_vm(ctx: Context, name: str, *, accel: Literal["auto", "kvm", "tcg"] = 
         tests_performed=len([t for t in str(report.get("tests_executed", "")).split("|") if t]),
         lynis=str(report.get("lynis_version", "")), started=started,
         seconds=round(time.monotonic() - clock, 3),
-        extra={"disk_sha256": built.manifest["sha256"], "boot": mode,
+        extra={"disk_sha256": built.manifest["sha256"], "boot": mode, "accel": accel,
+               "lynis_seconds": round(lynis_seconds, 1),
                "profile": [line for line in PROFILE.splitlines() if line.startswith("skip-")],
                "slowest": slowest_tests(log)})
 

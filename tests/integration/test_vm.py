@@ -9,6 +9,7 @@ Nothing may remain: no qemu process, no throwaway disk, pass, fail or signal.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -190,12 +191,12 @@ def test_sample_vm_boots_as_a_cloud_would_and_passes_its_suite(vm_project, vm_di
     assert _leftovers(vm_project) == []
     # drift over SSH: clean (exit 0) after boot and suite, then exactly the file edited
     clean, edited = drift.reports
-    assert not clean.drifted, clean.to_json()
+    assert not clean.drifted, json.dumps(clean.to_json())
     # every path of the disk's root filesystem was read, but the mutable ones (pruned)
     assert clean.checked == sum(not drift.manifest.is_mutable(p) for p in drift.manifest.entries)
-    assert edited.drifted, edited.to_json()
+    assert edited.drifted, json.dumps(edited.to_json())
     assert (edited.added, edited.deleted) == ([], [])
-    assert [path for path, _ in edited.changed] == [EDITED], edited.to_json()
+    assert [path for path, _ in edited.changed] == [EDITED], json.dumps(edited.to_json())
     assert drift.root_refused.startswith("yes"), drift.root_refused
 
 

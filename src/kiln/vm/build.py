@@ -140,7 +140,8 @@ def build_disk(ctx: Context, name: str) -> DiskResult:
         kernel = disk.assemble(tree, spec, staged / "disk.raw", work, prepared.plan.image.path)
         t = step("assemble", t)
         # the tree the root partition was just made from, fstab and grub.cfg included
-        files.write(staged, files.of_tree(tree, image.image_id, mutable_paths(prepared.plan)))
+        files.write(staged, files.of_tree(tree, image.image_id, mutable_paths(prepared.plan),
+                                          spec.filesystem))
         rootfs.remove(tree)
         t = step("files", t)
         disk.to_qcow2(staged / "disk.raw", staged / "disk.qcow2", compress=spec.compress)

@@ -23,9 +23,14 @@ from kiln.fleet.manifest import CHUNK, DPKG_STATUS, Entry, FileManifest, dpkg_pa
 FILES = "files.json"
 
 
-def of_tree(root: Path, image_id: str, mutable: tuple[str, ...]) -> FileManifest:
-    """Every path under `root` (as the disk will hold it), not following links."""
-    entries: dict[str, Entry] = {}
+# what mke2fs adds to the root of every ext4 it makes, beside the tree's files
+MADE_BY_MKFS = {"ext4": (Entry("/lost+found", "dir", 0o700, 0, 0),)}
+
+
+def of_tree(root: Path, image_id: str, mutable: tuple[str, ...],
+            filesystem: str = "ext4") -> FileManifest:
+    """Every path under `root` (as the disk's `filesystem` will hold it), not following links."""
+    entries: dict[str, Entry] = {e.path: e for e in MADE_BY_MKFS.get(filesystem, ())}
     packages: dict[str, str] = {}
     for folder, dirs, names in os.walk(root):
         dirs.sort()

@@ -38,7 +38,7 @@ SUDO = "/usr/bin/sudo"
 ACCOUNTS = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow", "/etc/subuid",
             "/etc/subgid")
 GRANTED = (*ACCOUNTS, *(f"{p}-" for p in ACCOUNTS), "/etc/.pwd.lock", f"/home/{USER}",
-           "/etc/sudoers.d/90-cloud-init-users", SUDO, str(Path(MARKER).parent))
+           "/etc/sudoers.d", SUDO, str(Path(MARKER).parent))  # cloud-init sets sudoers.d 0750
 GENISOIMAGE = "genisoimage"
 
 

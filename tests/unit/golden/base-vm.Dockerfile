@@ -47,6 +47,7 @@ COPY files/cloud-init/kiln.cfg /etc/cloud/cloud.cfg.d/90-kiln.cfg
 COPY files/cloud-init/ds-identify.cfg /etc/cloud/ds-identify.cfg
 RUN set -eu; python3 -m compileall -q -f -j 0 --invalidation-mode checked-hash /usr/lib/python3/dist-packages /usr/lib/python3.11 >/dev/null
 RUN set -eu; rm -rf /var/lib/cloud/* /var/log/cloud-init*.log
+RUN set -eu; install -d -m 700 /root/.ssh && install -m 600 /dev/null /root/.ssh/authorized_keys
 RUN set -eu; find / -xdev -type f -perm /6000 -exec chmod a-s {} +
 
 # --- layer: hardening-ssh ---
@@ -62,7 +63,7 @@ RUN set -eu; mkdir -p /var/log/journal
 # --- image configuration ---
 WORKDIR /home/app
 USER 10001:10001
-LABEL dev.kiln.fingerprint="e435b4a768db2440415b5337b6a42a792535f934348dabbe992566f55a6aa9be" \
+LABEL dev.kiln.fingerprint="98951c0b2f931018336e844e4c632842a357a5ee2cc360d17c6f334e7e7c7524" \
       dev.kiln.image="base-vm" \
       dev.kiln.layers="minimal,core,hardening,user,vm-systemd,vm-kernel,vm-network,vm-sshd,vm,cloud-init,hardening-ssh,hardening-vm" \
       dev.kiln.version="0.1.0" \
