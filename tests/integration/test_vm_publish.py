@@ -34,7 +34,9 @@ from kiln.embedded import LocalRegistry
 from kiln.errors import KilnError
 from kiln.fingerprint import file_sha256
 from kiln.fleet.attest import signed_manifest
+from kiln.fleet.drift import DriftError
 from kiln.fleet.manifest import DEFAULT_MUTABLE, PREDICATE_TYPE
+from kiln.fleet.remote import judge_vm
 from kiln.load import Project
 from kiln.pipeline import BuildResult, build_image, prepare
 from kiln.registry import OCI_MANIFEST, Registry, sha256_digest
@@ -261,6 +263,12 @@ def test_publish_pull_round_trip_signed_and_republish_uploads_nothing(project, k
     assert listed == vm_files.load(folder)
     assert listed.entries["/etc/hello"].sha256 == hashlib.sha256(b"3\n").hexdigest()
     assert listed.entries["/etc/alias"].link == "hello"
+    # `kiln drift --ssh` judges against the disk's manifest: a container tag is refused before
+    # any SSH; the disk's tag passes the trust check and only then meets the (closed) port
+    with pytest.raises(DriftError, match="is a container image"):
+        judge_vm(s, "admin@127.0.0.1:1", f"small:{container.tag}")
+    with pytest.raises(DriftError, match="cannot run the file listing over SSH"):
+        judge_vm(s, "admin@127.0.0.1:1", f"small:{first.tag}", accept_new_host=True)
 
     before = uploads(registry)
     again = publish_disk(session(project.root, engine), "small")
