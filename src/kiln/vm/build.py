@@ -22,13 +22,13 @@ from typing import Any, Literal
 
 from kiln.errors import KilnError
 from kiln.fingerprint import digest_json, file_sha256
-from kiln.fleet.manifest import mutable_paths
 from kiln.pipeline import Context, build_image, prepare
 from kiln.records import state_dir
 from kiln.run import run
 from kiln.ui import UI
 from kiln.vm import disk, files, rootfs
 from kiln.vm import formats as vm_formats
+from kiln.vm.entries import mutable_paths
 from kiln.vm.spec import DISK_VERSION, DiskSpec, disk_spec, kernel_cmdline
 
 MANIFEST = "disk.json"

@@ -18,7 +18,7 @@ import stat
 from pathlib import Path
 
 from kiln.errors import KilnError
-from kiln.fleet.manifest import CHUNK, DPKG_STATUS, Entry, FileManifest, dpkg_packages
+from kiln.vm.entries import CHUNK, DPKG_STATUS, Entry, FileManifest, dpkg_packages
 
 FILES = "files.json"
 
