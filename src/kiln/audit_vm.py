@@ -33,7 +33,7 @@ from kiln.run import run
 from kiln.vm import disk, qemu, seed
 from kiln.vm.build import built_disk
 from kiln.vm.spec import disk_spec
-from kiln.vm.verify import CLOUD_INIT_LAYER, SSH_TIMEOUT, make_key
+from kiln.vm.verify import CLOUD_INIT_LAYER, SSH_TIMEOUT, login_user, make_key
 
 REMOTE = "/tmp/kiln-lynis"
 LYNIS_TIMEOUT = 3600.0
@@ -71,6 +71,7 @@ def audit_vm(ctx: Context, name: str, *, accel: Literal["auto", "kvm", "tcg"] = 
             for path in LYNIS_PATHS:
                 tar.add(path, arcname=path.lstrip("/"))
         seeded = any(x.name == CLOUD_INIT_LAYER for x in prepared.plan.all_layers)
+        user = login_user(prepared.plan, seeded)
         iso = None
         if seeded:
             seed.check_host()
@@ -87,7 +88,7 @@ def audit_vm(ctx: Context, name: str, *, accel: Literal["auto", "kvm", "tcg"] = 
             return qemu.MachineSpec(disk=copy, boot=mode, accel=chosen,
                                     ssh_port=qemu.free_port(), console=work / "console.log",
                                     work=work, seed=iso, disk_format="qcow2" if seeded else "raw",
-                                    user=seed.USER if seeded else "root")
+                                    user=user)
 
         with qemu.boot(make_spec, accel=accel,
                        guest_kernel=str(built.manifest["kernel"]), log=ctx.ui.step) as machine:

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiln import records
 from kiln.errors import KilnError
+from kiln.model import Plan
 from kiln.pipeline import Context, prepare
 from kiln.records import CheckResult, VerifyRecord
 from kiln.run import run
@@ -108,6 +109,19 @@ def suite_hosts(work: Path, port: int, key: Path, user: str) -> list[str]:
     return hosts if user == "root" else [*hosts, "--sudo"]
 
 
+def login_user(plan: Plan, seeded: bool) -> str:
+    """Who the verifier logs in as: the seed's account, or root (its key written into the copy),
+    which an image that refuses root over SSH cannot allow: refused here, not after a boot."""
+    if seeded:
+        return seed.USER
+    if dict(plan.params).get("ssh_permit_root_login") == "no":
+        raise KilnError(f"{plan.image.path}: without the cloud-init layer kiln logs in to the "
+                        "disk as root, and its sshd refuses root (ssh_permit_root_login: no); "
+                        "add the cloud-init layer, or set ssh_permit_root_login: "
+                        "prohibit-password")
+    return "root"
+
+
 def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
               accel: Literal["auto", "kvm", "tcg"] = "auto",
               ssh_timeout: float | None = None, disk_format: str = "raw",
@@ -127,6 +141,7 @@ def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
     modes = spec.boot if boot is None else _modes(boot, spec)
     qemu.check_host(modes)
     seeded = any(layer.name == CLOUD_INIT_LAYER for layer in prepared.plan.all_layers)
+    login_user(prepared.plan, seeded)
     source = _source(built, disk_format, seeded, prepared.plan.image.path)
     if seeded:
         seed.check_host()
