@@ -1,7 +1,8 @@
 """VM images for real: the sample base-vm disk is built from the Debian mirror (with its vmdk and
 vhd), booted under qemu through its own bootloader the way a cloud boots it (the vmdk, enlarged,
 with a NoCloud seed), and tested over SSH. One disk is shared by the module's tests, and one boot
-checks the suite, cloud-init and the vmdk together (CI time).
+checks the suite, cloud-init, the vmdk, drift over SSH against the disk's file manifest and
+root's refusal together (CI time).
 
 Nothing may remain: no qemu process, no throwaway disk, pass, fail or signal.
 """
