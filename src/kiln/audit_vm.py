@@ -1,14 +1,21 @@
 """`kiln audit --target vm`: lynis against the booted VM disk.
 
-A throwaway copy of the built disk boots under qemu with a key made for this run (kiln.vm's
-boot and SSH helpers, as `kiln verify --target vm` does). lynis is copied from the host into
+A throwaway copy of the built disk boots under qemu the way `kiln verify --target vm` boots it:
+with the cloud-init layer, a qcow2 overlay and a NoCloud seed whose account (kiln.vm.seed.USER)
+logs in with a key made for this run and runs lynis through sudo (root may not log in over
+SSH); without it, a raw copy with root's key written in. lynis is copied from the host into
 that machine over SSH, at the host's paths, and run there; the copy of the disk is deleted
-with the machine, so the disk that is published never holds lynis or the key.
+with the machine, so the disk that is published never holds lynis, the account or the key.
+
+lynis's log comes back too: the record keeps the slowest tests (extra["slowest"]). Under TCG
+lynis takes long because every program it runs costs an expensive exec, one per log line at
+least, not because of a few tests that could be skipped (docs/hardening.md).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import tarfile
 import tempfile
@@ -23,18 +30,23 @@ from kiln import records
 from kiln.audit import LYNIS_PATHS, AuditError, AuditRecord, lynis_on_host, parse_report
 from kiln.pipeline import Context, prepare
 from kiln.run import run
-from kiln.vm import disk, qemu
+from kiln.vm import disk, qemu, seed
 from kiln.vm.build import built_disk
 from kiln.vm.spec import disk_spec
-from kiln.vm.verify import SSH_TIMEOUT, make_key
+from kiln.vm.verify import CLOUD_INIT_LAYER, SSH_TIMEOUT, login_user, make_key
 
 REMOTE = "/tmp/kiln-lynis"
 LYNIS_TIMEOUT = 3600.0
+SLOWEST = 15
+SEPARATOR = "--kiln-lynis-log--"
 # At the paths the host has them, as the container audit mounts them: run from elsewhere,
 # lynis 3.0.8 stopped after its report header. Only this boot's copy of the disk gets them.
 SCRIPT = (f"tar -C / -xf {REMOTE}.tar && rm {REMOTE}.tar "
           f"&& /usr/sbin/lynis audit system --quick --no-colors "
-          f"--logfile {REMOTE}.log --report-file {REMOTE}.dat >/dev/null 2>&1; cat {REMOTE}.dat")
+          f"--logfile {REMOTE}.log --report-file {REMOTE}.dat >/dev/null 2>&1; "
+          f"cat {REMOTE}.dat; echo {SEPARATOR}; cat {REMOTE}.log")
+TEST_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) Performing test ID (\S+)")
+STAMP_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) ")
 
 
 def audit_vm(ctx: Context, name: str, *, accel: Literal["auto", "kvm", "tcg"] = "auto",
@@ -58,15 +70,25 @@ def audit_vm(ctx: Context, name: str, *, accel: Literal["auto", "kvm", "tcg"] = 
         with tarfile.open(bundle, "w") as tar:
             for path in LYNIS_PATHS:
                 tar.add(path, arcname=path.lstrip("/"))
-        copy = work / "audit.raw"
+        seeded = any(x.name == CLOUD_INIT_LAYER for x in prepared.plan.all_layers)
+        user = login_user(prepared.plan, seeded)
+        iso = None
+        if seeded:
+            seed.check_host()
+            iso = seed.make_seed(work / "seed", spec.hostname, public).iso
+        copy = work / ("audit.qcow2" if seeded else "audit.raw")
 
         def make_spec(chosen: qemu.Accel) -> qemu.MachineSpec:
             copy.unlink(missing_ok=True)
-            run(["cp", "--sparse=always", built.raw, copy])
-            disk.inject_ssh_key(copy, spec, public, work)
+            if seeded:  # as the verifier boots it: root does not log in over SSH
+                disk.overlay(built.raw, "raw", copy, spec.size)
+            else:
+                run(["cp", "--sparse=always", built.raw, copy])
+                disk.inject_ssh_key(copy, spec, public, work)
             return qemu.MachineSpec(disk=copy, boot=mode, accel=chosen,
                                     ssh_port=qemu.free_port(), console=work / "console.log",
-                                    work=work)
+                                    work=work, seed=iso, disk_format="qcow2" if seeded else "raw",
+                                    user=user)
 
         with qemu.boot(make_spec, accel=accel,
                        guest_kernel=str(built.manifest["kernel"]), log=ctx.ui.step) as machine:
@@ -78,7 +100,11 @@ def audit_vm(ctx: Context, name: str, *, accel: Literal["auto", "kvm", "tcg"] = 
                 raise AuditError(f"{prepared.plan.image.path}: the VM did not come up for "
                                  f"the audit: {exc}") from None
             ctx.ui.step(f"lynis audit system in the booted {name} ({machine.spec.accel})")
-            code, text = _lynis_over_ssh(machine.spec.ssh_port, key, bundle)
+            accel, lynis_started = machine.spec.accel, time.monotonic()
+            code, output = _lynis_over_ssh(machine.spec.ssh_port, key, bundle,
+                                           machine.spec.user)
+            lynis_seconds = time.monotonic() - lynis_started
+    text, _, log = output.partition(SEPARATOR)
     if code != 0 or "hardening_index=" not in text:
         raise AuditError(f"{prepared.plan.image.path}: lynis did not run in the booted "
                          f"'{name}' (exit {code}): {text.strip()[-300:]}")
@@ -90,15 +116,36 @@ def audit_vm(ctx: Context, name: str, *, accel: Literal["auto", "kvm", "tcg"] = 
         tests_performed=len([t for t in str(report.get("tests_executed", "")).split("|") if t]),
         lynis=str(report.get("lynis_version", "")), started=started,
         seconds=round(time.monotonic() - clock, 3),
-        extra={"disk_sha256": built.manifest["sha256"], "boot": mode})
+        extra={"disk_sha256": built.manifest["sha256"], "boot": mode, "accel": accel,
+               "lynis_seconds": round(lynis_seconds, 1),
+               "slowest": slowest_tests(log)})
 
 
-def _lynis_over_ssh(port: int, key: Path, bundle: Path) -> tuple[int, str]:
+def slowest_tests(log: str, count: int = SLOWEST) -> list[dict[str, object]]:
+    """lynis's tests by the seconds its log spent on each (whole seconds), slowest first."""
+    spent: dict[str, float] = {}
+    current, since = "", 0.0
+    for line in log.splitlines():
+        stamp = STAMP_RE.match(line)
+        if stamp is None:
+            continue
+        at = datetime.fromisoformat(stamp.group(1)).timestamp()
+        if current:
+            spent[current] = spent.get(current, 0.0) + at - since
+        since = at
+        test = TEST_RE.match(line)
+        if test is not None:
+            current = test.group(2)
+    ranked = sorted(spent.items(), key=lambda item: -item[1])[:count]
+    return [{"test": name, "seconds": round(seconds)} for name, seconds in ranked]
+
+
+def _lynis_over_ssh(port: int, key: Path, bundle: Path, user: str) -> tuple[int, str]:
     logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
     try:
-        client.connect("127.0.0.1", port=port, username="root",
+        client.connect("127.0.0.1", port=port, username=user,
                        pkey=paramiko.Ed25519Key.from_private_key_file(str(key)), timeout=10,
                        allow_agent=False, look_for_keys=False)
         # through a plain exec's stdin: the image need not have an SFTP server
@@ -108,7 +155,9 @@ def _lynis_over_ssh(port: int, key: Path, bundle: Path) -> tuple[int, str]:
         if stdout.channel.recv_exit_status() != 0:
             raise AuditError(f"could not copy lynis into the VM's {REMOTE}.tar")
         # the report comes at the end: under TCG on a busy host lynis took over 15 minutes
-        _, stdout, _ = client.exec_command(f"sh -c {shlex.quote(SCRIPT)}", timeout=LYNIS_TIMEOUT)
+        sudo = "" if user == "root" else "sudo -n "
+        _, stdout, _ = client.exec_command(f"{sudo}sh -c {shlex.quote(SCRIPT)}",
+                                           timeout=LYNIS_TIMEOUT)
         text = stdout.read().decode(errors="replace")
         return stdout.channel.recv_exit_status(), text
     except TimeoutError:

@@ -1,13 +1,16 @@
 """VM images for real: the sample base-vm disk is built from the Debian mirror (with its vmdk and
 vhd), booted under qemu through its own bootloader the way a cloud boots it (the vmdk, enlarged,
 with a NoCloud seed), and tested over SSH. One disk is shared by the module's tests, and one boot
-checks the suite, cloud-init and the vmdk together (CI time).
+checks the suite, cloud-init, the vmdk, drift over SSH against the disk's file manifest and
+root's refusal together (CI time).
 
 Nothing may remain: no qemu process, no throwaway disk, pass, fail or signal.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -17,13 +20,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from kiln import records
 from kiln.engine import Engine
+from kiln.fleet.drift import Drift
+from kiln.fleet.remote import judge_ssh
 from kiln.load import Project
 from kiln.pipeline import Context
 from kiln.ui import UI
+from kiln.vm import files as vm_files
+from kiln.vm import qemu, seed
 from kiln.vm.build import DiskResult, build_disk, build_disks
 from kiln.vm.verify import VerifyError, verify_vm
 
@@ -112,10 +120,53 @@ CLOUD_CHECKS = ("finished_from_the_nocloud_seed", "ssh_key_came_from_the_datasou
                 "serial_console_has_a_login")
 
 
+EDITED = "/etc/issue.net"  # the drift check edits it over SSH: a file the image ships
+
+
+class DriftCheck:
+    """Run in verify_vm's boot, after the suite: `kiln drift --ssh`'s judge against the disk's
+    file manifest (files.json: what publish signs), clean, then after an edit over SSH; then
+    root, with the verifier's own key, is refused (PermitRootLogin no)."""
+
+    def __init__(self, disk: DiskResult) -> None:
+        listed = vm_files.load(disk.folder)
+        # the seed's account and its sudo are the verifier's doing, not the image's
+        self.manifest = dataclasses.replace(listed, mutable=(*listed.mutable, *seed.GRANTED))
+        self.reports: list[Drift] = []
+        self.root_refused: str = ""
+
+    def __call__(self, machine: qemu.Machine, key: Path) -> None:
+        target = f"{seed.USER}@127.0.0.1:{machine.spec.ssh_port}"
+
+        def judge() -> Drift:
+            return judge_ssh(self.manifest, target, "kiln/base-vm", "sha256:" + "0" * 64,
+                             key_file=str(key), accept_new_host=True)
+
+        self.reports.append(judge())
+        machine.ssh_output(key, f"echo drifted | sudo -n tee -a {EDITED}")
+        self.reports.append(judge())
+        machine.ssh_output(key, "sudo -n install -d -m 700 /root/.ssh && sudo -n install -m 600 "
+                           f"/home/{seed.USER}/.ssh/authorized_keys /root/.ssh/")
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            client.connect("127.0.0.1", port=machine.spec.ssh_port, username="root",
+                           key_filename=str(key), timeout=30, allow_agent=False,
+                           look_for_keys=False)
+            self.root_refused = "no: root logged in"
+        except paramiko.AuthenticationException as exc:
+            self.root_refused = f"yes: {exc}"
+        finally:
+            client.close()
+
+
 def test_sample_vm_boots_as_a_cloud_would_and_passes_its_suite(vm_project, vm_disk, engine):
     # One boot for all of it: the vmdk (through a qcow2 overlay grown by qemu-img resize),
-    # with a NoCloud seed carrying the test key, a hostname and a runcmd marker.
-    result = verify_vm(_ctx(vm_project, engine), "base-vm", boot="bios", disk_format="vmdk")
+    # with a NoCloud seed carrying the test account and key, a hostname and a runcmd marker;
+    # then drift over SSH against the disk's manifest, and root's refusal, in the same boot.
+    drift = DriftCheck(vm_disk)
+    result = verify_vm(_ctx(vm_project, engine), "base-vm", boot="bios", disk_format="vmdk",
+                       while_up=drift)
     record = result.record
     assert record.passed, record.reason
     assert record.target == "vm"
@@ -139,6 +190,15 @@ def test_sample_vm_boots_as_a_cloud_would_and_passes_its_suite(vm_project, vm_di
     assert saved.extra["disk_sha256"] == vm_disk.manifest["sha256"]
     assert _qemu_processes(str(vm_project.root)) == []
     assert _leftovers(vm_project) == []
+    # drift over SSH: clean (exit 0) after boot and suite, then exactly the file edited
+    clean, edited = drift.reports
+    assert not clean.drifted, json.dumps(clean.to_json())
+    # every path of the disk's root filesystem was read, but the mutable ones (pruned)
+    assert clean.checked == sum(not drift.manifest.is_mutable(p) for p in drift.manifest.entries)
+    assert edited.drifted, json.dumps(edited.to_json())
+    assert (edited.added, edited.deleted) == ([], [])
+    assert [path for path, _ in edited.changed] == [EDITED], json.dumps(edited.to_json())
+    assert drift.root_refused.startswith("yes"), drift.root_refused
 
 
 def test_two_builds_give_identical_disk_bytes(vm_project, vm_disk, engine):

@@ -33,6 +33,10 @@ from kiln.config import load_config
 from kiln.embedded import LocalRegistry
 from kiln.errors import KilnError
 from kiln.fingerprint import file_sha256
+from kiln.fleet.attest import signed_manifest
+from kiln.fleet.drift import DriftError
+from kiln.fleet.manifest import DEFAULT_MUTABLE, PREDICATE_TYPE
+from kiln.fleet.remote import judge_vm
 from kiln.load import Project
 from kiln.pipeline import BuildResult, build_image, prepare
 from kiln.registry import OCI_MANIFEST, Registry, sha256_digest
@@ -66,6 +70,7 @@ from kiln.release.vmdisk import DISK_CONFIG_TYPE, QCOW2_TYPE, RECORD_TYPE
 from kiln.signing import canonical_json, keygen
 from kiln.ui import UI
 from kiln.verify import find_suite
+from kiln.vm import files as vm_files
 from kiln.vm.build import disk_folder
 
 REPO = "kiln/small"
@@ -159,6 +164,13 @@ def make_disk(root: Path, built: BuildResult | Container, boot: tuple[str, ...] 
         "qcow2_compressed": False,
     }
     (folder / "disk.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tree = folder / "tree"  # the disk's root filesystem, as kiln.vm.build lists it
+    (tree / "etc").mkdir(parents=True, exist_ok=True)
+    (tree / "etc/hello").write_text(f"{mib}\n")
+    (tree / "etc/alias").unlink(missing_ok=True)
+    (tree / "etc/alias").symlink_to("hello")
+    vm_files.write(folder, vm_files.of_tree(tree, built.image_id, DEFAULT_MUTABLE))
+    shutil.rmtree(tree)
     return folder
 
 
@@ -201,6 +213,10 @@ def test_publish_refuses_a_disk_that_did_not_pass_boot_verification(project, reg
     with pytest.raises(PublishError, match=r"boot mode\(s\) uefi of the disk were not verified"):
         publish_disk(session(project.root), "small")
     verify_disk(project.root, built, folder)
+    (folder / "files.json").rename(folder / "files.json.kept")  # an older disk
+    with pytest.raises(KilnError, match=r"the disk has no files\.json"):
+        publish_disk(session(project.root), "small")
+    (folder / "files.json.kept").rename(folder / "files.json")
     make_disk(project.root, built)  # remade after verification: other bytes
     with pytest.raises(PublishError, match="remade after it was verified"):
         publish_disk(session(project.root), "small")
@@ -236,10 +252,23 @@ def test_publish_pull_round_trip_signed_and_republish_uploads_nothing(project, k
     pub = str(load_config(project.root).public_key)
     flags = ("--key", pub, "--insecure-ignore-tlog", "--allow-insecure-registry")
     for args in (("verify",), ("verify-attestation", "--type", "slsaprovenance1"),
-                 ("verify-attestation", "--type", "cyclonedx")):
+                 ("verify-attestation", "--type", "cyclonedx"),
+                 ("verify-attestation", "--type", PREDICATE_TYPE)):
         got = subprocess.run(["cosign", *args, *flags, ref], capture_output=True, text=True,
                              timeout=120, check=False)
         assert got.returncode == 0, (args, got.stderr)
+
+    # the disk's file manifest, signed: what `kiln drift --ssh` judges its machines against
+    listed = signed_manifest(s, REPO, first.digest)
+    assert listed == vm_files.load(folder)
+    assert listed.entries["/etc/hello"].sha256 == hashlib.sha256(b"3\n").hexdigest()
+    assert listed.entries["/etc/alias"].link == "hello"
+    # `kiln drift --ssh` judges against the disk's manifest: a container tag is refused before
+    # any SSH; the disk's tag passes the trust check and only then meets the (closed) port
+    with pytest.raises(DriftError, match="is a container image"):
+        judge_vm(s, "admin@127.0.0.1:1", f"small:{container.tag}")
+    with pytest.raises(DriftError, match="cannot run the file listing over SSH"):
+        judge_vm(s, "admin@127.0.0.1:1", f"small:{first.tag}", accept_new_host=True)
 
     before = uploads(registry)
     again = publish_disk(session(project.root, engine), "small")

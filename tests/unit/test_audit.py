@@ -66,3 +66,21 @@ def test_the_gate(make_project: MakeProject, tmp_path: Path,
         audit_gate(project.root, strict, image_id)
     audit.save(project.root, _record(70))
     assert audit_gate(project.root, strict, image_id) == _record(70)
+
+
+def test_slowest_lynis_tests_come_from_the_log_times():
+    from kiln.audit_vm import slowest_tests
+
+    log = "\n".join([
+        "2026-12-02 07:23:21 Starting Lynis 3.0.8",
+        "2026-12-02 07:23:22 Performing test ID BOOT-5104 (Determine service manager)",
+        "2026-12-02 07:23:23 Result: systemd",
+        "2026-12-02 07:23:27 Performing test ID CRYP-7902 (Check expire date of SSL certificates)",
+        "  a continuation line without a time",
+        "2026-12-02 07:23:41 Performing test ID BOOT-5104 (again: times add up)",
+        "2026-12-02 07:23:43 ====",
+    ])
+    assert slowest_tests(log) == [{"test": "CRYP-7902", "seconds": 14},
+                                  {"test": "BOOT-5104", "seconds": 7}]
+    assert slowest_tests(log, 1) == [{"test": "CRYP-7902", "seconds": 14}]
+    assert slowest_tests("") == []

@@ -107,7 +107,14 @@ def test_the_seed_is_an_iso_labelled_cidata_with_the_key_hostname_and_marker(tmp
     user = (tmp_path / "seed" / "user-data").read_text()
     assert user.startswith("#cloud-config\n")
     body = json.loads(user.split("\n", 1)[1])
-    assert body["ssh_authorized_keys"] == ["ssh-ed25519 AAAAC3 kiln-verify"]
+    # the key goes to the seed's own account (root does not log in), with sudo for this boot
+    [account] = body["users"]
+    assert account["name"] == seed.USER
+    assert account["ssh_authorized_keys"] == ["ssh-ed25519 AAAAC3 kiln-verify"]
+    assert account["sudo"] == "ALL=(ALL) NOPASSWD:ALL" and account["lock_passwd"] is True
+    assert "ssh_authorized_keys" not in body
+    assert body["bootcmd"] == [["chmod", "4755", seed.SUDO]]
+    assert seed.SUDO in given.facts()["granted"]
     assert given.token in body["runcmd"][0][2] and seed.MARKER in body["runcmd"][0][2]
     meta = json.loads((tmp_path / "seed" / "meta-data").read_text())
     assert meta == {"instance-id": given.instance_id, "local-hostname": given.hostname}
@@ -115,3 +122,23 @@ def test_the_seed_is_an_iso_labelled_cidata_with_the_key_hostname_and_marker(tmp
     other = seed.make_seed(tmp_path / "again", "base-vm", "k")
     assert (other.instance_id, other.hostname, other.token) != (
         given.instance_id, given.hostname, given.token)
+
+
+def test_the_verifier_logs_in_as_the_seed_account_and_never_as_a_refused_root():
+    import dataclasses
+
+    from kilntest import REPO_ROOT
+
+    from kiln.load import Project
+    from kiln.pipeline import prepare
+    from kiln.vm.verify import login_user
+
+    plan = prepare(Project(REPO_ROOT), "base-vm").plan
+    assert dict(plan.params)["ssh_permit_root_login"] == "no"  # hardening-ssh's default
+    assert login_user(plan, seeded=True) == seed.USER
+    # without cloud-init the key goes to root, which this sshd refuses: said before any boot
+    with pytest.raises(KilnError, match=r"images/base-vm\.yaml: without the cloud-init layer"):
+        login_user(plan, seeded=False)
+    allowed = dataclasses.replace(plan, params=tuple(
+        (k, "prohibit-password" if k == "ssh_permit_root_login" else v) for k, v in plan.params))
+    assert login_user(allowed, seeded=False) == "root"

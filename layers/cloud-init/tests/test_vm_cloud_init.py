@@ -1,5 +1,5 @@
 """cloud-init, on a machine booted the way a cloud boots it: kiln's verifier gave it a NoCloud
-seed (an ISO labelled cidata: an SSH key, a hostname, a runcmd marker) and a disk enlarged
+seed (an ISO labelled cidata: an account with an SSH key and sudo, a hostname, a runcmd marker) and a disk enlarged
 past the image's size. `cloud` is what the verifier put in the seed and read from the image."""
 
 import json
@@ -19,9 +19,20 @@ def test_cloud_init_finished_from_the_nocloud_seed(host, cloud):
 
 
 def test_the_ssh_key_came_from_the_datasource(host, cloud):
-    # We are logged in with this key; the disk was never edited: the seed put it there.
-    keys = host.file("/root/.ssh/authorized_keys").content_string
+    # We are logged in with this key, as the account the seed made; the disk was never edited.
+    home = host.user(cloud["user"]).home
+    keys = host.file(f"{home}/.ssh/authorized_keys").content_string
     assert cloud["ssh_key"] in keys
+    assert host.user(cloud["user"]).uid >= 1000  # not root under another name
+
+
+def test_the_sudo_grant_came_from_the_datasource(host, cloud):
+    # the verifier's account may become root (the suite runs through sudo) because the seed
+    # said so, for this boot: the disk has neither the sudoers entry nor sudo's setuid bit
+    rules = host.file("/etc/sudoers.d/90-cloud-init-users").content_string
+    assert f"{cloud['user']} ALL=(ALL) NOPASSWD:ALL" in rules
+    assert host.file("/usr/bin/sudo").mode == 0o4755
+    assert host.check_output("id -u") == "0"
 
 
 def test_the_hostname_came_from_the_datasource(host, cloud):

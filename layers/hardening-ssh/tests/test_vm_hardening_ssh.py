@@ -26,3 +26,12 @@ def test_only_modern_algorithms_are_offered(root_host):
     for key in ("ciphers", "macs", "kexalgorithms"):
         assert not [a for a in conf[key].split(",")
                     if any(w in a for w in ("cbc", "sha1", "md5", "3des", "arcfour"))], key
+
+
+def test_root_is_refused_as_the_image_says(root_host, params):
+    # the policy for a connection as root, from the verifier's own address (slirp's host)
+    out = root_host.check_output("sshd -T -C user=root,host=10.0.2.2,addr=10.0.2.2")
+    conf = dict(line.partition(" ")[::2] for line in out.splitlines())
+    wanted = params["ssh_permit_root_login"]
+    assert conf["permitrootlogin"] in ({"without-password", "prohibit-password"}
+                                       if wanted == "prohibit-password" else {wanted})

@@ -1,10 +1,23 @@
 """hardening: no setuid/setgid binaries, a restrictive login umask, no build leftovers."""
 
+import pytest
 
-def test_no_setuid_or_setgid_files(root_host):
+
+def granted(request):
+    """What kiln's VM verifier gave its own account for this boot (sudo's setuid bit, set by
+    its seed's bootcmd): the verifier's access, not the image's. Nothing elsewhere."""
+    try:
+        return set(request.getfixturevalue("cloud").get("granted", ()))
+    except (pytest.FixtureLookupError, pytest.skip.Exception):
+        return set()
+
+
+def test_no_setuid_or_setgid_files(root_host, request):
     # every layer after hardening is held to this too: it is what the image promises
-    found = root_host.check_output("find / -xdev -type f -perm /6000 2>/dev/null | head -20")
-    assert found == "", f"setuid/setgid files: {found}"
+    # (find exits non-zero on folders it may not read: under the restricted profile, many)
+    found = root_host.check_output("find / -xdev -type f -perm /6000 2>/dev/null || true")
+    unexpected = [path for path in found.splitlines() if path not in granted(request)]
+    assert unexpected == [], f"setuid/setgid files: {unexpected[:20]}"
 
 
 def test_login_umask_file(host):

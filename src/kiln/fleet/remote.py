@@ -1,4 +1,5 @@
-"""Drift of a VM built from a kiln disk, over SSH (paramiko): the same comparison, every file.
+"""Drift of a VM built from a kiln disk, over SSH (paramiko): the same comparison, every file,
+against the disk's own signed file manifest (kiln.vm.files: its root filesystem as made).
 
 A disk has no `docker diff`, so the VM lists every path of its root filesystem (one `find`,
 staying on that filesystem and pruning the mutable paths) and hashes every regular file (one
@@ -15,12 +16,14 @@ from typing import Any
 
 import paramiko
 
-from kiln.errors import KilnError
 from kiln.fleet.attest import signed_manifest
 from kiln.fleet.drift import Drift, DriftError, compare, compare_packages
 from kiln.fleet.manifest import DPKG_STATUS, Entry, FileManifest, dpkg_packages
+from kiln.registry import RegistryError
 from kiln.release.errors import TrustError
+from kiln.release.names import channel_tag, parse_spec
 from kiln.release.session import Session
+from kiln.release.trust import check_kind, check_trust
 
 TYPES = {"f": "file", "d": "dir", "l": "symlink", "c": "char", "b": "block", "p": "fifo",
          "s": "socket"}
@@ -121,12 +124,22 @@ def _run(client: paramiko.SSHClient, command: str, check: bool = True) -> bytes:
 
 
 def judge_vm(s: Session, target: str, spec: str, **ssh: Any) -> Drift:
-    """Drift of the VM at `target` against the signed manifest of image `spec`."""
-    from kiln.fleet.deploy import pinned  # trusted (signed, verified, not revoked) or refused
-
+    """Drift of the VM at `target` against the signed file manifest of the disk `spec` names:
+    `image:<channel>` is the disk channel (`<channel>-vm`), or a disk's tag or @digest. The
+    disk must pass the whole trust check (signed, verified, not revoked), as `kiln pull-disk`."""
+    name, ref = parse_spec(spec)
+    ref = ref or s.config.channels[0]
+    if ref in s.config.channels:
+        ref = channel_tag(ref, "vm")
+    repo = s.config.repository(name)
     try:
-        repo, digest, _ = pinned(s, spec)
-        manifest = signed_manifest(s, repo, digest)
-    except (KilnError, TrustError) as exc:
+        found = s.registry.resolve(repo, ref)
+        if found is None:
+            raise DriftError(f"refusing to judge {target}: {s.registry.host}/{repo}:{ref} does "
+                             "not exist (publish the disk with `kiln publish <image> --target "
+                             "vm`)")
+        check_kind(check_trust(s, repo, found.digest), "vm")
+        manifest = signed_manifest(s, repo, found.digest)
+    except (RegistryError, TrustError) as exc:
         raise DriftError(f"refusing to judge {target}: {exc}") from None
-    return judge_ssh(manifest, target, repo, digest, **ssh)
+    return judge_ssh(manifest, target, repo, found.digest, **ssh)

@@ -3,8 +3,9 @@
   1. the gate: the artifact is built for the current definitions and verified (its class)
   2. ask first: an existing tag is this very content (sign what is missing) or a refusal
   3. push the content by digest (its class), so a tag never names a partial artifact
-  4. refuse a revoked digest; sign (cosign) and attest (DSSE) it; a container image also gets
-     its signed file manifest (kiln.fleet: what `kiln drift` judges instances against)
+  4. refuse a revoked digest; sign (cosign) and attest (DSSE) it, with its signed file manifest
+     (what `kiln drift` judges instances against: kiln.fleet exports a container image's; a VM
+     disk's is among its predicates, recorded when the disk was made)
   5. put the immutable tag under its lease, and read it back
 """
 

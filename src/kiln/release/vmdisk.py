@@ -8,7 +8,9 @@ In the image's own repository (`<namespace>/<image>`), beside its container:
                           subject the container's manifest, when that is published here too
   <channel>-vm          the disk channels (promote/rollback/revoke with --target vm)
 
-Signatures, attestations, tags and leases are the release package's, as for containers. The
+Signatures, attestations, tags and leases are the release package's, as for containers; among
+the attestations is the disk's file manifest (files.json, kiln.vm.files: every file of its root
+filesystem), which `kiln drift --ssh` judges a machine made from the disk against. The
 disk's content id (what decides "same content") is the digest of disk.json, which pins the
 qcow2's and the raw disk's sha256.
 """
@@ -22,6 +24,7 @@ from typing import Any
 
 from kiln.errors import KilnError
 from kiln.fingerprint import file_sha256
+from kiln.fleet.manifest import PREDICATE_TYPE as FILE_MANIFEST
 from kiln.pipeline import prepare
 from kiln.records import VerifyRecord, first_built, require_verified
 from kiln.registry import DIGEST_RE, OCI_MANIFEST, Manifest, RegistryError, sha256_digest
@@ -40,6 +43,7 @@ from kiln.release.provenance import verification as verification_predicate
 from kiln.release.session import Session
 from kiln.release.trust import VM_ARTIFACT_TYPE, check_kind, check_trust
 from kiln.signing import canonical_json
+from kiln.vm import files
 from kiln.vm.build import MANIFEST, built_disk
 
 DISK_CONFIG_TYPE = "application/vnd.kiln.vm.disk.config.v1+json"
@@ -86,6 +90,7 @@ class VmDisk:
         """The local disk, if it passed boot verification (the publish gate)."""
         disk = local_disk(s, name)
         record = require_verified(s.root, name, disk.image_id, target="vm")
+        files.load(disk.folder)  # refused before anything is pushed, not after
         try:
             check_record(record, disk.manifest, f"{name} ({disk.folder})")
         except TrustError as exc:
@@ -109,6 +114,11 @@ class VmDisk:
         plan = prepared.plan
         base_id = s.need_engine().image_id(prepared.base_ref)
         packages = record.extra.get("packages")
+        listed = files.load(self.folder)
+        if listed.image_id != disk["image_id"]:
+            raise PublishError(f"{self.folder / files.FILES}: lists the files of image "
+                               f"{listed.image_id[:19]}, the disk is {str(disk['image_id'])[:19]}"
+                               f" (build it again with --force)")
         return {
             SLSA: slsa(s.root, plan, prepared.fingerprint, prepared.base_ref, base_id,
                        record.started),
@@ -127,6 +137,7 @@ class VmDisk:
                                                    "qcow2_compressed")},
                     signed_at=now_iso()),
             } | {"record": record_layer["digest"], "boots": record.extra.get("boots")},
+            FILE_MANIFEST: listed.predicate(),
         }
 
 

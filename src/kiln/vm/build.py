@@ -3,8 +3,9 @@
     build (container image, cached by fingerprint) -> export (docker export of that image)
     -> rootfs (unpack, fix what export leaves) -> assemble (GPT, ext4, grub) -> convert (qcow2)
 
-A disk lives in <state>/vm/<image>/<fingerprint[:16]>/ as disk.raw, disk.qcow2 and disk.json
-(what it was made from, how, its checksums). A disk whose recorded image ID and recipe match is
+A disk lives in <state>/vm/<image>/<fingerprint[:16]>/ as disk.raw, disk.qcow2, disk.json
+(what it was made from, how, its checksums) and files.json (every file of its root filesystem:
+kiln.vm.files). A disk whose recorded image ID and recipe match is
 not made again.
 """
 
@@ -25,8 +26,9 @@ from kiln.pipeline import Context, build_image, prepare
 from kiln.records import state_dir
 from kiln.run import run
 from kiln.ui import UI
-from kiln.vm import disk, rootfs
+from kiln.vm import disk, files, rootfs
 from kiln.vm import formats as vm_formats
+from kiln.vm.entries import mutable_paths
 from kiln.vm.spec import DISK_VERSION, DiskSpec, disk_spec, kernel_cmdline
 
 MANIFEST = "disk.json"
@@ -109,7 +111,7 @@ def build_disk(ctx: Context, name: str) -> DiskResult:
     wanted = recipe(spec, image.image_id)
     existing = load_manifest(folder)
     if (not ctx.force and existing and existing.get("recipe") == wanted
-            and (folder / "disk.raw").exists() and (folder / "disk.qcow2").exists()):
+            and all((folder / f).exists() for f in ("disk.raw", "disk.qcow2", files.FILES))):
         ctx.ui.info(f"[bold]{name}[/]: disk up to date ({folder})")
         return DiskResult(name, folder, existing, "up to date", seconds)
     tmp_root = state_dir(ctx.project.root) / "tmp"
@@ -136,8 +138,12 @@ def build_disk(ctx: Context, name: str) -> DiskResult:
         rootfs.fix_exported(tree, spec.hostname)
         t = step("rootfs", t)
         kernel = disk.assemble(tree, spec, staged / "disk.raw", work, prepared.plan.image.path)
-        rootfs.remove(tree)
         t = step("assemble", t)
+        # the tree the root partition was just made from, fstab and grub.cfg included
+        files.write(staged, files.of_tree(tree, image.image_id, mutable_paths(prepared.plan),
+                                          spec.filesystem))
+        rootfs.remove(tree)
+        t = step("files", t)
         disk.to_qcow2(staged / "disk.raw", staged / "disk.qcow2", compress=spec.compress)
         t = step("qcow2", t)
         manifest: dict[str, Any] = {

@@ -61,6 +61,7 @@ class MachineSpec:
     cpus: int = 2
     seed: Path | None = None  # a NoCloud seed (ISO labelled cidata), attached read-only
     disk_format: str = "raw"  # or qcow2: an overlay whose backing file is the built disk
+    user: str = "root"  # who logs in with the run's key (the seed's account, with a seed)
 
 
 def qemu_argv(spec: MachineSpec) -> list[str]:
@@ -169,7 +170,7 @@ class Machine:
         return False
 
     def wait_for_ssh(self, key: Path, seconds: float) -> float:
-        """Seconds from qemu's start until root could log in with `key`."""
+        """Seconds from qemu's start until the spec's user could log in with `key`."""
         deadline = self.started + seconds
         # While sshd is not up yet, paramiko's transport thread logs a traceback per attempt.
         logging.getLogger("paramiko").setLevel(logging.CRITICAL)
@@ -180,7 +181,8 @@ class Machine:
             client = paramiko.SSHClient()
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
             try:
-                client.connect("127.0.0.1", port=self.spec.ssh_port, username="root", pkey=pkey,
+                client.connect("127.0.0.1", port=self.spec.ssh_port, username=self.spec.user,
+                               pkey=pkey,
                                timeout=5, banner_timeout=10, auth_timeout=10,
                                allow_agent=False, look_for_keys=False)
                 client.exec_command("true", timeout=10)[1].channel.recv_exit_status()
@@ -199,11 +201,12 @@ class Machine:
         return state.strip() or "unknown"
 
     def ssh_output(self, key: Path, command: str, timeout: float = 60) -> str:
-        """`command`'s output on the machine, as root (for facts, not checks: "" on failure)."""
+        """`command`'s output on the machine, as the spec's user (for facts, not checks: ""
+        on failure)."""
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         try:
-            client.connect("127.0.0.1", port=self.spec.ssh_port, username="root",
+            client.connect("127.0.0.1", port=self.spec.ssh_port, username=self.spec.user,
                            pkey=paramiko.Ed25519Key.from_private_key_file(str(key)),
                            timeout=10, allow_agent=False, look_for_keys=False)
             _, out, _ = client.exec_command(command, timeout=timeout)

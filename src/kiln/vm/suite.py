@@ -84,7 +84,8 @@ def cloud():
 
 @pytest.fixture(scope="module")
 def root_host(host):
-    """Commands as root: over SSH to a VM, `host` already is root."""
+    """Commands as root: over SSH to a VM, `host` already is root (logged in as root, or as
+    the seed's account with testinfra's --sudo)."""
     return host
 
 

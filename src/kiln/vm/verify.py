@@ -7,7 +7,9 @@ it), with a NoCloud seed (kiln.vm.seed: the key, a hostname, a runcmd marker); a
 cloud-init boots a sparse copy of disk.raw with the key written into it with debugfs. The
 machine boots through its own loader (SeaBIOS or OVMF, then grub); once SSH answers, the
 layers' test_*.py and test_vm_*.py run with testinfra's paramiko backend (one connection for
-the whole suite). The built disk is never written to, and carries no
+the whole suite). With a seed, the suite logs in as the seed's account (kiln.vm.seed.USER:
+root may not log in over SSH) and runs its commands through sudo (testinfra's --sudo); the
+raw copy lets root in with the injected key. The built disk is never written to, and carries no
 test key. The result is a VerifyRecord with target "vm", saved like a container's.
 """
 
@@ -27,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiln import records
 from kiln.errors import KilnError
+from kiln.model import Plan
 from kiln.pipeline import Context, prepare
 from kiln.records import CheckResult, VerifyRecord
 from kiln.run import run
@@ -39,6 +42,9 @@ HOST_ALIAS = "kiln-vm"
 CLOUD_INIT_LAYER = "cloud-init"
 BLAME_UNITS = 15
 GROW = 1 << 30  # the seeded boot's disk is this much bigger than the image's
+
+
+WhileUp = Callable[[qemu.Machine, Path], None]
 
 
 class VerifyError(KilnError):
@@ -88,18 +94,43 @@ def make_key(work: Path) -> tuple[Path, str]:
     return private, f"{public} kiln-verify"
 
 
-def ssh_config(work: Path, port: int, key: Path) -> Path:
+def ssh_config(work: Path, port: int, key: Path, user: str = "root") -> Path:
     path = work / "ssh_config"
-    path.write_text(f"Host {HOST_ALIAS}\n  HostName 127.0.0.1\n  Port {port}\n  User root\n"
+    path.write_text(f"Host {HOST_ALIAS}\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n"
                     f"  IdentityFile {key}\n  StrictHostKeyChecking no\n")
     return path
 
 
+def suite_hosts(work: Path, port: int, key: Path, user: str) -> list[str]:
+    """testinfra's arguments: one paramiko connection; commands as root through sudo when the
+    login is not root (the seed's account)."""
+    hosts = [f"--hosts=paramiko://{HOST_ALIAS}",
+             f"--ssh-config={ssh_config(work, port, key, user)}"]
+    return hosts if user == "root" else [*hosts, "--sudo"]
+
+
+def login_user(plan: Plan, seeded: bool) -> str:
+    """Who the verifier logs in as: the seed's account, or root (its key written into the copy),
+    which an image that refuses root over SSH cannot allow: refused here, not after a boot."""
+    if seeded:
+        return seed.USER
+    if dict(plan.params).get("ssh_permit_root_login") == "no":
+        raise KilnError(f"{plan.image.path}: without the cloud-init layer kiln logs in to the "
+                        "disk as root, and its sshd refuses root (ssh_permit_root_login: no); "
+                        "add the cloud-init layer, or set ssh_permit_root_login: "
+                        "prohibit-password")
+    return "root"
+
+
 def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
               accel: Literal["auto", "kvm", "tcg"] = "auto",
-              ssh_timeout: float | None = None, disk_format: str = "raw") -> VmVerification:
+              ssh_timeout: float | None = None, disk_format: str = "raw",
+              while_up: WhileUp | None = None) -> VmVerification:
     """Boot and test the disk; `disk_format` (raw, qcow2, vmdk, vhd: made by `build --format`)
-    is the file the machine boots, for an image with cloud-init (the others boot a raw copy)."""
+    is the file the machine boots, for an image with cloud-init (the others boot a raw copy).
+    `while_up(machine, key)` runs after the suite of each boot, the machine still up (a TCG
+    boot costs minutes: the boot test checks drift over SSH in the same boot); what it raises
+    ends the verification, and the machine and its disk copy are removed all the same."""
     project = ctx.project
     prepared = prepare(project, name)
     spec = disk_spec(prepared.plan, prepared.fingerprint)
@@ -110,6 +141,7 @@ def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
     modes = spec.boot if boot is None else _modes(boot, spec)
     qemu.check_host(modes)
     seeded = any(layer.name == CLOUD_INIT_LAYER for layer in prepared.plan.all_layers)
+    login_user(prepared.plan, seeded)
     source = _source(built, disk_format, seeded, prepared.plan.image.path)
     if seeded:
         seed.check_host()
@@ -126,7 +158,7 @@ def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
             with ctx.ui.task(f"verify {name} (vm, {mode}): boot, SSH, {len(files)} test files"):
                 report = _boot_and_test(ctx, built, spec, mode, accel, ssh_timeout, work, key,
                                         public, files, prepared.plan.params, source if seeded
-                                        else None)
+                                        else None, while_up)
             reports.append(report)
     checks = tuple(c for r in reports for c in r.checks)
     errors = [r for r in reports if r.error]
@@ -181,7 +213,7 @@ def _boot_and_test(ctx: Context, built: DiskResult, spec: DiskSpec, mode: BootMo
                    accel: Literal["auto", "kvm", "tcg"], ssh_timeout: float | None, work: Path,
                    key: Path, public: str, files: tuple[suite.TestFile, ...],
                    params: tuple[tuple[str, Any], ...],
-                   source: tuple[Path, str] | None) -> BootReport:
+                   source: tuple[Path, str] | None, while_up: WhileUp | None) -> BootReport:
     """`source` (file, format): boot an overlay of it with a NoCloud seed; None: a raw copy
     with the key written in."""
     report = BootReport(mode, disk_format=source[1] if source else "raw")
@@ -205,7 +237,8 @@ def _boot_and_test(ctx: Context, built: DiskResult, spec: DiskSpec, mode: BootMo
             disk.inject_ssh_key(copy, spec, public, work)
         return qemu.MachineSpec(disk=copy, boot=mode, accel=chosen, ssh_port=qemu.free_port(),
                                 console=work / f"console-{mode}.log", work=work,
-                                seed=iso, disk_format="qcow2" if source else "raw")
+                                seed=iso, disk_format="qcow2" if source else "raw",
+                                user=seed.USER if source else "root")
 
     log: Callable[[str], None] = ctx.ui.step
     kernel = str(built.manifest["kernel"])
@@ -220,9 +253,10 @@ def _boot_and_test(ctx: Context, built: DiskResult, spec: DiskSpec, mode: BootMo
                 state = machine.wait_until_booted(key, max(limit - machine.elapsed(), 60))
                 ctx.ui.step(f"boot finished ({state}) after {machine.elapsed():.1f}s")
                 t = time.monotonic()
-                hosts = [f"--hosts=paramiko://{HOST_ALIAS}",
-                         f"--ssh-config={ssh_config(work, machine.spec.ssh_port, key)}"]
+                hosts = suite_hosts(work, machine.spec.ssh_port, key, machine.spec.user)
                 report.checks = suite.run(files, params, hosts, work, cloud=cloud)
+                if while_up is not None:
+                    while_up(machine, key)
                 report.test_seconds = time.monotonic() - t
                 _analyze(report, machine, key)
                 bad = [c for c in report.checks if c.outcome in ("failed", "error")]
