@@ -131,7 +131,8 @@ def roll(s: Session, swarm: Swarm, service: str, image: str, labels: dict[str, s
     rollout = swarm.wait(service, before, timeout)
     if not rollout.ok:
         why = "; ".join(swarm.failures(service, image)[:2]) or rollout.message
-        back = swarm.update(service, spec=current["Spec"])
+        # Pause, never roll back, a failing restore: its previous spec is the new digest.
+        back = swarm.update(service, spec=current["Spec"], config={"FailureAction": "pause"})
         undone = swarm.wait(service, back, timeout)
         now = _digest_of(swarm.running_image(service))
         raise DeployError(f"{service}: the canary of {follows} ({digest[:19]}) was healthy "
