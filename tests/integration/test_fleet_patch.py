@@ -36,7 +36,10 @@ from kiln.release.api import open_session
 from kiln.ui import UI
 from kilncli import KilnCLI
 
-pytestmark = pytest.mark.slow
+# keep_images: the session keeps the Debian bootstrap this test makes, so the tests after it
+# that bootstrap the same suite (test_hermetic, test_lock_errors, test_nightly, test_samples)
+# find it instead of running mmdebstrap again; the session removes it at the end.
+pytestmark = [pytest.mark.slow, pytest.mark.keep_images]
 # The fleet and nightly tests' fixtures, shared rather than copied.
 swarm = test_fleet.swarm
 apt_repo = test_nightly.apt_repo
