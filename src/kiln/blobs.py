@@ -26,12 +26,9 @@ HEAD and neither exports nor recompresses anything.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln.errors import KilnError
+from kiln.records import write_json
 from kiln.registry import Registry
 
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -121,20 +119,10 @@ def cached(state: Path, diff_id: str) -> Compressed | None:
 
 
 def remember(state: Path, blob: Compressed) -> None:
-    path = _entry(state, blob.diff_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps({"diff_id": blob.diff_id, "digest": blob.digest, "size": blob.size,
-                       "compression": COMPRESSION}, sort_keys=True)
-    # write-then-rename: concurrent publishers each write a whole, identical file
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # atomic: concurrent publishers each put a whole, identical file in place
+    write_json(_entry(state, blob.diff_id), {"diff_id": blob.diff_id, "digest": blob.digest,
+                                             "size": blob.size, "compression": COMPRESSION},
+               indent=None)
 
 
 # the one call publish makes per layer ---------------------------------------------------------

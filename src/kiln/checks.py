@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from kiln.durations import NANOS, nanoseconds
 from kiln.errors import DefinitionError, Problem
 from kiln.model import BootstrapBase, ImageBase, Layer, Plan
 from kiln.render import render_dockerfile
@@ -40,9 +41,6 @@ DEBIAN_GROUPS = frozenset({
 # image is one layer once normalised, its own base one more.
 MAX_LAYERS = 125
 STEP_RE = re.compile(r"^(RUN|COPY|ADD) ", re.M)
-DURATION_PART = re.compile(r"([0-9]+)(ns|us|ms|s|m|h)")
-NANOS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
-         "h": 3_600_000_000_000}
 
 
 def check_names(root: Path) -> None:
@@ -124,10 +122,6 @@ def _owner_problem(path: str, line: int, index: int, kind: str, name: str,
 
 
 # healthcheck ---------------------------------------------------------------------------------
-def _nanos(duration: str) -> int:
-    return sum(int(n) * NANOS[unit] for n, unit in DURATION_PART.findall(duration))
-
-
 def check_healthcheck(plan: Plan) -> list[Problem]:
     problems = []
     for layer in plan.layers:
@@ -140,7 +134,7 @@ def check_healthcheck(plan: Plan) -> list[Problem]:
                                     "is not a number of tries", "write 1 or more (default 3)"))
         for attr in ("interval", "timeout", "start_period"):
             value = getattr(hc, attr)
-            nanos = _nanos(value)
+            nanos = nanoseconds(value) or 0  # compose refused what is not a duration
             zero_ok = attr == "start_period"
             if nanos < NANOS["ms"] and not (zero_ok and nanos == 0):
                 where = layer.where(f"healthcheck.{attr}")

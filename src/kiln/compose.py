@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from kiln import guard
+from kiln.durations import DURATION_RE
 from kiln.errors import DefinitionError, KilnError, Problem
 from kiln.load import Project
 from kiln.model import (
@@ -15,20 +16,17 @@ from kiln.model import (
     Image,
     ImageBase,
     Layer,
-    ParamSpec,
-    ParamValue,
     Plan,
     Section,
     Where,
 )
+from kiln.params import resolve_params, substitute
 from kiln.schema import LAYER_FIELDS, NAME_RE, PORT_RE
 
-PARAM_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 ABSPATH_RE = re.compile(r"^(?!.*(^|/)\.\.(/|$))/[^\s\x00-\x1f\x7f]*$")
 DEST_RE = re.compile(r"^(?!.*(^|/)\.\.(/|$))/[^\x00-\x1f\x7f]*$")
 OWNER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
 SIGNAL_RE = re.compile(r"^(SIG[A-Z0-9+]+|[0-9]+)$")
-DURATION_RE = re.compile(r"^([0-9]+(ns|us|ms|s|m|h))+$")
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?$")
 MERGE = {f.key: f.merge for f in LAYER_FIELDS}
 KEYED_BY = {"files": "dest", "users": "name", "groups": "name"}
@@ -57,14 +55,14 @@ def _compose(project: Project, name: str, chain: tuple[str, ...]) -> Plan:
     if problems:
         raise DefinitionError(problems)
     _check_conflicts(image, (*inherited, *layers), problems)
-    params = _resolve_params(image, parent, layers, problems)
+    params = resolve_params(image, parent, layers, problems)
     if problems:
         raise DefinitionError(problems)
     values = dict(params)
     substituted: list[Layer] = []
     for layer in layers:
         before = len(problems)
-        done = _substitute(layer, values, problems)
+        done = substitute(layer, values, problems)
         # a value left with an unknown {{ param }} in it is reported once, not also as invalid
         substituted.append(_check_resolved(done, problems) if len(problems) == before else done)
     resolved = tuple(substituted)
@@ -205,85 +203,6 @@ def _check_conflicts(image: Image, layers: Iterable[Layer], problems: list[Probl
                                     f"layer '{layer.name}' conflicts with layer '{other}', "
                                     f"and image '{image.name}' has both",
                                     f"remove one of them from {image.path}"))
-
-
-def _resolve_params(image: Image, parent: Plan | None, layers: Iterable[Layer],
-                    problems: list[Problem]) -> tuple[tuple[str, ParamValue], ...]:
-    inherited = dict(parent.params) if parent else {}
-    declared: dict[str, tuple[ParamSpec, Layer]] = {}
-    for layer in (*(parent.all_layers if parent else ()), *layers):
-        for spec in layer.params:
-            if spec.name in declared:
-                first, owner = declared[spec.name]
-                if (first.type, first.default) != (spec.type, spec.default):
-                    problems.append(_at(layer.where(f"params.{spec.name}"),
-                                        f"param '{spec.name}' is declared differently by layer "
-                                        f"'{owner.name}' ({owner.where(f'params.{spec.name}')})",
-                                        "declare it once, in the layer both require"))
-                continue
-            declared[spec.name] = (spec, layer)
-    values: dict[str, ParamValue] = {n: s.default for n, (s, _) in declared.items()}
-    values.update(inherited)
-    for name, value in image.params:
-        where = image.where(f"params.{name}")
-        if name not in declared:
-            problems.append(_at(where, f"param '{name}' is not declared by any of its layers",
-                                "known params: " + (", ".join(sorted(declared)) or "none")))
-            continue
-        spec, owner = declared[name]
-        if name in inherited:
-            problems.append(_at(where, f"param '{name}' belongs to layer '{owner.name}', which "
-                                f"is built into base image '{parent.image.name if parent else ''}'",
-                                "override it in that image's definition"))
-            continue
-        typed = _typed(value, spec)
-        if typed is None:
-            article = "an" if spec.type == "integer" else "a"
-            problems.append(_at(where, f"param '{name}' must be {article} {spec.type}, "
-                                f"got {value!r}",
-                                f"declared in {owner.where(f'params.{name}')}"))
-            continue
-        values[name] = typed
-    return tuple(sorted(values.items()))
-
-
-def _typed(value: ParamValue, spec: ParamSpec) -> ParamValue | None:
-    if spec.type == "boolean":
-        return value if isinstance(value, bool) else None
-    if spec.type == "integer":
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-    return value if isinstance(value, str) else (str(value) if isinstance(value, int)
-                                                 and not isinstance(value, bool) else None)
-
-
-def _substitute(layer: Layer, params: dict[str, ParamValue], problems: list[Problem]) -> Layer:
-    """Replace {{ name }} in every string of the layer by the param's value."""
-
-    def text(value: ParamValue) -> str:
-        return ("true" if value else "false") if isinstance(value, bool) else str(value)
-
-    def walk(value: Any, key: str) -> Any:
-        if isinstance(value, str):
-            def repl(m: re.Match[str]) -> str:
-                if m.group(1) not in params:
-                    problems.append(_at(layer.where(key), f"unknown param '{m.group(1)}'",
-                                        "declare it under params: in this or a required layer"))
-                    return m.group(0)
-                return text(params[m.group(1)])
-            return PARAM_RE.sub(repl, value)
-        if isinstance(value, tuple):
-            return tuple(walk(v, f"{key}[{i}]") for i, v in enumerate(value))
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return dataclasses.replace(value, **{
-                f.name: walk(getattr(value, f.name), f"{key}.{f.name}")
-                for f in dataclasses.fields(value)})
-        return value
-
-    changes = {f.key: walk(getattr(layer, f.key), f.key) for f in LAYER_FIELDS
-               if f.key not in ("description", "requires", "conflicts", "params")}
-    # env and labels are pairs: walk gave tuples of tuples, keyed like "env[0][1]"; relabel
-    # is unnecessary for errors since the nearest key ("env") has a line.
-    return dataclasses.replace(layer, **changes)
 
 
 def _merge(image: Image, parent: Plan | None, layers: tuple[Layer, ...],

@@ -3,7 +3,8 @@
 The cache is content-addressed (<cache>/debs/sha256/<hex>), shared by every checkout of every
 project of the user: $KILN_CACHE_DIR, else $XDG_CACHE_HOME/kiln, else ~/.cache/kiln. A file
 is only ever put in place (atomically) after its sha256 matched the lock, so whatever is in
-the cache is trusted without hashing it again.
+the cache is trusted without hashing it again. Downloads go through kiln.mirror, the door to
+package mirrors.
 """
 
 from __future__ import annotations
@@ -11,17 +12,14 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from kiln import mirror
 from kiln.lockfile import LockedPackage, LockError
 
-CHUNK = 1 << 20
 PARALLEL = 4
-TIMEOUT = 60
 
 
 def cache_dir() -> Path:
@@ -49,28 +47,24 @@ def fetch(image: str, pkg: LockedPackage) -> Path:
     target = cached_path(pkg.sha256)
     target.parent.mkdir(parents=True, exist_ok=True)
     where = f"images/{image}.lock"
-    try:
-        response = urllib.request.urlopen(pkg.url, timeout=TIMEOUT)
-    except urllib.error.HTTPError as exc:
-        if exc.code in (404, 410):
-            raise LockError(f"{where}: {pkg.name} {pkg.version} ({pkg.arch}) is gone from the "
-                            f"mirror ({pkg.url} answered {exc.code}); run `invoke lock "
-                            f"--refresh {image}` to lock a version the mirror has") from None
-        raise LockError(f"{where}: cannot fetch {pkg.name} {pkg.version}: {pkg.url} answered "
-                        f"{exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise LockError(f"{where}: cannot fetch {pkg.name} {pkg.version} from {pkg.url}: "
-                        f"{getattr(exc, 'reason', exc)} (is the mirror reachable?)") from None
     digest = hashlib.sha256()
-    with response, tempfile.NamedTemporaryFile(dir=target.parent, delete=False,
-                                               prefix=".part-") as out:
-        try:
-            while chunk := response.read(CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-        except BaseException:
-            os.unlink(out.name)
-            raise
+    try:
+        with mirror.download(pkg.url) as chunks, tempfile.NamedTemporaryFile(
+                dir=target.parent, delete=False, prefix=".part-") as out:
+            try:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    out.write(chunk)
+            except BaseException:
+                os.unlink(out.name)
+                raise
+    except mirror.MirrorError as exc:
+        if exc.status in (404, 410):
+            raise LockError(f"{where}: {pkg.name} {pkg.version} ({pkg.arch}) is gone from the "
+                            f"mirror ({pkg.url} answered {exc.status}); run `invoke lock "
+                            f"--refresh {image}` to lock a version the mirror has") from None
+        hint = "" if exc.status else " (is the mirror reachable?)"
+        raise LockError(f"{where}: cannot fetch {pkg.name} {pkg.version}: {exc}{hint}") from None
     if digest.hexdigest() != pkg.sha256:
         os.unlink(out.name)
         raise LockError(f"{where}: {pkg.name} {pkg.version} from {pkg.url} has sha256 "

@@ -2,7 +2,9 @@
 
 `definitions_markdown()` is the whole reference; `write_definitions(root)` writes it to
 docs/definitions.md (what `invoke docs` runs), and a unit test fails when the committed file
-differs, so the reference cannot drift from the loader.
+differs, so the reference cannot drift from the loader. Two parts live beside it: the section
+on hostile layers (kiln.docs_guard, from kiln.guard's limits) and the full example it ends
+with (kiln.docs_example, which a test composes).
 """
 
 from __future__ import annotations
@@ -12,6 +14,13 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from kiln.docs_example import (
+    EXAMPLE_IMAGE,
+    EXAMPLE_IMAGE_NAME,
+    EXAMPLE_LAYER,
+    EXAMPLE_LAYER_FILES,
+    EXAMPLE_LAYER_NAME,
+)
 from kiln.docs_guard import host_section
 from kiln.model import BootstrapBase
 from kiln.schema import BOOTSTRAP_VARIANTS, IMAGE_FIELDS, LAYER_FIELDS, MERGE_RULES, Field
@@ -37,86 +46,6 @@ PROVENANCE_LABELS: tuple[tuple[str, str], ...] = (
     ("dev.kiln.fingerprint", "the fingerprint: a sha256 of every input of the image"),
     ("dev.kiln.version", "the version of kiln that rendered it"),
 )
-
-EXAMPLE_LAYER_NAME = "webapp"
-EXAMPLE_LAYER = """\
-description: A small Python web service, run as an unprivileged user.
-requires: [core]          # layers/core is applied first, with what it requires
-conflicts: [nginx]        # these two must not share an image
-params:
-  listen_port:
-    type: integer
-    default: 8000
-    description: the port the service listens on
-  service:
-    type: string
-    default: webapp
-    description: the account (and primary group) the service runs as
-packages:
-  - python3
-  - python3-gunicorn
-  - curl=7.88.1-10+deb12u8   # pinned with name=version
-groups:
-  - name: "{{ service }}"
-    gid: 10100
-users:
-  - name: "{{ service }}"
-    uid: 10100
-    group: "{{ service }}"
-    home: /srv/webapp
-files:
-  - src: gunicorn.conf.py                # layers/webapp/files/gunicorn.conf.py
-    dest: /etc/webapp/gunicorn.conf.py
-  - src: app/                            # a whole folder
-    dest: /srv/webapp/app/
-    mode: "0644"
-    owner: "{{ service }}:{{ service }}"
-  - src: healthcheck.sh
-    dest: /usr/local/bin/webapp-healthcheck
-    mode: 0755                           # read as octal, quoted or not
-env:
-  PORT: "{{ listen_port }}"
-  WEB_CONCURRENCY: "2"
-run:
-  - python3 -m compileall -q /srv/webapp/app
-  - |
-    mkdir -p /var/lib/webapp
-    chown {{ service }}:{{ service }} /var/lib/webapp
-workdir: /srv/webapp
-user: "{{ service }}"
-expose: ["{{ listen_port }}"]
-volumes: [/var/lib/webapp]
-entrypoint: ["gunicorn", "--config", "/etc/webapp/gunicorn.conf.py"]
-cmd: ["app.wsgi:application"]
-stopsignal: SIGTERM
-healthcheck:
-  test: ["/usr/local/bin/webapp-healthcheck"]
-  interval: 15s
-  retries: 5
-labels:
-  org.opencontainers.image.documentation: "GET /healthz on port {{ listen_port }}"
-"""
-EXAMPLE_LAYER_FILES: tuple[str, ...] = ("gunicorn.conf.py", "app/wsgi.py", "healthcheck.sh")
-
-EXAMPLE_IMAGE_NAME = "webapp"
-EXAMPLE_IMAGE = """\
-description: The web service on a hardened Debian.
-version: "1.10"            # a string: stays "1.10", never the number 1.1
-base:
-  bootstrap:
-    suite: bookworm        # variant minbase, deb.debian.org, [main] by default
-layers:
-  - hardening              # brings minimal and core (its requires) before it
-  - webapp
-params:
-  listen_port: 8080        # checked against the declaration: an integer
-  timezone: Europe/Berlin  # declared by layers/core
-targets: [container]
-tags: [stable]
-labels:
-  org.opencontainers.image.vendor: Example Inc.
-"""
-
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
@@ -408,6 +337,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     print(write_definitions(Path(args[0] if args else ".")))
     return 0
+
+
+__all__ = ["DOC_PATH", "EXAMPLE_IMAGE", "EXAMPLE_IMAGE_NAME", "EXAMPLE_LAYER",
+           "EXAMPLE_LAYER_FILES", "EXAMPLE_LAYER_NAME", "Field", "definitions_markdown", "main",
+           "write_definitions"]
 
 
 if __name__ == "__main__":

@@ -96,14 +96,6 @@ def base_input(root: Path, plan: Plan) -> str:
     return f"{type(base).__name__} {digest_json(canonical(base))}"
 
 
-def base_identity(root: Path, plan: Plan) -> Any:
-    base = plan.image.base
-    if isinstance(base, ImageBase):
-        assert plan.parent is not None
-        return {"image": base.image, "fingerprint": fingerprint(root, plan.parent)}
-    return canonical(base) | {"kind": type(base).__name__}
-
-
 def _short(value: Any) -> str:
     """A definition value as it is compared: itself when short, its digest otherwise."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from kiln.records import write_json
 
 VERSION = 1
 RACY_NS = 1_000_000_000
@@ -54,11 +55,7 @@ class HashCache:
         if not self.dirty:
             return
         try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=self.file.parent, delete=False,
-                                             suffix=".tmp") as f:
-                json.dump({"version": VERSION, "files": self.entries}, f, sort_keys=True)
-            os.replace(f.name, self.file)
+            write_json(self.file, {"version": VERSION, "files": self.entries}, indent=None)
             self.dirty = False
         except OSError:
             pass

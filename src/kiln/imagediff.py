@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from kiln.chunks import ChunkReader
 from kiln.engine import Engine
-from kiln.normalize import _ChunkReader
 
 CHUNK = 1 << 20
 Entry = tuple[str, ...]
@@ -31,7 +31,7 @@ def summarize(engine: Engine, ref: str) -> Summary:
     by_dir: dict[str, dict[str, Entry]] = {}
     configs: dict[str, dict[str, Any]] = {}
     manifest: list[dict[str, Any]] = []
-    with tarfile.open(fileobj=_ChunkReader(engine.save_stream(ref)), mode="r|") as outer:
+    with tarfile.open(fileobj=ChunkReader(engine.save(ref)), mode="r|") as outer:
         for member in outer:
             f = outer.extractfile(member) if member.isfile() else None
             if f is None:

@@ -23,6 +23,7 @@ GET of each channel tells whether it already names the image.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -47,6 +48,7 @@ from kiln.model import ImageBase, Plan
 from kiln.pipeline import BuildResult, Context, build_image, ensure_base, prepare
 from kiln.records import state_dir, write_json
 from kiln.release import api as publish
+from kiln.release import parents as pulled_parents
 from kiln.report import ImageOutcome, NightlyReport, PackageChange
 from kiln.run import run
 
@@ -61,6 +63,7 @@ class Options:
     refresh: bool = True  # refresh the package locks against the mirror first
     report_dir: Path | None = None
     commit: bool = False  # commit the refreshed locks (message: the package diff)
+    pull_parents: bool = False  # parents from the registry when published (kiln.release.parents)
 
 
 @dataclass
@@ -101,6 +104,9 @@ def run_nightly(ctx: Context, options: Options) -> Result:
     config = load_config(ctx.project.root)
     config.check_channel(CHANNEL)
     night = Night(ctx, options, config)
+    if options.pull_parents:  # the fan-out: published parents are pulled, not built
+        ctx.parents = pulled_parents.source(night.registry,
+                                            (*night_channels(config), *config.channels))
     plans = compose_all(ctx.project)  # every definition valid, parents first
     parents = {p.image.name: _parent(p) for p in plans}
     names = dependency_order(parents)
@@ -109,7 +115,9 @@ def run_nightly(ctx: Context, options: Options) -> Result:
             ctx.project.image(name)  # "no such image", with the known ones
         names = [n for n in names if n in options.only]
     for name in names:
-        night.outcomes[name] = night_image(night, name, parents)
+        outcome = night_image(night, name, parents)
+        night.outcomes[name] = dataclasses.replace(outcome, parents=pulled_parents.outcomes(
+            ctx, name, parents)) if options.pull_parents else outcome
     report = NightlyReport(started, _now(), tuple(night.outcomes[n] for n in names),
                            graph=status_graph(plans, night.outcomes.values()))
     # A lock whose image failed stays in the working tree but out of the commit: the commit

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from kiln.chunks import ChunkReader
 from kiln.engine import Engine
 from kiln.errors import KilnError
 from kiln.render.context import EPOCH
@@ -96,7 +97,7 @@ def _normalize(engine: Engine, ref: str, keep_layers: int, patterns: tuple[str, 
     with tempfile.TemporaryDirectory(prefix="kiln-normalize-") as tmp:
         work = Path(tmp)
         saved = work / "saved"
-        _extract(engine.save_stream(ref), saved)
+        _extract(engine.save(ref), saved)
         manifest = json.loads((saved / "manifest.json").read_text())[0]
         config = json.loads((saved / manifest["Config"]).read_text())
         out = work / "out"
@@ -254,27 +255,8 @@ def _shadow(text: str, when: int) -> str:
 
 def _extract(chunks: Iterator[bytes], target: Path) -> None:
     """Unpack `docker save` as it streams in, without a copy of the whole archive on disk."""
-    with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as tar:
+    with tarfile.open(fileobj=ChunkReader(chunks), mode="r|") as tar:
         tar.extractall(target, filter="data")
-
-
-class _ChunkReader(io.RawIOBase):
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self.chunks, self.rest = chunks, b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self.rest:
-            try:
-                self.rest = next(self.chunks)
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self.rest))
-        buffer[:n] = self.rest[:n]
-        self.rest = self.rest[n:]
-        return n
 
 
 def _pack(folder: Path, archive: Path) -> None:

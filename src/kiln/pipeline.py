@@ -9,7 +9,7 @@ import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from kiln import buildkit, hermetic, lockfile, noop, planner, records
 from kiln.bootstrap import bootstrap, import_rootfs
@@ -26,6 +26,8 @@ from kiln.records import VerifyRecord, state_dir
 from kiln.render import ContextEntry, Rendered, checks, context_entries, render_dockerfile
 from kiln.ui import UI
 from kiln.verify import Target, gate
+
+Action = Literal["built", "up to date", "pulled"]  # pulled: a parent taken from the registry
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class BuildResult:
     ref: str
     image_id: str
     fingerprint: str
-    action: Literal["built", "up to date"]
+    action: Action
     seconds: float
     tags: tuple[str, ...]
 
@@ -57,6 +59,25 @@ class BuildResult:
         return {"image": self.image, "ref": self.ref, "id": self.image_id,
                 "fingerprint": self.fingerprint, "action": self.action,
                 "seconds": round(self.seconds, 2), "tags": list(self.tags)}
+
+
+@dataclass(frozen=True)
+class PulledParent:
+    """A parent image taken from the registry instead of built (kiln.release.parents)."""
+
+    image: str
+    reference: str  # <registry>/<repository>@<digest>
+    digest: str
+    image_id: str
+    bytes: int  # the manifest's layers and config, as the registry serves them
+    seconds: float
+    channel: str  # the channel that named it
+
+
+class ParentSource(Protocol):
+    def __call__(self, prepared: Prepared) -> PulledParent | None:
+        """The published image of these definitions, pulled into the engine and checked; None
+        when it is not published (build it); a TrustError when it is but may not be used."""
 
 
 @dataclass
@@ -75,6 +96,10 @@ class Context:
     results: dict[str, BuildResult] = field(default_factory=dict)
     verified: dict[str, VerifyRecord] = field(default_factory=dict)
     chains: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # for kiln.noop
+    # The fan-out: parent images come from the registry when published (kiln nightly
+    # --pull-parents), instead of being built again on every runner.
+    parents: ParentSource | None = None
+    pulled: dict[str, PulledParent] = field(default_factory=dict)
 
 
 def prepare(project: Project, name: str) -> Prepared:
@@ -121,7 +146,9 @@ def ensure_base(ctx: Context, prepared: Prepared) -> None:
     """Make the base the Dockerfile's FROM names exist in the engine, building it if need be."""
     base, ref = prepared.plan.image.base, prepared.base_ref
     if isinstance(base, ImageBase):
-        build_image(ctx, base.image)
+        if ctx.parents is not None and base.image not in ctx.results:
+            pull_parent(ctx, base.image, ctx.parents)
+        build_image(ctx, base.image)  # the pulled parent's result, when it was pulled
         return
     if ctx.engine.image_id(ref):
         return
@@ -137,6 +164,28 @@ def ensure_base(ctx: Context, prepared: Prepared) -> None:
         assert isinstance(base, RefBase)
         with ctx.ui.task(f"pull {ref}"):
             ctx.engine.pull(ref)
+
+
+def pull_parent(ctx: Context, name: str, source: ParentSource) -> None:
+    """Take the parent `name` from the registry when its definitions are published there: it
+    is then neither built nor verified here (its signed verification record covers it), nor
+    are its own parents. One already in the engine is reused as always."""
+    if ctx.force or ctx.nocache:
+        return  # asked to build everything again
+    prepared = prepare(ctx.project, name)
+    if ctx.engine.image_id(prepared.ref) is not None:
+        return
+    pulled = source(prepared)
+    if pulled is None:
+        return  # not published: build_image builds it
+    tag_image(ctx, prepared, pulled.image_id)
+    planner.record(ctx.project.root, name, prepared.fingerprint,
+                   inputs(ctx.project.root, prepared.plan), pulled.image_id)
+    ctx.pulled[name] = pulled
+    ctx.results[name] = dataclasses.replace(
+        _result(prepared, pulled.image_id, "pulled", pulled.seconds), tags=(prepared.ref,))
+    ctx.ui.info(f"[bold]{name}[/]: pulled {pulled.reference} ({pulled.bytes / 1e6:.1f} MB in "
+                f"{pulled.seconds:.1f}s, from {pulled.channel}) instead of building it")
 
 
 def reuse_existing(ctx: Context, prepared: Prepared) -> BuildResult | None:
@@ -273,7 +322,7 @@ def _tags(prepared: Prepared) -> tuple[str, ...]:
     return (prepared.ref, *(f"{repo}:{tag}" for tag in extra))
 
 
-def _result(prepared: Prepared, image_id: str, action: Literal["built", "up to date"],
+def _result(prepared: Prepared, image_id: str, action: Action,
             seconds: float) -> BuildResult:
     return BuildResult(prepared.plan.image.name, prepared.ref, image_id, prepared.fingerprint,
                        action, seconds, _tags(prepared))
@@ -300,10 +349,6 @@ def _build_failure(prepared: Prepared, step: Step, error: str, tail: deque[str])
              f"  {error}"]
     lines += [f"  | {line}" for line in tail]
     return "\n".join(lines)
-
-
-def context_size(entries: tuple[ContextEntry, ...]) -> int:
-    return sum(Path(e.source).stat().st_size for e in entries if e.source)
 
 
 __all__ = ["BuildResult", "Context", "KilnError", "Prepared", "build_all", "build_image",

@@ -79,12 +79,21 @@ def _path(project_root: Path, image_id: str, target: str) -> Path:
     return state_dir(project_root) / "verified" / target / f"{digest}.json"
 
 
-def write_json(path: Path, data: Any, indent: int = 2) -> None:
-    """Write atomically: a reader sees the old file or the new one, never half of one."""
+def write_json(path: Path, data: Any, indent: int | None = 2) -> None:
+    """Write atomically: a reader sees the old file or the new one, never half of one, and
+    concurrent writers each put a whole file in place. A failed write leaves no temp file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        json.dump(data, f, indent=indent, sort_keys=True)
-    os.replace(f.name, path)
+        try:
+            json.dump(data, f, indent=indent, sort_keys=True)
+        except BaseException:
+            os.unlink(f.name)
+            raise
+    try:
+        os.replace(f.name, path)
+    except BaseException:
+        os.unlink(f.name)
+        raise
 
 
 def save(project_root: Path, record: VerifyRecord) -> Path:

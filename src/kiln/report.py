@@ -27,6 +27,24 @@ class PackageChange:
 
 
 @dataclass(frozen=True)
+class ParentOutcome:
+    """How a fan-out runner got a parent image: pulled (verified, by digest) or built."""
+
+    image: str
+    action: str  # pulled, built, up to date (already in the engine)
+    seconds: float = 0.0
+    bytes: int = 0  # pulled from the registry (compressed)
+    digest: str = ""  # the pulled manifest
+
+    def __str__(self) -> str:
+        if self.action == "pulled":
+            return (f"parent {self.image} pulled ({self.bytes / 1e6:.1f} MB in "
+                    f"{self.seconds:.1f}s, {self.digest[:19]})")
+        return f"parent {self.image} {self.action}" + (
+            f" ({self.seconds:.1f}s)" if self.action == "built" else "")
+
+
+@dataclass(frozen=True)
 class ImageOutcome:
     image: str
     status: Status
@@ -36,6 +54,7 @@ class ImageOutcome:
     digest: str = ""
     channels: tuple[str, ...] = ()  # channels moved to the new digest
     seconds: float = 0.0
+    parents: tuple[ParentOutcome, ...] = ()  # with --pull-parents: how each parent was had
 
 
 @dataclass(frozen=True)
@@ -82,6 +101,9 @@ class NightlyReport:
             lines += ["", f"## {o.image}: package changes", ""]
             lines += [f"- {'**security** ' if p.security else ''}`{p.name}`: "
                       f"{p.old or '(new)'} -> {p.new or '(removed)'}" for p in o.packages]
+        parents = [f"- {o.image}: {p}" for o in self.outcomes for p in o.parents]
+        if parents:
+            lines += ["", "## Parent images", "", *parents]
         if self.graph:
             lines += ["", "## Images", "", "```mermaid", self.graph.rstrip("\n"), "```"]
         return "\n".join(lines) + "\n"
@@ -89,7 +111,7 @@ class NightlyReport:
     def rows(self) -> list[tuple[str, ...]]:
         out: list[tuple[str, ...]] = []
         for o in self.outcomes:
-            packages = "\n".join(str(p) for p in o.packages)
+            packages = "\n".join(str(p) for p in (*o.packages, *o.parents))
             out.append((o.image, o.status, o.tag or "-", o.digest[7:19] if o.digest else "-",
                         ", ".join(o.channels) or "-", "\n".join(filter(None, (o.reason,
                                                                               packages)))))
@@ -107,7 +129,8 @@ class NightlyReport:
     def from_json(cls, data: dict[str, Any]) -> NightlyReport:
         outcomes = tuple(
             ImageOutcome(**{**o, "packages": tuple(PackageChange(**p) for p in o["packages"]),
-                            "channels": tuple(o["channels"])})
+                            "channels": tuple(o["channels"]),
+                            "parents": tuple(ParentOutcome(**p) for p in o.get("parents") or ())})
             for o in data.get("outcomes") or ())
         return cls(str(data["started"]), str(data["finished"]), outcomes,
                    str(data.get("graph") or ""))

@@ -33,11 +33,10 @@ import testinfra.backend
 import testinfra.host
 from testinfra.backend import base
 
-from kiln.engine import Engine
 from kiln.errors import KilnError
 from kiln.model import Config, Healthcheck, ParamValue
 from kiln.suiteinfo import INFO_ENV, SCHEME
-from kiln.testkit import HttpResponse, http_get, listening, service_logs
+from kiln.testkit import HttpResponse, engine, http_get, listening, service_logs
 from kiln.testowners import describe
 
 # testinfra finds backends by URL scheme in this table (module path, class name).
@@ -101,14 +100,6 @@ class Command:
 
 COMMANDS: list[Command] = []  # every command the suite ran, for the report and the benchmark
 SESSIONS: list[ShellSession] = []  # closed when the suite ends
-_engine: Engine | None = None
-
-
-def engine() -> Engine:
-    global _engine
-    if _engine is None:
-        _engine = Engine.connect()
-    return _engine
 
 
 class ShellSession:

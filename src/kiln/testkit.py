@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from kiln.engine import Engine
+
 LISTEN = "0A"  # TCP_LISTEN in the kernel's tcp_states.h
 
 # One GET, printed as "STATUS\nheader: value...\n\nbody", by the first client the image has.
@@ -114,6 +116,16 @@ def parse_http(raw: str) -> HttpResponse:
 
 def service_logs(image: Any, tail: int = 200) -> str:
     """What the container under test wrote to stdout and stderr (its service's log)."""
-    from kiln.testing import engine
-
     return engine().container_logs(image.container, tail=tail)
+
+
+_engine: Engine | None = None
+
+
+def engine() -> Engine:
+    """The engine of the container under test, connected once per suite: here, below the
+    kiln.testing backend that shares it, so that the two modules do not import each other."""
+    global _engine
+    if _engine is None:
+        _engine = Engine.connect()
+    return _engine

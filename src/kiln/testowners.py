@@ -30,7 +30,7 @@ from kiln.errors import Problem
 from kiln.model import CheckOverride, Plan
 
 if TYPE_CHECKING:
-    from kiln.schema import Reader
+    from kiln.readers import Reader
     from kiln.yamlnodes import Node
 
 TEST_RE = re.compile(r"^([a-z0-9][a-z0-9._-]*)::(test_[A-Za-z0-9_]*)$")

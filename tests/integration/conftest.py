@@ -16,11 +16,20 @@ import shutil
 import subprocess
 import tarfile
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from enginescope import SESSION, remove_refs, session_containers, session_refs, track_registry
+from enginescope import (
+    SESSION,
+    named_images,
+    remove_orphans,
+    remove_refs,
+    session_containers,
+    session_refs,
+    track_registry,
+)
 
 from kiln import session as kiln_session
 from kiln.embedded import LocalRegistry
@@ -31,6 +40,7 @@ from kiln.pipeline import Context
 from kiln.ui import UI
 
 BUSYBOX = Path("/bin/busybox")
+SESSION_STARTED = time.time()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -154,12 +164,14 @@ def leaves_nothing(request: pytest.FixtureRequest) -> Iterator[None]:
     engine: Engine = request.getfixturevalue("engine")
     before_refs = session_refs(engine)
     before_containers = {c.id for c in session_containers(engine)}
+    started = time.time()
     yield
     leaked = [c for c in session_containers(engine) if c.id not in before_containers]
     for container in leaked:
         container.remove(force=True, v=True)
     if not request.node.get_closest_marker("keep_images"):
         remove_refs(engine, session_refs(engine) - before_refs)
+        remove_orphans(engine, named_images(engine, started))
     assert not leaked, f"kiln left containers behind: {[c.name for c in leaked]}"
 
 
@@ -174,6 +186,7 @@ def session_cleanup() -> Iterator[None]:
     for container in session_containers(engine):
         container.remove(force=True, v=True)
     remove_refs(engine, session_refs(engine))
+    remove_orphans(engine, named_images(engine, SESSION_STARTED))
 
 
 @pytest.fixture

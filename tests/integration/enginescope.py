@@ -9,8 +9,10 @@ tagged keeps its other tags.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import time
 
 import docker.errors
 import docker.models.containers
@@ -35,8 +37,11 @@ def owns(ref: str) -> bool:
 
 
 def all_refs(engine: Engine) -> set[str]:
-    return {ref for img in engine.api.images(all=True) for ref in img.get("RepoTags") or ()
-            if ref != "<none>:<none>"}
+    """Every tag and digest reference in the engine (an image Swarm or a test pulled by digest
+    has only the latter)."""
+    return {ref for img in engine.api.images(all=True)
+            for ref in (*(img.get("RepoTags") or ()), *(img.get("RepoDigests") or ()))
+            if not ref.startswith("<none>")}
 
 
 def session_refs(engine: Engine) -> set[str]:
@@ -51,6 +56,49 @@ def track_registry(local: LocalRegistry) -> None:
 
 def session_containers(engine: Engine) -> list[docker.models.containers.Container]:
     return engine.containers(f"{kiln_session.LABEL}={SESSION}")
+
+
+def named_images(engine: Engine, since: float) -> set[str]:
+    """IDs of the images this session named (tagged, built, loaded or pulled under its names)
+    since `since`, from the engine's own event log."""
+    ids: set[str] = set()
+    events = engine.api.events(since=int(since), until=int(time.time()) + 1,
+                               filters={"type": "image"}, decode=True)
+    for event in events:
+        actor = event.get("Actor") or {}
+        subject = str(actor.get("ID", ""))
+        name = str((actor.get("Attributes") or {}).get("name", ""))
+        if not (owns(name) or owns(subject)):
+            continue
+        if subject.startswith("sha256:"):
+            ids.add(subject)
+            continue
+        with contextlib.suppress(docker.errors.APIError):  # a pull names the reference
+            ids.add(engine.api.inspect_image(subject)["Id"])
+    return ids
+
+
+def remove_orphans(engine: Engine, ids: set[str]) -> None:
+    """The images among `ids` left with no reference at all (the raw build a tag moved away
+    from, an image whose last name was ours) go by ID: no other party names them."""
+    for _ in range(5):
+        left = set()
+        for image_id in ids:
+            try:
+                image = engine.api.inspect_image(image_id)
+            except docker.errors.NotFound:
+                continue
+            if image.get("RepoTags") or image.get("RepoDigests"):
+                continue
+            try:
+                engine.api.remove_image(image_id)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError:
+                left.add(image_id)  # a child or a container holds it: next pass
+        if not left:
+            return
+        ids = left
 
 
 def remove_refs(engine: Engine, refs: set[str]) -> None:

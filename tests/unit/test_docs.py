@@ -12,6 +12,7 @@ from kilntest import REF, REPO_ROOT, only_problem, write_project
 
 from kiln import docs
 from kiln.compose import compose
+from kiln.config import settings_markdown
 from kiln.fingerprint import base_ref, fingerprint
 from kiln.guard import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
 from kiln.load import Project, load_image
@@ -172,3 +173,12 @@ def test_the_host_section_states_the_limits_enforced() -> None:
     assert f"nested at most {MAX_DEPTH} levels deep" in section
     assert f"at most {MAX_NODES} keys and items" in section
     assert "`dev.kiln.*`" in section and "`org.opencontainers.image.title`" in section
+
+
+def test_publishing_settings_table_is_written_from_the_settings() -> None:
+    """docs/publishing.md's settings table is config.SETTINGS as settings_markdown() writes
+    it: a setting added, renamed or re-defaulted shows up here before it misleads a reader."""
+    committed = (REPO_ROOT / "docs" / "publishing.md").read_text(encoding="utf-8")
+    assert settings_markdown() in committed, (
+        "docs/publishing.md's settings table differs from kiln.config.SETTINGS: paste "
+        "`python -c 'from kiln.config import settings_markdown as s; print(s(), end=\"\")'`")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from kiln.load import Project
 from kiln.lockfile import Lock, LockedPackage, LockSection
 from kiln.model import Plan
 from kiln.pipeline import prepare
-from kiln.render import context_entries, render_dockerfile, write_context_tar
+from kiln.render import context_entries, render_dockerfile, write_context_dir
 
 GOLDEN = Path(__file__).parent / "golden"
 SAMPLE_IMAGES = Project(REPO_ROOT).image_names()
@@ -31,10 +29,20 @@ def dockerfile(project: Project, plan: Plan) -> str:
                              fingerprint(project.root, plan)).dockerfile
 
 
-def context_tar(project: Project, plan: Plan) -> bytes:
-    out = io.BytesIO()
-    write_context_tar(out, dockerfile(project, plan), context_entries(project.root, plan))
-    return out.getvalue()
+# A built context as its files: {arcname: (mode, mtime, bytes or None for a folder)}.
+Context = dict[str, tuple[int, int, bytes | None]]
+
+
+def context_files(project: Project, plan: Plan, into: Path) -> Context:
+    """The context laid out the way a build lays it out (write_context_dir, what BuildKit
+    reads), then read back: names, modes, file mtimes and bytes."""
+    write_context_dir(into, dockerfile(project, plan), context_entries(project.root, plan))
+    out: Context = {}
+    for path in sorted(into.rglob("*")):
+        st = path.lstat()
+        data = None if path.is_dir() else path.read_bytes()
+        out[path.relative_to(into).as_posix()] = (st.st_mode & 0o7777, int(st.st_mtime), data)
+    return out
 
 
 def copy_definitions(root: Path, to: Path) -> Project:
@@ -85,16 +93,19 @@ def test_same_bytes_from_any_checkout(tmp_path: Path) -> None:
         plan_one, plan_two = compose(one, name), compose(two, name)
         assert dockerfile(one, plan_one) == dockerfile(two, plan_two), name
         assert fingerprint(one.root, plan_one) == fingerprint(two.root, plan_two), name
-        assert context_tar(one, plan_one) == context_tar(two, plan_two), name
+        assert (context_files(one, plan_one, tmp_path / "ctx-one" / name)
+                == context_files(two, plan_two, tmp_path / "ctx-two" / name)), name
     # and the copies render what the repository renders
     repo = Project(REPO_ROOT)
     assert dockerfile(one, compose(one, "nginx")) == dockerfile(repo, compose(repo, "nginx"))
 
 
-def test_rendering_twice_gives_the_same_bytes() -> None:
+def test_rendering_twice_gives_the_same_bytes(tmp_path: Path) -> None:
     project = Project(REPO_ROOT)
     plan = compose(project, "nginx")
-    assert context_tar(project, plan) == context_tar(project, compose(Project(REPO_ROOT), "nginx"))
+    again = compose(Project(REPO_ROOT), "nginx")
+    assert (context_files(project, plan, tmp_path / "one")
+            == context_files(project, again, tmp_path / "two"))
 
 
 # --- fingerprints --------------------------------------------------------------------------
@@ -176,36 +187,27 @@ def test_fingerprint_is_a_sha256(tmp_path: Path) -> None:
 # --- the build context ---------------------------------------------------------------------
 
 
-def _members(data: bytes) -> dict[str, tuple[tarfile.TarInfo, bytes | None]]:
-    out = {}
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        for info in tar.getmembers():
-            f = tar.extractfile(info) if info.isfile() else None
-            out[info.name] = (info, f.read() if f else None)
-    return out
-
-
-def test_context_of_a_sample_image_holds_exactly_its_files() -> None:
+def test_context_of_a_sample_image_holds_exactly_its_files(tmp_path: Path) -> None:
     project = Project(REPO_ROOT)
     plan = compose(project, "nginx")
-    members = _members(context_tar(project, plan))
+    members = context_files(project, plan, tmp_path)
     assert list(members) == ["Dockerfile", "files", "files/nginx", "files/nginx/nginx.conf",
                              "files/nginx/www", "files/nginx/www/index.html"]
-    assert members["Dockerfile"][1] == dockerfile(project, plan).encode()
+    assert members.pop("Dockerfile")[2] == dockerfile(project, plan).encode()
     nginx = REPO_ROOT / "layers" / "nginx" / "files"
-    assert members["files/nginx/nginx.conf"][1] == (nginx / "nginx.conf").read_bytes()
-    assert members["files/nginx/www/index.html"][1] == (nginx / "www" / "index.html").read_bytes()
-    for info, _ in members.values():
-        assert (info.uid, info.gid, info.uname, info.gname, info.mtime) == (0, 0, "", "", EPOCH)
-        assert info.mode == (0o755 if info.isdir() else 0o644), info.name
+    assert members["files/nginx/nginx.conf"][2] == (nginx / "nginx.conf").read_bytes()
+    assert members["files/nginx/www/index.html"][2] == (nginx / "www" / "index.html").read_bytes()
+    for name, (mode, mtime, data) in members.items():
+        assert (mode, mtime) == (0o755 if data is None else 0o644, EPOCH), name
 
 
 def test_context_of_an_image_without_files_is_the_dockerfile(tmp_path: Path) -> None:
     project = Project(REPO_ROOT)
-    assert list(_members(context_tar(project, compose(project, "python")))) == ["Dockerfile"]
+    assert list(context_files(project, compose(project, "python"), tmp_path)) == ["Dockerfile"]
 
 
-def test_context_modes_folders_and_parent_layers(make_project: MakeProject) -> None:
+def test_context_modes_folders_and_parent_layers(make_project: MakeProject, tmp_path: Path
+                                                 ) -> None:
     project = make_project(
         layers={
             "inherited": "files:\n  - {src: not-in-child, dest: /x}\n",
@@ -224,9 +226,9 @@ def test_context_modes_folders_and_parent_layers(make_project: MakeProject) -> N
                "layers/tool/files/secret": "s\n",
                "layers/tool/files/unused": "not declared\n"})
     plan = compose(project, "i")
-    members = _members(context_tar(project, plan))
-    assert {name: info.mode for name, (info, _) in members.items()} == {
-        "Dockerfile": 0o644,
+    members = context_files(project, plan, tmp_path / "context")
+    del members["Dockerfile"]  # the build reads it; COPY never takes it
+    assert {name: mode for name, (mode, _, _) in members.items()} == {
         "files": 0o755,
         "files/tool": 0o755,
         "files/tool/bin": 0o755,
@@ -237,7 +239,8 @@ def test_context_modes_folders_and_parent_layers(make_project: MakeProject) -> N
         "files/tool/conf/sub/b.conf": 0o644,
         "files/tool/secret": 0o600,
     }
-    assert members["files/tool/conf/sub/b.conf"][1] == b"b\n"
+    assert members["files/tool/conf/sub/b.conf"][2] == b"b\n"
+    assert {mtime for _, mtime, _ in members.values()} == {EPOCH}
     text = dockerfile(project, plan)
     assert "COPY files/tool/bin/run.sh /usr/local/bin/run\n" in text
     assert "COPY files/tool/conf /etc/tool/\n" in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kiln.report import ImageOutcome, NightlyReport, PackageChange
+from kiln.report import ImageOutcome, NightlyReport, PackageChange, ParentOutcome
 
 REPORT = NightlyReport(
     started="2026-11-30T03:00:00Z", finished="2026-11-30T03:12:00Z",
@@ -55,3 +55,16 @@ def test_package_change_text() -> None:
     assert str(PackageChange("pkg", "1.0", "1.1")) == "pkg: 1.0 -> 1.1"
     assert str(PackageChange("new", None, "2", True)) == "new: (new) -> 2 [security]"
     assert str(PackageChange("gone", "2", None)) == "gone: 2 -> (removed)"
+
+
+def test_the_fan_out_says_how_each_parent_was_had_and_it_round_trips() -> None:
+    pulled = ParentOutcome("base", "pulled", 1.3, 31_400_000, "sha256:" + "ab" * 32)
+    built = ParentOutcome("top", "built", 61.0)
+    assert str(pulled) == "parent base pulled (31.4 MB in 1.3s, sha256:abababababab)"
+    assert str(built) == "parent top built (61.0s)"
+    report = NightlyReport("a", "b", (ImageOutcome("kid", "rebuilt", "never built here",
+                                                   parents=(pulled,)),
+                                      ImageOutcome("kid2", "rebuilt", parents=(built,))))
+    assert "## Parent images\n\n- kid: parent base pulled (31.4 MB" in report.to_markdown()
+    assert "parent top built (61.0s)" in report.rows()[1][-1]
+    assert NightlyReport.from_json(json.loads(json.dumps(report.to_json()))) == report

@@ -37,17 +37,20 @@ def show(ui: UI, report: NightlyReport) -> None:
     "no_refresh": "do not refresh the package locks (rebuild what the tree says changed)",
     "verbose": "show progress and the build output as it streams (default: the report only)",
     "json": "print the report as JSON",
+    "pull_parents": "take parent images from the registry when their definitions are published "
+                    "there (signature and fingerprint checked; docs/nightly.md), else build them",
     "deploy": "then roll each released image to the fleet: its candidate services (canaries), "
               "then, all healthy, promote stable and roll its stable services (docs/fleet.md)"})
 @kiln_task
 def nightly(c: InvokeContext, only: str | None = None, report: str | None = None,
             commit: bool = False, no_refresh: bool = False, verbose: bool = False,
-            json: bool = False, deploy: bool = False) -> None:
+            json: bool = False, deploy: bool = False, pull_parents: bool = False) -> None:
     """Refresh locks, rebuild what changed (parents first), verify, publish, move candidate.
 
     Examples:
       kiln nightly --report out/
       kiln nightly --only nginx --no-refresh
+      kiln nightly --only nginx --pull-parents
       kiln nightly --deploy
     """
     from kiln.nightly import Options, run_nightly  # publishing's libraries: loaded here
@@ -55,7 +58,8 @@ def nightly(c: InvokeContext, only: str | None = None, report: str | None = None
     ctx = run_context(verbose)
     ctx.ui = UI(verbose=verbose, quiet=not verbose)  # the quiet night prints one line
     options = Options(only=tuple(only.split(",")) if only else None, refresh=not no_refresh,
-                      report_dir=Path(report) if report else None, commit=commit)
+                      report_dir=Path(report) if report else None, commit=commit,
+                      pull_parents=pull_parents)
     started = time.time()
     result = run_nightly(ctx, options)
     fleet = deploy_released(ctx.project, result, ctx.ui, started, lines=not json) if deploy \

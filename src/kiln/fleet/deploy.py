@@ -81,7 +81,7 @@ def deploy(s: Session, service: str, spec: str, *, replicas: int = 1,
     image = f"{s.registry.host}/{repo}@{digest}"
     swarm = Swarm(s.need_engine())
     swarm.require()
-    labels = {FOLLOWS: follows, REPOSITORY: repo, DIGEST: digest}
+    labels = {FOLLOWS: follows, REPOSITORY: f"{s.registry.host}/{repo}", DIGEST: digest}
     current = swarm.service(service)
     if current is None:
         with s.ui.task(f"create {service} ({replicas} x {image})"):
@@ -182,9 +182,12 @@ def replace(s: Session, service: str, timeout: float = TIMEOUT) -> Deployed:
 
 
 def followers(s: Session, name: str, channel: str) -> list[str]:
-    """Services that follow `<name>:<channel>`."""
+    """Services that follow `<name>:<channel>` of this registry (a swarm may run services of
+    the same image name from another registry: a channel move here must not roll them)."""
     swarm = Swarm(s.need_engine())
-    return sorted(str(svc["Spec"]["Name"]) for svc in swarm.services(f"{FOLLOWS}={name}:{channel}"))
+    ours = f"{s.registry.host}/{s.config.repository(name)}"
+    return sorted(str(svc["Spec"]["Name"]) for svc in swarm.services(f"{FOLLOWS}={name}:{channel}")
+                  if (svc["Spec"].get("Labels") or {}).get(REPOSITORY) == ours)
 
 
 def rollback_and_deploy(s: Session, name: str, channel: str) -> tuple[Any, list[Deployed]]:

@@ -30,7 +30,7 @@ from kiln.engine import KILN_LABEL, Engine, _reason
 from kiln.errors import EngineError
 
 FOLLOWS = "dev.kiln.follows"  # <image>:<channel> the service follows
-REPOSITORY = "dev.kiln.repository"
+REPOSITORY = "dev.kiln.repository"  # <registry host>/<repository> it was deployed from
 DIGEST = "dev.kiln.digest"  # the digest kiln last deployed and saw healthy
 TERMINAL = {"completed", "paused", "rollback_completed", "rollback_paused"}
 HOLD = 3600.0  # seconds Swarm waits after the canary task: kiln ends the wait well before

@@ -21,7 +21,7 @@ from kiln.release.oci import CONFIG_TYPE, export
 from kiln.release.provenance import CYCLONEDX, SLSA, VERIFICATION, cyclonedx, lineage, slsa
 from kiln.release.provenance import verification as verification_predicate
 from kiln.release.session import Session, checkpoint
-from kiln.release.trust import check_kind, check_trust
+from kiln.release.trust import Trust, check_kind, check_trust
 from kiln.signing import canonical_json
 
 
@@ -184,12 +184,7 @@ def pull(s: Session, spec: str) -> PullResult:
         chain.check(s, repo, ref, digest)
     remote = f"{s.registry.host}/{repo}"
     engine = s.need_engine()
-    with s.ui.task(f"pull {remote}@{digest[:19]} (signature and attestations checked, "
-                   f"key {trust.key})"):
-        image_id = engine.pull_stream(remote, digest, s.registry.credentials)
-    if image_id != trust.image_id:
-        raise DigestMismatch(f"{remote}@{digest}: the engine pulled {image_id[:19]}, but the "
-                             f"signed record names {trust.image_id[:19]}")
+    image_id = pull_trusted(s, repo, trust)
     local = [] if DIGEST_RE.match(ref) else [f"{remote}:{ref}", f"{image_repository(name)}:{ref}"]
     for target in local:
         engine.tag(image_id, target)
@@ -197,3 +192,16 @@ def pull(s: Session, spec: str) -> PullResult:
     summary = (f"suite {str(v.get('suite'))[:12]}, {(v.get('counts') or {}).get('passed', 0)} "
                f"checks passed, {v.get('started')}")
     return PullResult(f"{remote}@{digest}", digest, image_id, tuple(local), summary, trust.key)
+
+
+def pull_trusted(s: Session, repo: str, trust: Trust) -> str:
+    """Pull a digest `check_trust` accepted into the engine, by digest; the image ID the engine
+    got must be the one the signed record names."""
+    remote, digest = f"{s.registry.host}/{repo}", trust.digest
+    with s.ui.task(f"pull {remote}@{digest[:19]} (signature and attestations checked, "
+                   f"key {trust.key})"):
+        image_id = s.need_engine().pull_stream(remote, digest, s.registry.credentials)
+    if image_id != trust.image_id:
+        raise DigestMismatch(f"{remote}@{digest}: the engine pulled {image_id[:19]}, but the "
+                             f"signed record names {trust.image_id[:19]}")
+    return image_id

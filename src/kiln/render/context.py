@@ -1,16 +1,15 @@
 """The build context: exactly the files the layers declare, with the modes they declare.
 
-The context is a tar made here, not by the engine's client: sorted entries, owner 0:0 and a
-fixed mtime, so the same definitions give the same bytes from any checkout path at any time.
+The context is a folder laid out here (what BuildKit builds from), not by the engine's
+client: the declared modes and a fixed mtime, so the same definitions give the same files
+from any checkout path at any time.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import stat
-import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,34 +103,14 @@ def _parents(entries: dict[str, ContextEntry], arcname: str) -> None:
         entries.setdefault(name, ContextEntry(name, None, 0o755))
 
 
-def write_context_tar(out: BinaryIO, dockerfile: str, entries: Iterable[ContextEntry]) -> None:
-    """Stream the context as an uncompressed tar into `out` (files are never held in memory)."""
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        data = dockerfile.encode()
-        tar.addfile(_info("Dockerfile", tarfile.REGTYPE, 0o644, len(data)), io.BytesIO(data))
-        for entry in entries:
-            if entry.source is None:
-                tar.addfile(_info(entry.arcname, tarfile.DIRTYPE, entry.mode, 0))
-                continue
-            with open_source(entry.source) as f:
-                size = os.fstat(f.fileno()).st_size
-                tar.addfile(_info(entry.arcname, tarfile.REGTYPE, entry.mode, size), f)
-
-
-def _info(name: str, kind: bytes, mode: int, size: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.mode, info.size, info.mtime = kind, mode, size, EPOCH
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
-
-
 def write_context_dir(target: Path, dockerfile: str, entries: Iterable[ContextEntry]) -> None:
     """Lay the context out as a folder: the Dockerfile, and the layers' files with their
     declared modes and the fixed mtime (COPY keeps both). What BuildKit builds from, and
     what `invoke render --context DIR` shows."""
     target.mkdir(parents=True, exist_ok=True)
     (target / "Dockerfile").write_text(dockerfile)
+    (target / "Dockerfile").chmod(0o644)
+    written = [target / "Dockerfile"]
     for entry in entries:
         dest = target / entry.arcname
         if entry.source is None:
@@ -141,4 +120,7 @@ def write_context_dir(target: Path, dockerfile: str, entries: Iterable[ContextEn
             with open_source(entry.source) as f, dest.open("wb") as out:
                 shutil.copyfileobj(f, out)
         dest.chmod(entry.mode)
+        written.append(dest)
+    # Stamped last, deepest first: writing into a folder moves its mtime to now.
+    for dest in reversed(written):
         os.utime(dest, (EPOCH, EPOCH), follow_symlinks=False)

@@ -1,0 +1,22 @@
+"""The one place that talks to the Docker engine (through docker-py).
+
+Engine errors are translated here into kiln's own exceptions. Streamed operations report their
+errors inside the stream, so they are read to the end and raise. The Engine is one class made
+of three parts: the connection (client.py: docker-py loaded on first use, the no-op build's
+question answered on the unix socket), its images (images.py) and its containers
+(containers.py).
+"""
+
+from __future__ import annotations
+
+from kiln.engine.client import KILN_LABEL, Connection, _reason, docker
+from kiln.engine.containers import ContainerOps, ExecResult
+from kiln.engine.images import ImageOps
+
+
+class Engine(ImageOps, ContainerOps):
+    """A handle on one Docker engine: `Engine.connect()`, or `Engine(client)` for a docker-py
+    client made elsewhere."""
+
+
+__all__ = ["KILN_LABEL", "Connection", "Engine", "ExecResult", "_reason", "docker"]

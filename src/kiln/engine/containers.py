@@ -1,0 +1,201 @@
+"""The engine's containers: run, create, start, exec, inspect, diff, export and remove them.
+Every container kiln makes carries KILN_LABEL and the session's labels, so that a leak can be
+found and removed (kiln.session)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
+
+from kiln import session
+from kiln.engine.client import KILN_LABEL, Connection, _reason, docker
+from kiln.errors import EngineError
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+class ContainerOps(Connection):
+    def run_output(self, image: str, argv: list[str], timeout: float = 120,
+                   name: str = "") -> tuple[int, str]:
+        """Run argv (as entrypoint) in a throwaway container: (exit code, stdout). The
+        container is named (kiln-run-<random> unless given), so an interrupted run leaves
+        nothing that cannot be found and removed by name."""
+        container = self.run_container(image, entrypoint=argv, command=[], user="0",
+                                       name=name or f"kiln-run-{uuid.uuid4().hex[:12]}")
+        try:
+            code = int(container.wait(timeout=timeout).get("StatusCode", -1))
+            out: bytes = container.logs(stdout=True, stderr=False)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"running {argv[0]} in {image[:19]} failed: {_reason(exc)}") from None
+        finally:
+            with contextlib.suppress(EngineError):
+                self.remove_container(container)
+        return code, out.decode(errors="replace")
+
+    def run_container(self, image: str, *, command: list[str] | None = None,
+                      entrypoint: list[str] | None = None, labels: dict[str, str] | None = None,
+                      **kwargs: Any) -> Container:
+        try:
+            return self.client.containers.run(
+                image, command=command, entrypoint=entrypoint, detach=True,
+                labels={KILN_LABEL: "1", **session.labels(), **(labels or {})}, **kwargs)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot start a container of {image}: {_reason(exc)}") from None
+
+    def remove_container(self, container: Container | str) -> None:
+        """Remove a container (by object, id or name), killing it first; gone already is fine."""
+        ref = container if isinstance(container, str) else str(container.id)
+        try:
+            self.api.remove_container(ref, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409 or "already in progress" not in str(exc.explanation):
+                raise EngineError(f"cannot remove container {ref[:12]}: "
+                                  f"{_reason(exc)}") from None
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot remove container {ref[:12]}: {_reason(exc)}") from None
+
+    def run_once(self, image: str, argv: list[str], user: str = "root",
+                 network: str | None = None) -> tuple[int, str]:
+        """Run `argv` in a throwaway container; return its exit code and output. The output is
+        read while it runs, so it is kept even if the container is removed right after.
+        `network` is a network mode ("host": the host's loopback is reachable)."""
+        extra: dict[str, Any] = {"network_mode": network} if network else {}
+        container = self.run_container(image, entrypoint=argv[:1], command=argv[1:], user=user,
+                                       **extra)
+        try:
+            output = b"".join(container.attach(stream=True, logs=True, stdout=True,
+                                               stderr=True))
+            code = int(container.wait().get("StatusCode", 1))
+        except docker.errors.NotFound:
+            raise EngineError(f"the container of {image} disappeared while it ran (removed by "
+                              "someone else?); try again") from None
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"running in a container of {image}: {_reason(exc)}") from None
+        finally:
+            self.remove_container(container)
+        return code, output.decode(errors="replace")
+
+    def containers(self, label: str = KILN_LABEL) -> list[Container]:
+        # ignore_removed: a container removed between the list and its inspect is just gone.
+        return list(self.client.containers.list(all=True, filters={"label": label},
+                                                ignore_removed=True))
+
+    def create_container(self, image: str, name: str, *, entrypoint: list[str] | None = None,
+                         labels: dict[str, str] | None = None,
+                         healthcheck: dict[str, Any] | None = None, user: str | None = None,
+                         host: dict[str, Any] | None = None) -> str:
+        """Create (not start) a labelled container; its id. Unset options come from the image.
+
+        `host`: docker-py create_host_config options (read_only, tmpfs, cap_drop, binds...).
+        """
+        try:
+            host_config = self.api.create_host_config(**host) if host else None
+            created = self.api.create_container(
+                image, name=name, entrypoint=entrypoint, healthcheck=healthcheck,
+                labels={KILN_LABEL: "1", **session.labels(), **(labels or {})}, user=user,
+                host_config=host_config)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot create a container of {image}: {_reason(exc)}") from None
+        return str(created["Id"])
+
+    def start_container(self, ref: str) -> None:
+        try:
+            self.api.start(ref)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot start container {ref}: {_reason(exc)}") from None
+
+    def inspect_container(self, ref: str) -> dict[str, Any]:
+        try:
+            return dict(self.api.inspect_container(ref))
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot inspect container {ref}: {_reason(exc)}") from None
+
+    def container_logs(self, ref: str, tail: int = 30) -> str:
+        try:
+            data: bytes = self.api.logs(ref, stdout=True, stderr=True, tail=tail)
+        except docker.errors.DockerException as exc:
+            return f"(no logs: {_reason(exc)})"
+        return data.decode(errors="replace")
+
+    def stat_path(self, ref: str, path: str) -> dict[str, Any] | None:
+        """What the engine knows of a path inside a (created or running) container, or None."""
+        try:
+            stream, stat = self.api.get_archive(ref, path)
+            for _ in stream:  # read to the end, so the connection goes back to the pool
+                pass
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot look for {path} in container {ref}: "
+                              f"{_reason(exc)}") from None
+        return dict(stat or {})
+
+    def exec(self, ref: str, argv: list[str], user: str | None = None) -> ExecResult:
+        """Run a command in a running container, as `docker exec` does, without the CLI."""
+        try:
+            exec_id = self.api.exec_create(ref, argv, user=user or "")["Id"]
+            stdout, stderr = self.api.exec_start(exec_id, demux=True)
+            code = self.api.exec_inspect(exec_id)["ExitCode"]
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot run {argv[0]} in container {ref}: {_reason(exc)}") from None
+        return ExecResult(int(code if code is not None else -1), stdout or b"", stderr or b"")
+
+    def diff(self, ref: str) -> list[tuple[str, str]]:
+        """`docker diff`: (kind, path) with kind C(hanged), A(dded) or D(eleted)."""
+        try:
+            changes = self.api.diff(ref) or []
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot list the changes of container {ref}: "
+                              f"{_reason(exc)}") from None
+        kinds = {0: "C", 1: "A", 2: "D"}
+        return [(kinds.get(int(c["Kind"]), "C"), str(c["Path"])) for c in changes]
+
+    def exec_attached(self, ref: str, argv: list[str], user: str | None = None) -> Any:
+        """Start a command with its stdin attached; its socket (multiplexed stream frames).
+
+        docker-py hands out the read-only SocketIO of the HTTP response; the socket under it
+        is what can be written to (sendall) and read from (recv).
+        """
+        try:
+            exec_id = self.api.exec_create(ref, argv, stdin=True, user=user or "")["Id"]
+            raw = self.api.exec_start(exec_id, socket=True)
+            return getattr(raw, "_sock", raw)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot run {argv[0]} in container {ref}: {_reason(exc)}") from None
+
+    def export_filesystem(self, image: str, out: IO[bytes]) -> int:
+        """Write the image's whole filesystem as a tar into `out` (a VM disk is made from it).
+
+        A container is created (never started) and removed again, pass or fail. Returns the
+        number of bytes written.
+        """
+        try:
+            created = self.api.create_container(image, command=["/bin/true"],
+                                                labels={KILN_LABEL: "1", **session.labels()})
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot create a container of {image} to export: "
+                              f"{_reason(exc)}") from None
+        written = 0
+        try:
+            for chunk in self.api.export(created["Id"]):
+                out.write(chunk)
+                written += len(chunk)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot export the filesystem of {image}: {_reason(exc)}") from None
+        finally:
+            with contextlib.suppress(docker.errors.NotFound):
+                self.api.remove_container(created["Id"], force=True, v=True)
+        return written
+
