@@ -9,12 +9,16 @@
                           (a child's inputs include its parent's fingerprint); verified
         release           publish the immutable tag, move `candidate` (and the auto-promote
                           channel): only when the channels do not already name this image
+        disk              an image with the vm target: its disk, made from that container,
+                          boot-verified, published, `candidate-vm` moved (kiln.nightly_disk)
       report, and the lock commit message
 
 Each image's steps run in a try: a KilnError fails that image only. Its descendants are
 skipped; unrelated images go on; its channels are never touched (they move only after a
-passing verification and a publish). Publishing is idempotent (the immutable tag is a function
-of the image), so a run interrupted half-way and run again completes without new tags.
+passing verification and a publish). A disk that fails (its boot, say) fails alone: its image
+is released already, and the images built on it go on. Publishing is idempotent (the immutable
+tag is a function of the image), so a run interrupted half-way and run again completes without
+new tags.
 
 State: `.kiln/nightly/<image>.json` records what a night released (image ID, tag, digest,
 channels), so the no-op night asks the registry nothing; without it (a fresh CI runner) one
@@ -43,18 +47,19 @@ from kiln.compose import compose_all
 from kiln.config import Config, load_config
 from kiln.errors import KilnError
 from kiln.fingerprint import digest_json, inputs
-from kiln.lockfile import Lock, LockedPackage
+from kiln.lockchanges import commit_message, input_diff, is_security, lock_diff
+from kiln.lockfile import Lock
 from kiln.model import ImageBase, Plan
+from kiln.nightly_disk import night_disk
 from kiln.pipeline import BuildResult, Context, build_image, ensure_base, prepare
 from kiln.records import state_dir, write_json
 from kiln.release import api as publish
 from kiln.release import parents as pulled_parents
-from kiln.report import ImageOutcome, NightlyReport, PackageChange
+from kiln.report import DiskOutcome, ImageOutcome, NightlyReport, PackageChange
 from kiln.run import run
 
 CHANNEL = "candidate"  # every verified nightly build goes here
 INDEX_TIMEOUT = 20
-SECURITY_MARKS = ("debian-security", "security.debian.org", "-security/")
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class Night:
     config: Config
     session: publish.Session | None = None
     outcomes: dict[str, ImageOutcome] = field(default_factory=dict)
+    disks: dict[str, DiskOutcome] = field(default_factory=dict)  # images with the vm target
     lock_changes: dict[str, tuple[PackageChange, ...]] = field(default_factory=dict)
     index_hashes: dict[str, str | None] = field(default_factory=dict)  # per run: URL -> sha
 
@@ -118,8 +124,12 @@ def run_nightly(ctx: Context, options: Options) -> Result:
         outcome = night_image(night, name, parents)
         night.outcomes[name] = dataclasses.replace(outcome, parents=pulled_parents.outcomes(
             ctx, name, parents)) if options.pull_parents else outcome
+        if "vm" in ctx.project.image(name).targets:
+            night.disks[name] = night_disk(night, name, night.outcomes[name],
+                                           night_channels(config))
     report = NightlyReport(started, _now(), tuple(night.outcomes[n] for n in names),
-                           graph=status_graph(plans, night.outcomes.values()))
+                           graph=status_graph(plans, night.outcomes.values()),
+                           disks=tuple(night.disks[n] for n in names if n in night.disks))
     # A lock whose image failed stays in the working tree but out of the commit: the commit
     # records what reached the registry; the report says why the rest did not.
     failed = {n for n, o in night.outcomes.items() if o.status == "failed"}
@@ -341,75 +351,11 @@ def blocked_by(name: str, parents: Mapping[str, str | None],
     return None
 
 
-def is_security(pkg: LockedPackage) -> bool:
-    """The .deb comes from a security archive (Debian's pool is `debian-security`)."""
-    return any(mark in pkg.url for mark in SECURITY_MARKS)
-
-
-def lock_diff(old: Lock | None, new: Lock) -> tuple[PackageChange, ...]:
-    """Package by package, old version -> new version; security updates marked."""
-    before = {(p.name, p.arch): p for p in (old.packages if old else ())}
-    after = {(p.name, p.arch): p for p in new.packages}
-    out = []
-    for key in sorted(set(before) | set(after)):
-        a, b = before.get(key), after.get(key)
-        if a and b and (a.version, a.sha256) == (b.version, b.sha256):
-            continue
-        out.append(PackageChange(_label(*key), a.version if a else None,
-                                 b.version if b else None, bool(b and is_security(b))))
-    return tuple(out)
-
-
-def input_diff(old: Mapping[str, str], new: Mapping[str, str],
-               lock: Lock | None) -> tuple[PackageChange, ...]:
-    """The package changes between two builds' recorded inputs (`lock.<layer>.<pkg>:<arch>`).
-    Robust to a lock refreshed by an earlier, interrupted night."""
-    def packages(named: Mapping[str, str]) -> dict[tuple[str, str], str]:
-        out = {}
-        for key, value in named.items():
-            if key.startswith("lock."):
-                pkg, _, arch = key.split(".", 2)[2].rpartition(":")
-                out[(pkg, arch)] = value  # "<version> <sha256>"
-        return out
-
-    def version(value: str | None) -> str | None:
-        return value.split(" ")[0] if value else None
-
-    before, after = packages(old), packages(new)
-    security = {(p.name, p.arch) for p in (lock.packages if lock else ()) if is_security(p)}
-    return tuple(PackageChange(_label(*key), version(before.get(key)), version(after.get(key)),
-                               key in security and key in after)
-                 for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key))
-
-
 def status_graph(plans: list[Plan], outcomes: Iterable[ImageOutcome]) -> str:
     """The images as Mermaid, coloured by what the night did to each."""
     from kiln.graph import mermaid
 
     return mermaid(plans, {o.image: o.status for o in outcomes})
-
-
-def commit_message(changes: Mapping[str, tuple[PackageChange, ...]],
-                   left_out: Iterable[str] = ()) -> str:
-    """A ready commit message for the refreshed locks: a subject, then the package diff.
-    `left_out`: images whose refreshed lock is not committed because the image failed."""
-    changed = {image: c for image, c in changes.items() if c}
-    if not changed:
-        return ""
-    count = sum(len(c) for c in changed.values())
-    security = sum(p.security for c in changed.values() for p in c)
-    subject = (f"locks: {count} package update{'s' * (count != 1)} for "
-               f"{', '.join(sorted(changed))}" + (f" ({security} security)" if security else ""))
-    body = ["Refreshed by `kiln nightly` against the mirror; every package change below is",
-            "what the rebuilt images now install.", ""]
-    for image in sorted(changed):
-        body.append(f"{lockfile.shown(image)}:")
-        body += [f"  {p}" for p in changed[image]]
-        body.append("")
-    left = [lockfile.shown(image) for image in left_out]
-    if left:
-        body.append(f"Not in this commit (their images failed tonight): {', '.join(left)}")
-    return subject + "\n\n" + "\n".join(body).rstrip() + "\n"
 
 
 def first_line(text: str) -> str:
@@ -420,10 +366,6 @@ def first_line(text: str) -> str:
 # helpers -------------------------------------------------------------------------------------
 def _parent(plan: Plan) -> str | None:
     return plan.image.base.image if isinstance(plan.image.base, ImageBase) else None
-
-
-def _label(name: str, arch: str) -> str:
-    return name if arch in ("all", "amd64", "arm64") else f"{name}:{arch}"
 
 
 def _lock_key(plan: Plan, base: str, lock: Lock | None) -> str:
@@ -466,4 +408,4 @@ def _now() -> str:
 
 
 __all__ = ["CHANNEL", "Night", "Options", "Result", "blocked_by", "commit_message",
-           "dependency_order", "input_diff", "lock_diff", "run_nightly"]
+           "dependency_order", "input_diff", "is_security", "lock_diff", "run_nightly"]

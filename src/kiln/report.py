@@ -1,7 +1,8 @@
 """The nightly report: what an on-call engineer reads in the morning.
 
 One model, three renderings: a rich table on the terminal, Markdown and JSON files for CI to
-attach. Pure: no engine, no registry.
+attach. Pure: no engine, no registry. An image with the vm target has its disk's outcome too
+(`disks`), shown as the row right after its image's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 Status = Literal["unchanged", "rebuilt", "failed", "skipped"]
+STATUSES: tuple[Status, ...] = ("rebuilt", "failed", "skipped", "unchanged")
 
 
 @dataclass(frozen=True)
@@ -58,27 +60,61 @@ class ImageOutcome:
 
 
 @dataclass(frozen=True)
+class DiskOutcome:
+    """What the night did to the VM disk of an image with the vm target: `rebuilt` is a new disk
+    booted, verified and published; `failed` fails this disk only (its image is released)."""
+
+    image: str
+    status: Status
+    reason: str = ""  # why it was made (and how it was verified), failed or skipped
+    tag: str = ""  # the disk's immutable tag (<container tag>-vm)
+    digest: str = ""
+    channels: tuple[str, ...] = ()  # disk channel tags moved to it (candidate-vm, ...)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class NightlyReport:
     started: str
     finished: str
     outcomes: tuple[ImageOutcome, ...] = field(default_factory=tuple)
     graph: str = ""  # Mermaid: the images coloured by status (kiln.graph)
+    disks: tuple[DiskOutcome, ...] = field(default_factory=tuple)
 
     @property
     def failed(self) -> bool:
-        return any(o.status == "failed" for o in self.outcomes)
+        return self.count("failed") + self.count("failed", disks=True) > 0
 
     @property
     def changed(self) -> bool:
-        return any(o.status != "unchanged" for o in self.outcomes)
+        return any(o.status != "unchanged" for o in self.outcomes) or \
+            any(d.status != "unchanged" for d in self.disks)
 
-    def count(self, status: Status) -> int:
-        return sum(o.status == status for o in self.outcomes)
+    def count(self, status: Status, disks: bool = False) -> int:
+        return sum(o.status == status for o in (self.disks if disks else self.outcomes))
 
     def summary(self) -> str:
-        parts = [f"{self.count(s)} {s}" for s in ("rebuilt", "failed", "skipped", "unchanged")
-                 if self.count(s)]
-        return ", ".join(parts) or "no images"
+        def counts(disks: bool) -> str:
+            return ", ".join(f"{self.count(s, disks)} {s}" for s in STATUSES
+                             if self.count(s, disks))
+
+        images = counts(False) or "no images"
+        return f"{images}; disks: {counts(True)}" if self.disks else images
+
+    def disk(self, image: str) -> DiskOutcome | None:
+        return next((d for d in self.disks if d.image == image), None)
+
+    def beside(self) -> list[tuple[str, ImageOutcome | DiskOutcome]]:
+        """Every image, each followed by its disk: (row label, outcome)."""
+        out: list[tuple[str, ImageOutcome | DiskOutcome]] = []
+        for o in self.outcomes:
+            out.append((o.image, o))
+            disk = self.disk(o.image)
+            if disk is not None:
+                out.append((f"{o.image} (vm disk)", disk))
+        shown = {o.image for o in self.outcomes}
+        out += [(f"{d.image} (vm disk)", d) for d in self.disks if d.image not in shown]
+        return out
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -91,8 +127,8 @@ class NightlyReport:
                  f"Started {self.started}, finished {self.finished}.", "",
                  "| image | status | tag | digest | channels | why |",
                  "| --- | --- | --- | --- | --- | --- |"]
-        for o in self.outcomes:
-            lines.append(f"| {o.image} | {o.status} | {o.tag or '-'} | "
+        for label, o in self.beside():
+            lines.append(f"| {label} | {o.status} | {o.tag or '-'} | "
                          f"{o.digest[:19] if o.digest else '-'} | "
                          f"{', '.join(o.channels) or '-'} | {_cell(o.reason) or '-'} |")
         for o in self.outcomes:
@@ -110,9 +146,10 @@ class NightlyReport:
 
     def rows(self) -> list[tuple[str, ...]]:
         out: list[tuple[str, ...]] = []
-        for o in self.outcomes:
-            packages = "\n".join(str(p) for p in (*o.packages, *o.parents))
-            out.append((o.image, o.status, o.tag or "-", o.digest[7:19] if o.digest else "-",
+        for label, o in self.beside():
+            packages = "\n".join(str(p) for p in (*o.packages, *o.parents)) \
+                if isinstance(o, ImageOutcome) else ""
+            out.append((label, o.status, o.tag or "-", o.digest[7:19] if o.digest else "-",
                         ", ".join(o.channels) or "-", "\n".join(filter(None, (o.reason,
                                                                               packages)))))
         return out
@@ -120,9 +157,10 @@ class NightlyReport:
     def headline(self) -> str:
         """One line for the end of the run; the no-op night says so plainly."""
         if not self.changed:
-            n = len(self.outcomes)
-            return (f"nothing changed: {n} image{'s' * (n != 1)} unchanged, nothing built, "
-                    "no new tag, nothing pushed")
+            n, d = len(self.outcomes), len(self.disks)
+            return (f"nothing changed: {n} image{'s' * (n != 1)} unchanged"
+                    + (f" (and {d} disk{'s' * (d != 1)})" if d else "")
+                    + ", nothing built, no new tag, nothing pushed")
         return f"kiln nightly: {self.summary()}"
 
     @classmethod
@@ -132,8 +170,10 @@ class NightlyReport:
                             "channels": tuple(o["channels"]),
                             "parents": tuple(ParentOutcome(**p) for p in o.get("parents") or ())})
             for o in data.get("outcomes") or ())
+        disks = tuple(DiskOutcome(**{**d, "channels": tuple(d["channels"])})
+                      for d in data.get("disks") or ())
         return cls(str(data["started"]), str(data["finished"]), outcomes,
-                   str(data.get("graph") or ""))
+                   str(data.get("graph") or ""), disks)
 
     def write(self, folder: Path) -> tuple[Path, Path]:
         folder.mkdir(parents=True, exist_ok=True)
@@ -151,13 +191,18 @@ def merge(reports: list[NightlyReport]) -> NightlyReport:
     parent unchanged; the job that built it reports it rebuilt)."""
     rank = {"failed": 3, "rebuilt": 2, "skipped": 1, "unchanged": 0}
     best: dict[str, ImageOutcome] = {}
+    disks: dict[str, DiskOutcome] = {}
     for report in reports:
         for o in report.outcomes:
             if o.image not in best or rank[o.status] > rank[best[o.image].status]:
                 best[o.image] = o
+        for d in report.disks:
+            if d.image not in disks or rank[d.status] > rank[disks[d.image].status]:
+                disks[d.image] = d
     started = min((r.started for r in reports), default="")
     finished = max((r.finished for r in reports), default="")
-    return NightlyReport(started, finished, tuple(best[name] for name in sorted(best)))
+    return NightlyReport(started, finished, tuple(best[name] for name in sorted(best)),
+                         disks=tuple(disks[name] for name in sorted(disks)))
 
 
 def read(path: Path) -> NightlyReport:

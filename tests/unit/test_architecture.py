@@ -35,7 +35,8 @@ TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "kiln.normalize", "kiln.imagediff", "kiln.noop", "kiln.planner", "kiln.prune")),
     ("verify", ("kiln.verify", "kiln.testing", "kiln.testkit", "kiln.suiteinfo",
                 "kiln.restricted", "kiln.audit", "kiln.audit_vm", "kiln.pipeline", "kiln.vm")),
-    ("release", ("kiln.release", "kiln.fleet", "kiln.blobs", "kiln.nightly", "kiln.report")),
+    ("release", ("kiln.release", "kiln.fleet", "kiln.blobs", "kiln.nightly", "kiln.report",
+                 "kiln.nightly_disk", "kiln.lockchanges")),
     ("commands", ("kiln.cli", "kiln.entry", "kiln.helptext", "kiln.commands")),
 )
 RANK = {name: i for i, (name, _) in enumerate(TIERS)}

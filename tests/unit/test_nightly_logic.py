@@ -194,3 +194,30 @@ def test_merge_reports_without_reports_says_where_it_looked(tmp_path, kiln_cli) 
     done = kiln_cli(tmp_path, "merge-reports", "nothing-here")
     assert done.returncode == 1
     assert "nothing-here: no nightly.json below it" in done.stderr
+
+
+def test_a_failed_disk_says_which_boot_failed_in_one_cell() -> None:
+    from kiln.nightly_disk import _why
+
+    message = ("images/broken-vm.yaml: 'broken-vm' failed verification as a VM\n"
+               "  boot bios: qemu exited before SSH answered (bios, tcg, after 61s)\n"
+               "  serial console, last 40 lines:\n  | ...\n")
+    assert _why(message) == ("images/broken-vm.yaml: 'broken-vm' failed verification as a VM; "
+                             "boot bios: qemu exited before SSH answered (bios, tcg, after 61s)")
+    assert _why("registry.example: 503 Service Unavailable\n  retry later") == \
+        "registry.example: 503 Service Unavailable"
+    assert len(_why("x" * 1000)) == 300
+
+
+@pytest.mark.parametrize(("status", "why"), [("failed", "its container image failed"),
+                                             ("skipped", "its container image was skipped")])
+def test_no_disk_is_made_from_a_container_that_failed_or_was_skipped(status: str,
+                                                                     why: str) -> None:
+    from types import SimpleNamespace
+
+    from kiln.nightly_disk import night_disk
+
+    night = SimpleNamespace(ctx=SimpleNamespace(results={}))  # nothing built tonight
+    disk = night_disk(night, "app-vm", ImageOutcome("app-vm", status),  # type: ignore[arg-type]
+                      ("candidate",))
+    assert (disk.image, disk.status, disk.reason) == ("app-vm", "skipped", why)

@@ -79,7 +79,7 @@ def nightly(c: InvokeContext, only: str | None = None, report: str | None = None
                           + "):\n")
             ctx.ui.out.print(result.commit_message, markup=False, highlight=False)
     if result.report.failed:
-        raise Exit("nightly: some images failed (see the report)", code=1)
+        raise Exit("nightly: some images or VM disks failed (see the report)", code=1)
     if any(f["problem"] for f in fleet):
         raise Exit("nightly: some rollouts failed or were not made (see the fleet lines)",
                    code=1)
@@ -143,4 +143,4 @@ def merge_reports(c: InvokeContext, folder: str, out: str | None = None, commit:
         commit_locks(root, [lockfile.shown(image) for image in changes], message)
         ui.info("committed the lock files of the rebuilt images")
     if merged.failed:
-        raise Exit("nightly: some images failed (see the report)", code=1)
+        raise Exit("nightly: some images or VM disks failed (see the report)", code=1)
