@@ -182,3 +182,39 @@ def test_vm_listing_finds_the_same_drift_as_the_manifest_says(tmp_path: Path) ->
     assert drift.deleted == ["/etc/soft"]
     assert drift.added == ["/srv"]  # the folder is new; what is under /srv/data is mutable
     assert drift.removed == ["b=3"]
+
+
+def test_the_fleet_report_names_what_runs_the_fix_and_the_canary(tmp_path: Path) -> None:
+    from kiln.fleet.deploy import ChannelRoll, Deployed
+    from kiln.fleet.patch import write_report
+    from kiln.fleet.swarm import Canary
+
+    canary = Deployed("web-canary", "web:candidate", DIGEST, "sha256:" + "ab" * 32, "updated",
+                      9.5, finished=1000.0)
+    main = Deployed("web", "web:stable", DIGEST, "sha256:" + "ab" * 32, "updated", 20.0,
+                    Canary("t1", 2, 7.25), 1030.0)
+    roll = ChannelRoll("web", (canary,), True, (main,))
+    fleet = [{**roll.to_json(), "fix": ["openssl: 3.0.15 -> 3.0.16 [security]"], "reason": "",
+              "seconds_to_fleet": 42.0}]
+    assert fleet[0]["rolled"][0]["canary"] == {"task": "t1", "slot": 2, "seconds": 7.25}
+    assert fleet[0]["canaries"][0]["canary"] is None  # one task: no canary phase
+    (tmp_path / "nightly.md").write_text("# kiln nightly\n")
+    write_report(tmp_path, fleet)
+    md = (tmp_path / "nightly.md").read_text()
+    assert md.startswith("# kiln nightly\n\n## Fleet\n")
+    assert (f"- `web-canary` (canary) now runs web `{DIGEST[:19]}` (web:candidate): "
+            "openssl: 3.0.15 -> 3.0.16 [security]") in md
+    assert f"- `web` now runs web `{DIGEST[:19]}` (web:stable): openssl" in md
+    assert "- web: candidate promoted to stable" in md and "42.0s from the start" in md
+    assert json.loads((tmp_path / "fleet.json").read_text()) == fleet
+
+
+def test_a_fleet_report_with_a_problem_says_it() -> None:
+    from kiln.fleet.deploy import ChannelRoll
+    from kiln.fleet.patch import to_markdown
+
+    roll = ChannelRoll("web", (), False, (), "no service follows web:candidate")
+    md = to_markdown([{**roll.to_json(), "fix": [], "reason": "inputs changed",
+                       "seconds_to_fleet": None}])
+    assert "- **web: no service follows web:candidate**" in md and "promoted" not in md
+    assert "No image was released" in to_markdown([])

@@ -150,5 +150,7 @@ def _done(s: Session, done: Deployed, json: bool) -> None:
     if json:
         s.ui.json(done.to_json())
         return
+    canary = (f"; canary task {done.canary.task[:12]} (slot {done.canary.slot}) healthy "
+              f"after {done.canary.seconds:.1f}s, then the rest" if done.canary else "")
     s.ui.result(f"{done.service}: {done.action} at {done.follows} ({done.digest}) in "
-                f"{done.seconds:.1f}s")
+                f"{done.seconds:.1f}s{canary}")

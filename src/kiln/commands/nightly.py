@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +60,14 @@ def nightly(c: InvokeContext, only: str | None = None, report: str | None = None
     options = Options(only=tuple(only.split(",")) if only else None, refresh=not no_refresh,
                       report_dir=Path(report) if report else None, commit=commit,
                       pull_parents=pull_parents)
+    started = time.time()
     result = run_nightly(ctx, options)
-    fleet = deploy_released(ctx.project, result, ctx.ui, lines=not json) if deploy else []
+    fleet = deploy_released(ctx.project, result, ctx.ui, started, lines=not json) if deploy \
+        else []
+    if deploy and options.report_dir is not None:
+        from kiln.fleet.patch import write_report
+
+        write_report(options.report_dir, fleet)
     if json:
         ctx.ui.json({**result.report.to_json(), "fleet": fleet} if deploy else
                     result.report.to_json())
@@ -78,28 +85,15 @@ def nightly(c: InvokeContext, only: str | None = None, report: str | None = None
                    code=1)
 
 
-def deploy_released(project: Project, result: Result, ui: UI,
+def deploy_released(project: Project, result: Result, ui: UI, started: float,
                     lines: bool = True) -> list[dict[str, Any]]:
     """Roll every image this night moved to candidate out to its services; say which now run
-    the fix (kiln.fleet.deploy.roll_channels)."""
-    from kiln.fleet.deploy import roll_channels  # the fleet, only when asked
-    from kiln.nightly import CHANNEL
+    the fix (kiln.fleet.patch)."""
+    from kiln.fleet.patch import deploy_released as roll  # the fleet, only when asked
     from kiln.release.api import open_session
 
-    s = open_session(project, ui)
-    out = []
-    for outcome in result.report.outcomes:
-        if outcome.status != "rebuilt" or CHANNEL not in outcome.channels:
-            continue
-        roll = roll_channels(s, outcome.image)
-        fix = ", ".join(str(p) for p in outcome.packages) or outcome.reason
-        for d in (*roll.canaries, *roll.rolled) if lines else ():
-            ui.result(f"fleet: {d.service} now runs {outcome.image} {d.digest[:19]} "
-                      f"({d.follows}; {fix})")
-        if roll.problem:
-            ui.warn(f"fleet: {outcome.image}: {roll.problem}")
-        out.append(roll.to_json())
-    return out
+    return roll(open_session(project, ui), result.report.outcomes, ui, started=started,
+                lines=lines)
 
 
 @task(name="merge-reports", positional=["folder"], help={

@@ -4,6 +4,16 @@ A service is always pinned to `<registry>/<repository>@<digest>`, the digest a c
 when kiln checked its signature, verification and revocation; a channel moving later changes
 nothing until kiln deploys again. Channels are never moved here: a failed rollout leaves both
 the channel and the previous digest in place.
+
+An update of a service with more than one task is a canary, then the rest:
+
+    1. the new digest, with Swarm's delay after a task set to HOLD: Swarm replaces one task
+       (start-first, healthy before the old one stops) and parks; a failure in its monitor
+       window makes Swarm roll back, with only that task ever replaced;
+    2. kiln watches the canary run (healthy) for the monitor window, reading the service's
+       tasks and UpdateStatus itself (the CLI can exit 0 after a rollback, docker/cli#6752);
+    3. the spec again with the real delay and failure action `pause`: Swarm's previous spec is
+       now the canary's, so a failure here is rolled back by kiln, to the spec it found.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ from typing import Any
 
 from kiln.errors import KilnError
 from kiln.fleet.attest import signed_manifest, trusted
-from kiln.fleet.swarm import DIGEST, FOLLOWS, REPOSITORY, Policy, Swarm
+from kiln.fleet.swarm import DIGEST, FOLLOWS, HOLD, REPOSITORY, Canary, Policy, Rollout, Swarm
 from kiln.registry import DIGEST_RE
 from kiln.release.channels import promote
 from kiln.release.channels import rollback as rollback_channel
@@ -37,9 +47,13 @@ class Deployed:
     previous: str | None
     action: str  # created, updated, unchanged, replaced
     seconds: float
+    canary: Canary | None = None  # the task updated first (services of 2+ tasks)
+    finished: float = 0.0  # wall clock (epoch seconds) when the last task was replaced
 
     def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["canary"] = self.canary.to_json() if self.canary else None
+        return out
 
 
 def pinned(s: Session, spec: str) -> tuple[str, str, str]:
@@ -74,22 +88,69 @@ def deploy(s: Session, service: str, spec: str, *, replicas: int = 1,
             swarm.create(service, image, labels, replicas=replicas, networks=list(networks),
                          ports=ports or {}, policy=policy or Policy())
             swarm.wait_running(service, replicas, timeout)
-        return Deployed(service, follows, digest, None, "created", time.monotonic() - started)
+        return Deployed(service, follows, digest, None, "created", time.monotonic() - started,
+                        finished=time.time())
     previous = _digest_of(swarm.running_image(service))
     if previous == digest:
         return Deployed(service, follows, digest, previous, "unchanged",
                         time.monotonic() - started)
     with s.ui.task(f"roll {service}: {str(previous)[:19]} -> {digest[:19]} (canary first)"):
-        before = swarm.update(service, image=image, labels=labels)
+        canary = roll(s, swarm, service, image, labels, current, follows, timeout)
+    return Deployed(service, follows, digest, previous, "updated", time.monotonic() - started,
+                    canary, time.time())
+
+
+def roll(s: Session, swarm: Swarm, service: str, image: str, labels: dict[str, str],
+         current: dict[str, Any], follows: str, timeout: float) -> Canary | None:
+    """Update `service` to `image`: one task (the canary), then the rest (module docstring).
+    DeployError, the service back on the spec it had, when either phase fails."""
+    config = dict(current["Spec"].get("UpdateConfig") or {})
+    delay = int(config.get("Delay") or 0)
+    delay = 0 if delay >= HOLD * 1e9 else delay  # left by a kiln interrupted mid-canary
+    monitor = int(config.get("Monitor") or 5e9) / 1e9
+    replicas = swarm.replicas(service)
+    digest = image.rpartition("@")[2]
+    if replicas < 2:  # the only task is the canary: Swarm's own rollback covers it
+        before = swarm.update(service, image=image, labels=labels,
+                              config={"Delay": delay, "FailureAction": "rollback"})
         rollout = swarm.wait(service, before, timeout)
+        if not rollout.ok:
+            raise _failed(swarm, service, image, follows, rollout)
+        return None
+    known = frozenset(str(task["ID"]) for task in swarm.tasks(service))
+    before = swarm.update(service, image=image, labels=labels,
+                          config={"Delay": int(HOLD * 1e9), "FailureAction": "rollback"})
+    seen = swarm.watch_canary(service, image, before, monitor, timeout)
+    if isinstance(seen, Rollout):
+        slots = len(swarm.replaced_slots(service, image, known))
+        raise _failed(swarm, service, image, follows, seen,
+                      f": its canary failed ({slots} of {replicas} tasks ever replaced)")
+    s.ui.info(f"{service}: canary task {seen.task[:12]} (slot {seen.slot}) healthy for "
+              f"{monitor:g}s; rolling the other {replicas - 1}")
+    before = swarm.update(service, config={"Delay": delay, "FailureAction": "pause"})
+    rollout = swarm.wait(service, before, timeout)
     if not rollout.ok:
-        now = _digest_of(swarm.running_image(service))
         why = "; ".join(swarm.failures(service, image)[:2]) or rollout.message
-        raise DeployError(f"{service}: rolling to {follows} ({digest[:19]}) failed and Swarm "
-                          f"{rollout.state.replace('_', ' ')}: {why}; the service runs "
-                          f"{str(now)[:19]}, {follows} was not changed (fix the image, or "
-                          "revoke it: `kiln revoke`)")
-    return Deployed(service, follows, digest, previous, "updated", time.monotonic() - started)
+        # Pause, never roll back, a failing restore: its previous spec is the new digest.
+        back = swarm.update(service, spec=current["Spec"], config={"FailureAction": "pause"})
+        undone = swarm.wait(service, back, timeout)
+        now = _digest_of(swarm.running_image(service))
+        raise DeployError(f"{service}: the canary of {follows} ({digest[:19]}) was healthy "
+                          f"but the rest failed ({why}); kiln rolled it back ({undone.state}): "
+                          f"the service runs {str(now)[:19]}, {follows} was not changed "
+                          "(fix the image, or revoke it: `kiln revoke`)")
+    return seen
+
+
+def _failed(swarm: Swarm, service: str, image: str, follows: str, rollout: Rollout,
+            what: str = "") -> DeployError:
+    now = _digest_of(swarm.running_image(service))
+    why = "; ".join(swarm.failures(service, image)[:2]) or rollout.message
+    digest = image.rpartition("@")[2]
+    return DeployError(f"{service}: rolling to {follows} ({digest[:19]}) failed{what} and "
+                      f"Swarm {rollout.state.replace('_', ' ')}: {why}; the service runs "
+                      f"{str(now)[:19]}, {follows} was not changed (fix the image, or "
+                      "revoke it: `kiln revoke`)")
 
 
 def replace(s: Session, service: str, timeout: float = TIMEOUT) -> Deployed:
@@ -109,14 +170,15 @@ def replace(s: Session, service: str, timeout: float = TIMEOUT) -> Deployed:
         raise DeployError(f"refusing to recreate {service} from {image}: {exc} (deploy a good "
                           "image instead)") from None
     with s.ui.task(f"replace every task of {service} from {digest[:19]}"):
-        before = swarm.update(service, force=True)
+        before = swarm.update(service, force=True, config={"FailureAction": "rollback"})
         rollout = swarm.wait(service, before, timeout)
     if not rollout.ok:
         raise DeployError(f"{service}: replacing its tasks failed and Swarm "
                           f"{rollout.state.replace('_', ' ')}: {rollout.message}")
     follows = str(((swarm.service(service) or {}).get("Spec") or {}).get("Labels", {}).get(
         FOLLOWS, ""))
-    return Deployed(service, follows, digest, digest, "replaced", time.monotonic() - started)
+    return Deployed(service, follows, digest, digest, "replaced", time.monotonic() - started,
+                    finished=time.time())
 
 
 def followers(s: Session, name: str, channel: str) -> list[str]:

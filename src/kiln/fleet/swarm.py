@@ -1,9 +1,15 @@
 """The one door to Docker Swarm services (through docker-py's low-level API).
 
 Every service kiln creates is pinned to an image digest and labelled with what it follows, so
-`kiln rollback --deploy` finds its followers. Updates are start-first, one task at a time: the
-first task replaced is the canary; a task counts as started only once the image's healthcheck
-passes, and any failure rolls the whole service back to its previous spec (the previous digest).
+`kiln rollback --deploy` finds its followers. Updates are start-first, one task at a time; a task
+counts as started only once the image's healthcheck passes, and any failure rolls the whole
+service back to its previous spec (the previous digest).
+
+Swarm has no canary step of its own, so kiln makes one (kiln.fleet.deploy): the update's delay
+after the first task is set to HOLD, which parks Swarm's updater once that one task is replaced
+(a failure in the monitor window still rolls back, and only that task was ever touched); kiln
+watches the canary (`watch_canary`), then updates the spec again with the real delay, which
+restarts the updater on the tasks still old.
 
 The Docker CLI can exit 0 after such an automatic rollback (docker/cli#6752), so kiln reads the
 service's UpdateStatus itself and reports the outcome (`wait`).
@@ -27,6 +33,7 @@ FOLLOWS = "dev.kiln.follows"  # <image>:<channel> the service follows
 REPOSITORY = "dev.kiln.repository"  # <registry host>/<repository> it was deployed from
 DIGEST = "dev.kiln.digest"  # the digest kiln last deployed and saw healthy
 TERMINAL = {"completed", "paused", "rollback_completed", "rollback_paused"}
+HOLD = 3600.0  # seconds Swarm waits after the canary task: kiln ends the wait well before
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,18 @@ class Rollout:
     @property
     def ok(self) -> bool:
         return self.state in ("completed", "created")
+
+
+@dataclass(frozen=True)
+class Canary:
+    """The first task of an update, seen running (so healthy) for the monitor window."""
+
+    task: str
+    slot: int
+    seconds: float  # from the update to the end of its watch
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task": self.task, "slot": self.slot, "seconds": round(self.seconds, 2)}
 
 
 @dataclass(frozen=True)
@@ -108,14 +127,16 @@ class Swarm:
                    update_config=update, rollback_config=rollback, endpoint_spec=endpoint)
 
     def update(self, name: str, *, image: str | None = None, labels: dict[str, str] | None = None,
-               force: bool = False) -> str:
-        """Change the image (and labels), or force every task to be recreated; returns the
+               force: bool = False, config: dict[str, Any] | None = None,
+               spec: dict[str, Any] | None = None) -> str:
+        """Change the image (and labels), the UpdateConfig (`config`, merged), or force every
+        task to be recreated; or put back a whole earlier `spec`. Returns the
         UpdateStatus.StartedAt the update replaces (so `wait` knows when its own one ends)."""
         current = self.service(name)
         if current is None:
             raise EngineError(f"no service {name} in this swarm")
-        spec = current["Spec"]
-        template = copy.deepcopy(spec["TaskTemplate"])
+        base = copy.deepcopy(spec or current["Spec"])
+        template = base["TaskTemplate"]
         if image is not None:
             template["ContainerSpec"]["Image"] = image
         if force:
@@ -123,12 +144,47 @@ class Swarm:
         before = str((current.get("UpdateStatus") or {}).get("StartedAt", ""))
         self._call(f"cannot update service {name}", self.api.update_service, name,
                    current["Version"]["Index"], task_template=template, name=name,
-                   labels={**spec.get("Labels", {}), **(labels or {})},
-                   mode=spec.get("Mode"), update_config=spec.get("UpdateConfig"),
-                   rollback_config=spec.get("RollbackConfig"),
-                   networks=spec.get("TaskTemplate", {}).get("Networks"),
-                   endpoint_spec=spec.get("EndpointSpec"))
+                   labels={**base.get("Labels", {}), **(labels or {})},
+                   mode=base.get("Mode"),
+                   update_config={**(base.get("UpdateConfig") or {}), **(config or {})},
+                   rollback_config=base.get("RollbackConfig"),
+                   networks=template.get("Networks"), endpoint_spec=base.get("EndpointSpec"))
         return before
+
+    def watch_canary(self, name: str, image: str, before: str, monitor: float,
+                     timeout: float) -> Canary | Rollout:
+        """After an update held after its first task: that task (the canary) once it has run
+        for `monitor` seconds, or how the update ended (Swarm rolled it back)."""
+        started = time.monotonic()
+        since: dict[str, float] = {}
+        while time.monotonic() - started < timeout:
+            current = self.service(name)
+            if current is None:
+                raise EngineError(f"service {name} disappeared during its update")
+            status = current.get("UpdateStatus") or {}
+            state = str(status.get("State", ""))
+            if str(status.get("StartedAt", "")) != before and state in TERMINAL:
+                return Rollout(state, str(status.get("Message", "")),
+                               time.monotonic() - started)
+            running = [] if state.startswith("rollback") else [
+                t for t in self.tasks(name) if _image(t) == image
+                and t.get("DesiredState") == "running"
+                and (t.get("Status") or {}).get("State") == "running"]
+            now = time.monotonic()
+            since = {str(t["ID"]): since.get(str(t["ID"]), now) for t in running}
+            for task in running:
+                if now - since[str(task["ID"])] >= monitor:
+                    return Canary(str(task["ID"]), int(task.get("Slot") or 0), now - started)
+            time.sleep(0.5)
+        raise EngineError(f"service {name}: its canary did not run healthy within "
+                          f"{timeout:.0f}s (see `docker service ps`); kiln left it running")
+
+    def replaced_slots(self, name: str, image: str, known: frozenset[str] = frozenset()
+                       ) -> list[int]:
+        """The slots that got a task of `image` (Swarm keeps a few tasks of history), tasks
+        in `known` (those before an update) left out."""
+        return sorted({int(t.get("Slot") or 0) for t in self.tasks(name)
+                       if _image(t) == image and str(t["ID"]) not in known})
 
     def wait(self, name: str, before: str, timeout: float) -> Rollout:
         """Until the update after `before` ends: its final state, as the manager says."""
@@ -167,8 +223,7 @@ class Swarm:
         for task in sorted(self.tasks(name), key=lambda t: str(t.get("UpdatedAt", "")),
                            reverse=True):
             status = task.get("Status") or {}
-            spec = (task.get("Spec") or {}).get("ContainerSpec") or {}
-            if spec.get("Image") == image and status.get("Err"):
+            if _image(task) == image and status.get("Err"):
                 out.append(str(status["Err"]))
         return list(dict.fromkeys(out))
 
@@ -178,6 +233,13 @@ class Swarm:
             raise EngineError(f"no service {name} in this swarm")
         return str(current["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"])
 
+    def replicas(self, name: str) -> int:
+        current = self.service(name)
+        if current is None:
+            raise EngineError(f"no service {name} in this swarm")
+        return int(((current["Spec"].get("Mode") or {}).get("Replicated") or {}).get(
+            "Replicas", 1))
+
     def remove(self, name: str) -> None:
         try:
             self.api.remove_service(name)  # type: ignore[no-untyped-call]
@@ -185,3 +247,7 @@ class Swarm:
             pass
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot remove service {name}: {_reason(exc)}") from None
+
+
+def _image(task: dict[str, Any]) -> str:
+    return str(((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Image", ""))
