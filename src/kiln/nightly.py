@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import tempfile
 import time
@@ -52,7 +51,7 @@ from kiln.lockfile import Lock
 from kiln.model import ImageBase, Plan
 from kiln.nightly_disk import night_disk
 from kiln.pipeline import BuildResult, Context, build_image, ensure_base, prepare
-from kiln.records import state_dir, write_json
+from kiln.records import read_json, state_dir, write_json
 from kiln.release import api as publish
 from kiln.release import parents as pulled_parents
 from kiln.report import DiskOutcome, ImageOutcome, NightlyReport, PackageChange
@@ -187,7 +186,7 @@ def refresh_lock(night: Night, name: str) -> None:
     memo_path = state_dir(night.root) / "nightly" / "locks" / f"{name}.json"
     old = lockfile.read(night.root, name)
     key = _lock_key(plan, prepared.base_ref, old)
-    memo = _read_json(memo_path)
+    memo = read_json(memo_path)
     if memo and memo.get("key") == key and memo.get("indexes") and all(
             night_index(night, url) == sha for url, sha in memo["indexes"].items()):
         ctx.ui.info(f"[bold]{name}[/]: lock up to date (the mirror's Release files are "
@@ -207,7 +206,7 @@ def refresh_lock(night: Night, name: str) -> None:
         night.lock_changes[name] = lock_diff(old, new)
         for line in update.diff:
             ctx.ui.info(f"  {update.path}: {line}")
-    _write_json(memo_path, {"key": _lock_key(plan, prepared.base_ref, new),
+    write_json(memo_path, {"key": _lock_key(plan, prepared.base_ref, new),
                             "indexes": indexes})
 
 
@@ -217,7 +216,7 @@ def release(night: Night, name: str, built: BuildResult, previous: dict[str, Any
     channels = night_channels(night.config)
     journal_path = state_dir(night.root) / "nightly" / f"{name}.json"
     where = night.config.registry or "(embedded)"
-    journal = _read_json(journal_path)
+    journal = read_json(journal_path)
     if journal and journal.get("image_id") == built.image_id and \
             journal.get("registry") == where and journal.get("channels") == list(channels):
         return ImageOutcome(name, "unchanged", "fingerprint unchanged; released by an earlier "
@@ -230,7 +229,7 @@ def release(night: Night, name: str, built: BuildResult, previous: dict[str, Any
     if built.action == "up to date" and all(v and v[0] == built.image_id for v in at.values()):
         tag = publish.local_tag(s, name) or ""
         digest = next(v[1] for v in at.values() if v)
-        _write_json(journal_path, {"image_id": built.image_id, "tag": tag, "digest": digest,
+        write_json(journal_path, {"image_id": built.image_id, "tag": tag, "digest": digest,
                                    "registry": where, "channels": list(channels)})
         return ImageOutcome(name, "unchanged", f"fingerprint unchanged; {CHANNEL} names it",
                             tag=tag, digest=digest, seconds=round(seconds, 2))
@@ -245,7 +244,7 @@ def release(night: Night, name: str, built: BuildResult, previous: dict[str, Any
         move = publish.promote(s, f"{name}:{done.tag}", channel)
         if move.action != "unchanged":
             moved.append(channel)
-    _write_json(journal_path, {"image_id": built.image_id, "tag": done.tag,
+    write_json(journal_path, {"image_id": built.image_id, "tag": done.tag,
                                "digest": done.digest, "registry": where,
                                "channels": list(channels)})
     new_inputs = inputs(night.root, prepare(night.ctx.project, name).plan)
@@ -389,18 +388,6 @@ def _tracked(root: Path, path: str) -> bool:
     except KilnError:
         return False
     return True
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    write_json(path, data, indent=1)
 
 
 def _now() -> str:

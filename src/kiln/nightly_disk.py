@@ -25,13 +25,13 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from kiln import records
 from kiln.config import Config
 from kiln.errors import KilnError
 from kiln.pipeline import BuildResult, Context, prepare
-from kiln.records import state_dir, write_json
+from kiln.records import read_json, state_dir, write_json
 from kiln.release import api as publish
 from kiln.release.errors import TrustError
 from kiln.release.names import VM_SUFFIX, channel_tag, immutable_tag
@@ -84,7 +84,7 @@ def release_disk(night: Night, name: str, built: BuildResult, image: ImageOutcom
     tags = [channel_tag(c, "vm") for c in channels]
     journal_path = state_dir(night.root) / "nightly" / f"{name}.vm.json"
     where = night.config.registry or "(embedded)"
-    journal = _read_json(journal_path)
+    journal = read_json(journal_path)
     if journal and journal.get("image_id") == built.image_id and \
             journal.get("registry") == where and journal.get("channels") == tags:
         return DiskOutcome(name, "unchanged", "container image unchanged; its disk was released "
@@ -95,7 +95,7 @@ def release_disk(night: Night, name: str, built: BuildResult, image: ImageOutcom
     at = {tag: disk_at(s, repo, tag) for tag in tags}
     if all(found and found[0] == built.image_id for found in at.values()):
         digest, tag = next((v[1], v[2]) for v in at.values() if v)
-        _write_json(journal_path, {"image_id": built.image_id, "tag": tag, "digest": digest,
+        write_json(journal_path, {"image_id": built.image_id, "tag": tag, "digest": digest,
                                    "registry": where, "channels": tags})
         return DiskOutcome(name, "unchanged", f"container image unchanged; {tags[0]} names its "
                            "disk", tag, digest, seconds=_since(started))
@@ -111,7 +111,7 @@ def release_disk(night: Night, name: str, built: BuildResult, image: ImageOutcom
             continue
         if publish.promote(s, f"{name}:{done.tag}", channel, "vm").action != "unchanged":
             moved.append(tag)
-    _write_json(journal_path, {"image_id": built.image_id, "tag": done.tag,
+    write_json(journal_path, {"image_id": built.image_id, "tag": done.tag,
                                "digest": done.digest, "registry": where, "channels": tags})
     why = ("its container image was rebuilt" if image.status == "rebuilt"
            else "no disk of this container image was released yet")
@@ -169,15 +169,3 @@ def _why(message: str) -> str:
 
 def _since(started: float) -> float:
     return round(time.monotonic() - started, 2)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    write_json(path, data, indent=1)

@@ -79,6 +79,15 @@ def _path(project_root: Path, image_id: str, target: str) -> Path:
     return state_dir(project_root) / "verified" / target / f"{digest}.json"
 
 
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object kiln wrote (write_json), or None when it is missing or not one."""
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def write_json(path: Path, data: Any, indent: int | None = 2) -> None:
     """Write atomically: a reader sees the old file or the new one, never half of one, and
     concurrent writers each put a whole file in place. A failed write leaves no temp file."""
