@@ -151,6 +151,19 @@ class Swarm:
                    networks=template.get("Networks"), endpoint_spec=base.get("EndpointSpec"))
         return before
 
+    def _update_state(self, name: str, before: str, started: float
+                      ) -> tuple[str, Rollout | None]:
+        """The state of the update after `before`, and how it ended once it has."""
+        current = self.service(name)
+        if current is None:
+            raise EngineError(f"service {name} disappeared during its update")
+        status = current.get("UpdateStatus") or {}
+        state = str(status.get("State", ""))
+        if str(status.get("StartedAt", "")) != before and state in TERMINAL:
+            return state, Rollout(state, str(status.get("Message", "")),
+                                  time.monotonic() - started)
+        return state, None
+
     def watch_canary(self, name: str, image: str, before: str, monitor: float,
                      timeout: float) -> Canary | Rollout:
         """After an update held after its first task: that task (the canary) once it has run
@@ -158,14 +171,9 @@ class Swarm:
         started = time.monotonic()
         since: dict[str, float] = {}
         while time.monotonic() - started < timeout:
-            current = self.service(name)
-            if current is None:
-                raise EngineError(f"service {name} disappeared during its update")
-            status = current.get("UpdateStatus") or {}
-            state = str(status.get("State", ""))
-            if str(status.get("StartedAt", "")) != before and state in TERMINAL:
-                return Rollout(state, str(status.get("Message", "")),
-                               time.monotonic() - started)
+            state, ended = self._update_state(name, before, started)
+            if ended is not None:
+                return ended
             running = [] if state.startswith("rollback") else [
                 t for t in self.tasks(name) if _image(t) == image
                 and t.get("DesiredState") == "running"
@@ -190,14 +198,9 @@ class Swarm:
         """Until the update after `before` ends: its final state, as the manager says."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
-            current = self.service(name)
-            if current is None:
-                raise EngineError(f"service {name} disappeared during its update")
-            status = current.get("UpdateStatus") or {}
-            state = str(status.get("State", ""))
-            if str(status.get("StartedAt", "")) != before and state in TERMINAL:
-                return Rollout(state, str(status.get("Message", "")),
-                               time.monotonic() - started)
+            _, ended = self._update_state(name, before, started)
+            if ended is not None:
+                return ended
             time.sleep(0.5)
         raise EngineError(f"service {name}: the update did not end within {timeout:.0f}s "
                           "(see `docker service ps`); kiln left it running")
