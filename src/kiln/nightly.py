@@ -32,8 +32,6 @@ import hashlib
 import os
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln import lock as locking
-from kiln import lockfile, planner
+from kiln import lockfile, mirror, planner
 from kiln.compose import compose_all
 from kiln.config import Config, load_config
 from kiln.errors import KilnError
@@ -288,15 +286,18 @@ def night_index(night: Night, url: str) -> str | None:
 
 
 def fetch_index(url: str) -> str | None:
+    """The sha256 of the suite's InRelease (or Release) through the mirror door, or None when
+    unknown (the lock is resolved again then, which says what is wrong)."""
     for candidate in (url, url.removesuffix("InRelease") + "Release"):
+        digest = hashlib.sha256()
         try:
-            with urllib.request.urlopen(candidate, timeout=INDEX_TIMEOUT) as response:
-                return hashlib.sha256(response.read()).hexdigest()
-        except urllib.error.HTTPError as exc:
-            if exc.code != 404:
+            with mirror.download(candidate, timeout=INDEX_TIMEOUT) as chunks:
+                for chunk in chunks:
+                    digest.update(chunk)
+            return digest.hexdigest()
+        except mirror.MirrorError as exc:
+            if exc.status != 404:
                 return None
-        except (urllib.error.URLError, OSError):
-            return None  # unknown: resolve again, which says what is wrong
     return None
 
 

@@ -115,3 +115,14 @@ def test_no_mirror_at_the_address(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
                                             r"reachable\?\)$"):
             debcache.fetch("tiny", package(url))
     assert cache_files(tmp_path) == []
+
+
+def test_the_suite_index_digest_comes_through_the_same_door(mirror: Mirror) -> None:
+    """nightly.fetch_index: InRelease, else Release (404), else unknown (any other failure)."""
+    from kiln.nightly import fetch_index
+
+    assert fetch_index(f"{mirror.url}/good.deb") == SHA
+    assert fetch_index(f"{mirror.url}/dists/InRelease") is None  # 404 twice: unknown
+    assert mirror.hits["/dists/Release"] == 1  # the fallback was asked
+    assert fetch_index(f"{mirror.url}/broken.deb") is None
+    assert fetch_index("http://127.0.0.1:1/InRelease") is None  # nothing answers
