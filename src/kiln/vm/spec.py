@@ -50,11 +50,6 @@ class DiskIds:
     hash_seed: str  # ext4 directory hash seed
     esp_fs: str  # FAT volume id, 8 hex digits
 
-    @property
-    def esp_fs_uuid(self) -> str:
-        """How blkid, fstab and grub spell the FAT volume id: XXXX-XXXX."""
-        return f"{self.esp_fs[:4]}-{self.esp_fs[4:]}".upper()
-
 
 @dataclass(frozen=True)
 class Partition:
