@@ -11,11 +11,11 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kiln.chunks import ChunkReader
 from kiln.engine import Engine
 from kiln.registry import OCI_MANIFEST, Manifest, Registry, RegistryError, sha256_digest
 from kiln.release.errors import PublishError
@@ -139,7 +139,7 @@ def blob_json(reg: Registry, repo: str, digest: str) -> Any:
 def export(engine: Engine, image_id: str, wanted: set[str], folder: Path) -> dict[str, Path]:
     """Stream `docker save` and keep, on disk, only the blobs in `wanted` (by sha256)."""
     found: dict[str, Path] = {}
-    stream = io.BufferedReader(_IterReader(engine.save(image_id)), 1 << 20)
+    stream = io.BufferedReader(ChunkReader(engine.save(image_id)), 1 << 20)
     with tarfile.open(fileobj=stream, mode="r|") as tar:
         for n, member in enumerate(tar):
             if not member.isfile() or not (member.name.endswith("/layer.tar")
@@ -160,24 +160,3 @@ def export(engine: Engine, image_id: str, wanted: set[str], folder: Path) -> dic
             else:
                 path.unlink()
     return found
-
-
-class _IterReader(io.RawIOBase):
-    """A readable stream over an iterator of byte chunks, for tarfile's stream mode."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self.chunks, self.buf = chunks, b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self.buf:
-            try:
-                self.buf = next(self.chunks)
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self.buf))
-        b[:n] = self.buf[:n]
-        self.buf = self.buf[n:]
-        return n
