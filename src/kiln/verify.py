@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from kiln import records, restricted
+from kiln import durations, records, restricted
 from kiln.engine import Engine
 from kiln.errors import CommandError, KilnError
 from kiln.model import Config, Healthcheck, Plan
@@ -356,17 +356,11 @@ def _health_budget(hc: Healthcheck | None) -> float:
     return max(MIN_HEALTH_WAIT, budget)
 
 
-DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-         "m": 60_000_000_000, "h": 3_600_000_000_000}
-
-
 def _ns(duration: str, default_seconds: float) -> int:
-    """A Go duration ("1m30s", "500ms") in nanoseconds, as the engine's API wants it."""
-    parts = DURATION_RE.findall(duration)
-    if not parts or "".join(n + u for n, u in parts) != duration:
-        return int(default_seconds * 1e9)
-    return int(sum(float(n) * UNITS[u] for n, u in parts))
+    """A definition's duration ("1m30s", checked at compose) in nanoseconds, as the engine's
+    API wants it; the default when it is empty."""
+    found = durations.nanoseconds(duration)
+    return int(default_seconds * 1e9) if found is None else found
 
 
 @contextmanager
