@@ -4,10 +4,6 @@ real engine, from the busybox test base."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -36,14 +32,13 @@ def moving() -> tuple[str, ...]:
     return tuple(f"{image_repository('small')}:{tag}" for tag in ("latest", "1.0", "stable-ish"))
 
 
-def kiln(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from kiln.cli import main; main()", *args],
-                          cwd=root, env=dict(os.environ, KILN_PROJECT=str(root)),
-                          capture_output=True, text=True, timeout=300)
-
-
-def test_failed_verification_moves_no_tag_and_prune_removes_it(make_project, kiln_ctx, engine):
+def test_failed_verification_moves_no_tag_and_prune_removes_it(make_project, kiln_ctx, engine,
+                                                               kiln_cli):
     project = make_project(FILES)
+
+    def kiln(root, *args):
+        return kiln_cli(root, *args, env={"KILN_PROJECT": str(root)})
+
     good = build_image(kiln_ctx(project), "small")
     assert {engine.image_id(t) for t in moving()} == {good.image_id}
     assert set(moving()) <= set(good.tags)
