@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aptrepo import AptRepo
+from aptrepo import AptRepo, repo_files
 
 import kiln.release.lease as lease_mod
 from kiln import lock as locking
@@ -48,14 +48,11 @@ from kiln.ui import UI
 pytestmark = [pytest.mark.slow, pytest.mark.keep_images]
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = "/etc/apt/sources.list.d/kiln-test.list"
 
 
 def vm_files(sources: str) -> dict[str, str]:
     return {
-        "layers/testrepo/layer.yaml": f"run:\n  - echo '{sources}' > {SOURCES}\n",
-        "layers/testrepo/tests/test_testrepo.py": (
-            f"def test_sources(host):\n    assert host.file('{SOURCES}').contains('kiln-test')\n"),
+        **repo_files(sources, image=False),  # base-vm takes the layer
         "layers/broken-boot/layer.yaml": (
             "description: the machine reboots as soon as systemd starts, so the boot fails\n"
             "files:\n  - src: kiln-broken-boot\n"
