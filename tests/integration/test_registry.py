@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from faultproxy import Fault, Forwarder
+from released import record_verified
 
 import kiln.registry as registry_mod
 import kiln.release.container as container_mod
@@ -90,10 +91,7 @@ def test_faults_are_retried_credentials_stay_home_nothing_half_published(
     config = load_config(project.root)
     keygen(config.signing_key, config.public_key)
     built = build_image(kiln_ctx(project, verify=False), "small")
-    records.save(project.root, records.VerifyRecord(
-        image="small", image_id=built.image_id, fingerprint=built.fingerprint,
-        target="container", suite=find_suite(project.root, prepare(project, "small").plan).digest,
-        passed=True, started="2026-01-01T00:00:00Z"))
+    record_verified(project.root, built)
     registry = Registry(proxy.address, timeout=1.0, credentials=auth_local.credentials())
     s = Session(Project(project.root), config, registry, UI(quiet=True), engine)
     manifests, uploads = _path("/manifests/"), _path("/blobs/uploads/")
