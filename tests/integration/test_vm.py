@@ -22,6 +22,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from test_vm_publish import vm_record
 
 from kiln import records
 from kiln.engine import Engine
@@ -94,6 +95,15 @@ def _console_of(pids: list[int]) -> Path | None:
             if flag == "-serial" and value.startswith("file:"):
                 return Path(value.removeprefix("file:"))
     return None
+
+
+def _shape(value: object) -> object:
+    """A JSON value's keys and types, not its values: what two records must share."""
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value and isinstance(value[0], dict) else "list"
+    return type(value).__name__
 
 
 def _leftovers(project: Project) -> list[str]:
@@ -201,6 +211,15 @@ def test_sample_vm_boots_as_a_cloud_would_and_passes_its_suite(vm_project, vm_di
     saved = records.load(vm_project.root, vm_disk.manifest["image_id"], "vm")
     assert saved is not None and saved.passed
     assert saved.extra["disk_sha256"] == vm_disk.manifest["sha256"]
+    # test_vm_publish.py publishes disks with the record a boot would leave, without booting:
+    # held here to the real one (the same fields, types and suite), it cannot drift from it
+    stand_in = vm_record(vm_project.root, "base-vm", vm_disk, boots=("bios",)).to_json()
+    assert _shape(stand_in) == _shape(saved.to_json())
+    for key in ("image", "image_id", "fingerprint", "target", "suite", "passed", "reason"):
+        assert stand_in[key] == saved.to_json()[key], key
+    assert stand_in["extra"]["boots"][0]["mode"] == saved.extra["boots"][0]["mode"]
+    assert {k: stand_in["extra"][k] for k in ("disk_sha256", "kernel")} == {
+        k: saved.extra[k] for k in ("disk_sha256", "kernel")}
     assert _qemu_processes(str(vm_project.root)) == []
     assert _leftovers(vm_project) == []
     # drift over SSH: clean (exit 0) after boot and suite, then exactly the file edited
