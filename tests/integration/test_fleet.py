@@ -27,6 +27,7 @@ import kiln.release.lease as lease_mod
 from kiln import records
 from kiln import session as kiln_session
 from kiln.config import load_config
+from kiln.context import prepare
 from kiln.embedded import LocalRegistry, free_port
 from kiln.engine import Engine
 from kiln.fleet.attest import signed_manifest
@@ -34,7 +35,7 @@ from kiln.fleet.deploy import DeployError, deploy
 from kiln.fleet.drift import DriftError, judge_container
 from kiln.fleet.swarm import Policy, Swarm
 from kiln.load import Project
-from kiln.pipeline import build_image, prepare
+from kiln.pipeline import build_image
 from kiln.release.api import PublishResult, Session, open_session, promote, publish
 from kiln.signing import keygen
 from kiln.ui import UI

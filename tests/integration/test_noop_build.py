@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kiln.context import prepare
 from kiln.fingerprint import image_repository
-from kiln.pipeline import prepare
 from kiln.session import ENV
 
 SMALL = {

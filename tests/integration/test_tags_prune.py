@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from kiln.context import prepare
 from kiln.fingerprint import image_repository
 from kiln.load import Project
-from kiln.pipeline import build_image, prepare
+from kiln.pipeline import build_image
 from kiln.verify import VerifyError
 
 FILES = {

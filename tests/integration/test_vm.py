@@ -24,11 +24,11 @@ import paramiko
 import pytest
 
 from kiln import records
+from kiln.context import Context
 from kiln.engine import Engine
 from kiln.fleet.drift import Drift
 from kiln.fleet.remote import judge_ssh
 from kiln.load import Project
-from kiln.pipeline import Context
 from kiln.ui import UI
 from kiln.vm import files as vm_files
 from kiln.vm import qemu, seed

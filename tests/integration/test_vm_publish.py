@@ -30,6 +30,7 @@ import kiln.registry as registry_mod
 import kiln.release.lease as lease_mod
 from kiln import records
 from kiln.config import load_config
+from kiln.context import BuildResult, prepare
 from kiln.embedded import LocalRegistry
 from kiln.errors import KilnError
 from kiln.fingerprint import file_sha256
@@ -38,7 +39,7 @@ from kiln.fleet.drift import DriftError
 from kiln.fleet.manifest import DEFAULT_MUTABLE, PREDICATE_TYPE
 from kiln.fleet.remote import judge_vm
 from kiln.load import Project
-from kiln.pipeline import BuildResult, build_image, prepare
+from kiln.pipeline import build_image
 from kiln.registry import OCI_MANIFEST, Registry, sha256_digest
 from kiln.release import cosign
 from kiln.release.api import (
