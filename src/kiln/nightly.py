@@ -372,7 +372,7 @@ def _lock_key(plan: Plan, base: str, lock: Lock | None) -> str:
                         "script": locking.resolve_script(lockfile.requests_of(plan))})
 
 
-def _image_at(s: publish.Session, repo: str, channel: str) -> tuple[str, str] | None:
+def _image_at(s: Context, repo: str, channel: str) -> tuple[str, str] | None:
     """(image ID, manifest digest) a channel names, or None. One GET."""
     found = s.registry.manifest(repo, channel)
     if found is None:

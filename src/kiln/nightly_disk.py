@@ -54,7 +54,6 @@ class Night(Protocol):
     def root(self) -> Path: ...
 
 
-
 def night_disk(night: Night, name: str, image: ImageOutcome,
                channels: tuple[str, ...]) -> DiskOutcome:
     """The disk of `name` after its image's step; `channels` are the container channels the
@@ -140,7 +139,7 @@ def boot_verified(night: Night, name: str, disk: DiskResult) -> str:
     return f"booted {boots}: {result.record.counts['passed']} checks passed"
 
 
-def disk_at(s: publish.Session, repo: str, tag: str) -> tuple[str, str, str] | None:
+def disk_at(s: Context, repo: str, tag: str) -> tuple[str, str, str] | None:
     """(container image ID, manifest digest, immutable tag) of the disk a channel tag names, or
     None. Two GETs: the manifest and its disk.json. This only decides whether work is needed:
     what is published or pulled is checked by the release package itself."""
