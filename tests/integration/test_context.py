@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 import kiln.release.lease as lease_mod
-from kiln import context
 from kiln.config import load_config
-from kiln.context import Context, Prepared
+from kiln.context import Context
 from kiln.embedded import LocalRegistry
 from kiln.load import Project
 from kiln.nightly import Options, run_nightly
@@ -24,6 +23,7 @@ from kiln.pipeline import build_all
 from kiln.release.api import promote, publish
 from kiln.signing import keygen
 from kiln.ui import UI
+from preparecount import count_prepare
 
 FILES = {
     "layers/hello/layer.yaml": "run:\n  - echo one > /hello\n",
@@ -39,15 +39,7 @@ FILES = {
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    counted: Counter[str] = Counter()
-    real = context.prepare
-
-    def counting(project: Project, name: str) -> Prepared:
-        counted[name] += 1
-        return real(project, name)
-
-    monkeypatch.setattr(context, "prepare", counting)
-    return counted
+    return count_prepare(monkeypatch)
 
 
 def test_build_publish_and_night_prepare_each_image_once(

@@ -7,24 +7,15 @@ from collections import Counter
 import pytest
 from kilntest import REF, MakeProject
 
-from kiln import context
-from kiln.context import Context, Prepared
+from kiln.context import Context
 from kiln.errors import KilnError
 from kiln.load import Project
+from preparecount import count_prepare
 
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """How many times `prepare` ran, per image."""
-    counted: Counter[str] = Counter()
-    real = context.prepare
-
-    def counting(project: Project, name: str) -> Prepared:
-        counted[name] += 1
-        return real(project, name)
-
-    monkeypatch.setattr(context, "prepare", counting)
-    return counted
+    return count_prepare(monkeypatch)
 
 
 def family(make_project: MakeProject) -> Project:
