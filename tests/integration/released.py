@@ -7,8 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kiln import records, restricted
+from kiln.context import BuildResult, prepare
 from kiln.load import Project
-from kiln.pipeline import BuildResult, build_image, prepare
+from kiln.pipeline import build_image
 from kiln.release.api import Session, open_session
 from kiln.ui import UI
 from kiln.verify import find_suite

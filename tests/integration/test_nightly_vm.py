@@ -34,10 +34,11 @@ import kiln.release.lease as lease_mod
 from kiln import lock as locking
 from kiln import records
 from kiln.config import load_config
+from kiln.context import Context, prepare
 from kiln.embedded import LocalRegistry
 from kiln.load import Project
 from kiln.nightly import Options, Result, run_nightly
-from kiln.pipeline import Context, build_image, ensure_base, prepare
+from kiln.pipeline import build_image, ensure_base
 from kiln.registry import Registry
 from kiln.release.api import history, open_session
 from kiln.release.trust import check_trust

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from kiln.context import prepare
 from kiln.fingerprint import image_repository
-from kiln.pipeline import prepare
 from kilncli import KilnCLI
 
 SMALL = {

@@ -9,9 +9,10 @@ import pytest
 from released import verified_record
 
 from kiln import records
+from kiln.context import prepare
 from kiln.fingerprint import image_repository
 from kiln.load import Project
-from kiln.pipeline import build_image, prepare
+from kiln.pipeline import build_image
 from kiln.verify import VerifyError
 
 FILES = {

@@ -25,11 +25,11 @@ import pytest
 from test_vm_publish import vm_record
 
 from kiln import records
+from kiln.context import Context
 from kiln.engine import Engine
 from kiln.fleet.drift import Drift
 from kiln.fleet.remote import judge_ssh
 from kiln.load import Project
-from kiln.pipeline import Context
 from kiln.ui import UI
 from kiln.vm import files as vm_files
 from kiln.vm import qemu, seed

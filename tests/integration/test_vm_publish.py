@@ -27,6 +27,7 @@ import kiln.registry as registry_mod
 import kiln.release.lease as lease_mod
 from kiln import records
 from kiln.config import load_config
+from kiln.context import Context, prepare
 from kiln.embedded import LocalRegistry
 from kiln.errors import KilnError
 from kiln.fleet.attest import signed_manifest
@@ -34,7 +35,6 @@ from kiln.fleet.drift import DriftError
 from kiln.fleet.manifest import PREDICATE_TYPE
 from kiln.fleet.remote import judge_vm
 from kiln.load import Project
-from kiln.pipeline import Context, prepare
 from kiln.registry import OCI_MANIFEST, Registry, sha256_digest
 from kiln.release import cosign
 from kiln.release.api import (
