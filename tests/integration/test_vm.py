@@ -28,12 +28,13 @@ from kiln.engine import Engine
 from kiln.fleet.drift import Drift
 from kiln.fleet.remote import judge_ssh
 from kiln.load import Project
-from kiln.pipeline import Context
+from kiln.pipeline import Context, prepare
+from kiln.testsuite import VerifyError, collect
 from kiln.ui import UI
 from kiln.vm import files as vm_files
 from kiln.vm import qemu, seed
 from kiln.vm.build import DiskResult, build_disk, build_disks
-from kiln.vm.verify import VerifyError, verify_vm
+from kiln.vm.verify import verify_vm
 
 pytestmark = [pytest.mark.slow, pytest.mark.keep_images]
 
@@ -66,6 +67,22 @@ layers: [broken-service]
 targets: [vm]
 """,
 }
+# One suite runner (kiln.testsuite): a layer test using the `image` fixture, and the image's own
+# tests/, run on the booted disk as they do in a container. Test files do not change the
+# fingerprint: the disk is the same one.
+SHARED_SUITE = {
+    "layers/vm-kernel/tests/test_image_fixture.py": """\
+def test_the_image_fixture_describes_the_disk(image, params, root_host):
+    assert (image.name, image.target, image.container) == ("base-vm", "vm", "")
+    assert "vm-kernel" in image.layers and not image.service
+    assert image.params == params and image.image_id.startswith("sha256:")
+    assert root_host.check_output("id -u") == "0"
+""",
+    "images/base-vm/tests/test_base_vm.py": """\
+def test_the_images_own_tests_run_on_the_disk(host, image):
+    assert image.target == "vm" and host.file("/etc/os-release").exists
+""",
+}
 
 
 def _qemu_processes(marker: str) -> list[int]:
@@ -96,7 +113,7 @@ def vm_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     root = tmp_path_factory.mktemp("vm") / "project"
     for folder in ("layers", "images"):
         shutil.copytree(REPO / folder, root / folder)
-    for rel, text in BROKEN.items():
+    for rel, text in {**BROKEN, **SHARED_SUITE}.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     return Project(root)
@@ -176,6 +193,14 @@ def test_sample_vm_boots_as_a_cloud_would_and_passes_its_suite(vm_project, vm_di
     assert any("test_vm_systemd.py::test_the_system_is_running" in n for n in names)
     assert any("test_kernel.py::" in n for n in names)
     assert not any("test_container_" in n for n in names)
+    # the suite is the container's (kiln.testsuite): the `image` fixture in a layer's test and
+    # the image's own tests/ run on the disk too, and the suite's digest is the shared one
+    shared = {(c.layer, c.test.split("::")[1].split("[")[0], c.outcome) for c in record.checks
+              if c.test.split("::")[0] in SHARED_SUITE}
+    assert shared == {("vm-kernel", "test_the_image_fixture_describes_the_disk", "passed"),
+                      ("image:base-vm", "test_the_images_own_tests_run_on_the_disk", "passed")}
+    assert record.suite == collect(vm_project.root, prepare(vm_project, "base-vm").plan,
+                                   "vm").digest
     # the cloud checks ran (the cloud fixture skips without a seed) and passed
     cloud = [c for c in record.checks if "test_vm_cloud_init.py::" in c.test]
     # test ids end in the host's parameter: ...::test_runcmd_ran[paramiko://kiln-vm]
