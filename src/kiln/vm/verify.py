@@ -171,9 +171,7 @@ def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
             reports.append(report)
     checks = tuple(c for r in reports for c in r.checks)
     # the first boot that did not come up or did not pass says why
-    reason = next((r.error.splitlines()[0] if r.error
-                   else testsuite.failure_reason(r.checks, r.exitstatus) for r in reports
-                   if r.error or testsuite.failure_reason(r.checks, r.exitstatus)), "")
+    reason = next((why for why in map(_why_not, reports) if why), "")
     record = testsuite.record(target, suite, started, not reason, checks=checks,
                               seconds=time.monotonic() - t0, reason=reason,
                               extra={**disk_facts, "boots": [r.to_json() for r in reports]})
@@ -182,6 +180,13 @@ def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
         failed = [c for c in checks if c.outcome in ("failed", "error")]
         raise VerifyError(_failure_message(prepared.plan.image.path, name, reports, failed))
     return VmVerification(record, reports)
+
+
+def _why_not(report: BootReport) -> str:
+    """Why a boot did not pass ("" when it did), in the words a container's record uses."""
+    if report.error:
+        return report.error.splitlines()[0]
+    return testsuite.failure_reason(report.checks, report.exitstatus)
 
 
 def _source(built: DiskResult, disk_format: str, seeded: bool,
