@@ -68,19 +68,20 @@ targets: [vm]
 """,
 }
 # One suite runner (kiln.testsuite): a layer test using the `image` fixture, and the image's own
-# tests/, run on the booted disk as they do in a container. Test files do not change the
-# fingerprint: the disk is the same one.
+# tests/, run on the booted disk as in a container (the build's gate runs them there first).
+# Test files do not change the fingerprint: the disk is the same one.
 SHARED_SUITE = {
     "layers/vm-kernel/tests/test_image_fixture.py": """\
-def test_the_image_fixture_describes_the_disk(image, params, root_host):
-    assert (image.name, image.target, image.container) == ("base-vm", "vm", "")
-    assert "vm-kernel" in image.layers and not image.service
+def test_the_image_fixture_describes_what_runs(image, params, root_host):
+    assert image.name in ("base-vm", "broken-vm") and "vm-kernel" in image.layers
     assert image.params == params and image.image_id.startswith("sha256:")
+    assert image.target in ("container", "vm") and not image.service
+    assert (image.container == "") == (image.target == "vm")
     assert root_host.check_output("id -u") == "0"
 """,
     "images/base-vm/tests/test_base_vm.py": """\
-def test_the_images_own_tests_run_on_the_disk(host, image):
-    assert image.target == "vm" and host.file("/etc/os-release").exists
+def test_the_images_own_tests_run(host, image):
+    assert image.name == "base-vm" and host.file("/etc/os-release").exists
 """,
 }
 
@@ -197,8 +198,13 @@ def test_sample_vm_boots_as_a_cloud_would_and_passes_its_suite(vm_project, vm_di
     # the image's own tests/ run on the disk too, and the suite's digest is the shared one
     shared = {(c.layer, c.test.split("::")[1].split("[")[0], c.outcome) for c in record.checks
               if c.test.split("::")[0] in SHARED_SUITE}
-    assert shared == {("vm-kernel", "test_the_image_fixture_describes_the_disk", "passed"),
-                      ("image:base-vm", "test_the_images_own_tests_run_on_the_disk", "passed")}
+    assert shared == {("vm-kernel", "test_the_image_fixture_describes_what_runs", "passed"),
+                      ("image:base-vm", "test_the_images_own_tests_run", "passed")}
+    # ... and passed in the container the disk was made from, verified by the same runner
+    in_container = records.load(vm_project.root, vm_disk.manifest["image_id"], "container")
+    assert in_container is not None and in_container.passed
+    assert {c.test.split("[")[0] for c in in_container.checks if c.outcome == "passed"} >= {
+        c.test.split("[")[0] for c in record.checks if c.test.split("::")[0] in SHARED_SUITE}
     assert record.suite == collect(vm_project.root, prepare(vm_project, "base-vm").plan,
                                    "vm").digest
     # the cloud checks ran (the cloud fixture skips without a seed) and passed
@@ -260,6 +266,9 @@ def test_failing_service_fails_verify_with_the_console_tail(vm_project, vm_disk,
     assert Path(kept).is_file()
     record = records.load(vm_project.root, ctx.results["broken-vm"].image_id, "vm")
     assert record is not None and not record.passed
+    # the image fixture passed for this image too; the parent image's own tests/ are not its
+    assert [c.outcome for c in record.checks if "test_the_image_fixture_" in c.test] == ["passed"]
+    assert not any(c.layer == "image:base-vm" for c in record.checks)
     assert _qemu_processes(str(vm_project.root)) == []
     assert _leftovers(vm_project) == []
     engine.remove_image(ctx.results["broken-vm"].ref)
