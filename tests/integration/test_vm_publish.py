@@ -25,7 +25,7 @@ import yaml
 
 import kiln.registry as registry_mod
 import kiln.release.lease as lease_mod
-from kiln import records
+from kiln import records, testsuite
 from kiln.config import load_config
 from kiln.context import Context, prepare
 from kiln.embedded import LocalRegistry
@@ -67,7 +67,6 @@ from kiln.signing import canonical_json, keygen
 from kiln.ui import UI
 from kiln.vm import build as vm_build
 from kiln.vm import files as vm_files
-from kiln.vm import suite
 from kiln.vm.build import DiskResult, build_disk, disk_folder
 from kiln.vm.verify import BootReport
 
@@ -142,17 +141,20 @@ def vm_record(root: Path, image: str, disk: DiskResult, *, passed: bool = True,
     it to the record of a real boot, field for field where they can agree, so it cannot drift
     from what the verifier writes."""
     prepared = prepare(Project(root), image)
-    tests = suite.collect(root, prepared.plan, "vm")
+    suite = testsuite.collect(root, prepared.plan, "vm")
     outcome = "passed" if passed else "failed"
+    owner = {folder: name for name, folder in suite.parts}
+    tests = [(owner[f.rsplit("/", 1)[0]], f) for f in suite.files
+             if f.rsplit("/", 1)[-1].startswith("test_")]
     reports = [BootReport(mode, accel="tcg", ssh_seconds=40.0, test_seconds=2.0,
-                          checks=tuple(records.CheckResult(t.layer, f"{t.arcname}::test_it",
-                                                           outcome) for t in tests))
+                          checks=tuple(records.CheckResult(layer, f"{path}::test_it", outcome)
+                                       for layer, path in tests))
                for mode in boots]
     checks = tuple(c for r in reports for c in r.checks)
-    return records.VerifyRecord(
-        image=image, image_id=str(disk.manifest["image_id"]), fingerprint=prepared.fingerprint,
-        target="vm", suite=suite.digest(tests), passed=passed, checks=checks,
-        started="2026-01-02T00:00:00+00:00", seconds=91.0,
+    target = testsuite.Target(prepared.plan, prepared.ref, str(disk.manifest["image_id"]),
+                              prepared.fingerprint)
+    return testsuite.record(
+        target, suite, "2026-01-02T00:00:00+00:00", passed, checks=checks, seconds=91.0,
         reason="" if passed else f"{len(checks)} of {len(checks)} checks failed",
         extra={"disk_sha256": disk.manifest["sha256"], "kernel": disk.manifest["kernel"],
                "boots": [r.to_json() for r in reports]})
