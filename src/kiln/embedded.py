@@ -30,19 +30,13 @@ from pathlib import Path
 from kiln.errors import KilnError
 from kiln.records import state_dir
 from kiln.registry import Registry, RegistryError, wait_until_up
-from kiln.run import spawn
+from kiln.run import free_port, spawn
 
 BINARY = "/usr/bin/docker-registry"
 USER = "kiln"
 # bcrypt's minimum cost: the password is 256 random bits, so a slow hash adds no protection
 # against guessing, while distribution checks it on every request (cost 12: ~0.2 s a request).
 BCRYPT_ROUNDS = 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def registry_config(port: int, storage: Path, htpasswd: Path | None = None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -75,6 +76,15 @@ def spawn(argv: Sequence[str | Path], *, log: Path, env: Mapping[str, str] | Non
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=clean_env(env), cwd=cwd, start_new_session=True)
     return proc
+
+
+def free_port() -> int:
+    """A loopback TCP port free right now, for a child to listen on (the embedded registry,
+    qemu's forwarded SSH port). Another process may take it before the child binds it: callers
+    that keep a port across runs check it again (kiln.embedded)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def interactive(argv: Sequence[str | Path]) -> int:

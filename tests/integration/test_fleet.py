@@ -27,7 +27,7 @@ import kiln.release.lease as lease_mod
 from kiln import records
 from kiln import session as kiln_session
 from kiln.config import load_config
-from kiln.embedded import LocalRegistry, free_port
+from kiln.embedded import LocalRegistry
 from kiln.engine import Engine
 from kiln.fleet.attest import signed_manifest
 from kiln.fleet.deploy import DeployError, deploy
@@ -36,6 +36,7 @@ from kiln.fleet.swarm import Policy, Swarm
 from kiln.load import Project
 from kiln.pipeline import build_image, prepare
 from kiln.release.api import PublishResult, Session, open_session, promote, publish
+from kiln.run import free_port
 from kiln.signing import keygen
 from kiln.ui import UI
 from kiln.verify import find_suite

@@ -20,7 +20,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections import deque
@@ -34,6 +33,7 @@ import paramiko
 
 from kiln.errors import KilnError
 from kiln.run import clean_env
+from kiln.run import free_port as free_port  # the VM callers name it qemu.free_port
 from kiln.vm.spec import BootMode
 
 Accel = Literal["kvm", "tcg"]
@@ -89,12 +89,6 @@ def check_host(boot: tuple[BootMode, ...]) -> None:
         raise KilnError(f"{QEMU}: not found (apt-get install qemu-system-x86)")
     if "uefi" in boot and not (OVMF_CODE.is_file() and OVMF_VARS.is_file()):
         raise KilnError(f"{OVMF_CODE}: UEFI firmware not found (apt-get install ovmf)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _die_with_parent() -> None:
