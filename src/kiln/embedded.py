@@ -30,7 +30,7 @@ from pathlib import Path
 from kiln.errors import KilnError
 from kiln.records import state_dir
 from kiln.registry import Registry, RegistryError, wait_until_up
-from kiln.run import free_port, spawn
+from kiln.run import detach, free_port
 
 BINARY = "/usr/bin/docker-registry"
 USER = "kiln"
@@ -190,8 +190,8 @@ class LocalRegistry:
             port = free_port()
         self.config.write_text(registry_config(port, self.data, self._ensure_credential()))
         self.port_file.write_text(str(port))
-        proc = spawn([self.binary, "serve", self.config], log=self.log)
-        self.pid_file.write_text(str(proc.pid))
+        pid = detach([self.binary, "serve", self.config], log=self.log)
+        self.pid_file.write_text(str(pid))
         address = f"127.0.0.1:{port}"
         try:
             wait_until_up(Registry(address, timeout=2, credentials=("", "")), seconds=15)
