@@ -159,16 +159,7 @@ def run_kiln(kiln_cli: KilnCLI, registry: LocalRegistry
 
 def label_service(engine: Engine, service: str) -> None:
     """Services get the test label, so the fixture removes them even after a failure."""
-    door = Swarm(engine)
-    current = door.service(service)
-    assert current is not None
-    spec = current["Spec"]
-    door.api.update_service(service, current["Version"]["Index"],
-                            task_template=spec["TaskTemplate"], name=service,
-                            labels={**spec.get("Labels", {}), LABEL: "1"}, mode=spec["Mode"],
-                            update_config=spec.get("UpdateConfig"),
-                            rollback_config=spec.get("RollbackConfig"),
-                            endpoint_spec=spec.get("EndpointSpec"))
+    Swarm(engine).update(service, labels={LABEL: "1"})
 
 
 # drift ---------------------------------------------------------------------------------------
