@@ -60,7 +60,8 @@ def test_each_outside_system_is_reached_through_its_door_only() -> None:
     found = gaps()
     assert not found, ("a library that reaches an outside system is imported outside its door "
                        "(docs/architecture.md, \"The doors\"):\n  " + "\n  ".join(found)
-                       + "\ngo through the door (kiln.run.run/stream/spawn, a method of kiln.engine.Engine)")
+                       + "\ngo through the door (kiln.run.run/stream/spawn, a method of "
+                       "kiln.engine.Engine)")
 
 
 def test_a_gap_is_found(tmp_path: Path) -> None:
