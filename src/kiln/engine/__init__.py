@@ -9,7 +9,7 @@ and its Swarm services (services.py). Nothing outside kiln.engine imports docker
 
 from __future__ import annotations
 
-from kiln.engine.client import KILN_LABEL, Connection, _reason, docker
+from kiln.engine.client import KILN_LABEL, Connection, docker
 from kiln.engine.containers import Container, ContainerOps, ExecResult, RunResult
 from kiln.engine.images import ImageOps
 from kiln.engine.services import ServiceOps
@@ -20,5 +20,4 @@ class Engine(ImageOps, ContainerOps, ServiceOps):
     client made elsewhere."""
 
 
-__all__ = ["KILN_LABEL", "Connection", "Container", "Engine", "ExecResult", "RunResult", "_reason",
-           "docker"]
+__all__ = ["KILN_LABEL", "Connection", "Container", "Engine", "ExecResult", "RunResult", "docker"]

@@ -49,29 +49,34 @@ class ContainerOps(Connection):
                  timeout: float | None = None) -> RunResult:
         """Run `argv` (as the entrypoint) in a throwaway container, removed again, pass or
         fail. The container is named (kiln-run-<random> unless given), so an interrupted run
-        leaves nothing that cannot be found and removed by name. Its output is read while it
-        runs, so it is kept even if the container is removed right after. `network` is a
-        network mode ("host": the host's loopback is reachable); after `timeout` seconds the
-        container is killed and the run is an EngineError."""
-        extra: dict[str, Any] = {"network_mode": network} if network else {}
-        container = self.run_container(image, entrypoint=argv, command=[], user=user,
-                                       name=name or f"kiln-run-{uuid.uuid4().hex[:12]}", **extra)
+        leaves nothing that cannot be found and removed by name. `network` is a network mode
+        ("host": the host's loopback is reachable); after `timeout` seconds the container is
+        killed and the run is an EngineError.
+
+        Its output is read while it runs, so it is kept even if the container is removed right
+        after; the stream is attached before the container starts, as `docker run` does: an
+        attach to a container that has already exited never ends (engine 20.10)."""
+        ref = self.create_container(image, name or f"kiln-run-{uuid.uuid4().hex[:12]}",
+                                    entrypoint=argv, user=user,
+                                    host={"network_mode": network} if network else None)
         timed_out = threading.Event()
 
         def kill() -> None:
             timed_out.set()
             with contextlib.suppress(docker.errors.DockerException):
-                self.api.kill(container.id)
+                self.api.kill(ref)
 
         timer = threading.Timer(timeout, kill) if timeout is not None else None
         streams: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
         try:
+            frames = self.api.attach(ref, stream=True, logs=True, demux=True)
+            self.api.start(ref)
             if timer is not None:
                 timer.start()
-            for out, err in self.api.attach(container.id, stream=True, logs=True, demux=True):
+            for out, err in frames:
                 streams[0 if out is not None else 1].append(out or err or b"")
                 streams[2].append(out or err or b"")
-            code = int(self.api.wait(container.id).get("StatusCode", 1))
+            code = int(self.api.wait(ref).get("StatusCode", 1))
         except docker.errors.NotFound:
             raise EngineError(f"the container of {image[:19]} disappeared while {argv[0]} ran "
                               "(removed by someone else?); try again") from None
@@ -81,7 +86,7 @@ class ContainerOps(Connection):
         finally:
             if timer is not None:
                 timer.cancel()
-            self.remove_container(container)
+            self.remove_container(ref)
         if timed_out.is_set():
             raise EngineError(f"{argv[0]} in a container of {image[:19]} did not end within "
                               f"{timeout:.0f}s (killed)")
