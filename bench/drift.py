@@ -35,13 +35,14 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from conftest import busybox_tar_bytes  # noqa: E402
 from kiln import records  # noqa: E402
 from kiln.config import load_config  # noqa: E402
+from kiln.context import Context, prepare  # noqa: E402
 from kiln.embedded import LocalRegistry  # noqa: E402
 from kiln.engine import Engine  # noqa: E402
 from kiln.fleet.drift import judge_container  # noqa: E402
 from kiln.fleet.manifest import DEFAULT_MUTABLE, FileManifest  # noqa: E402
 from kiln.fleet.remote import judge_listing, listing_command  # noqa: E402
 from kiln.load import Project  # noqa: E402
-from kiln.pipeline import Context, build_image, prepare  # noqa: E402
+from kiln.pipeline import build_image  # noqa: E402
 from kiln.release.api import open_session, publish, pull  # noqa: E402
 from kiln.signing import keygen  # noqa: E402
 from kiln.ui import UI  # noqa: E402

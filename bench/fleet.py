@@ -46,13 +46,13 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from aptrepo import AptRepo  # noqa: E402
 
 from kiln.config import load_config  # noqa: E402
+from kiln.context import Context  # noqa: E402
 from kiln.embedded import LocalRegistry  # noqa: E402
 from kiln.engine import Engine  # noqa: E402
 from kiln.fleet.deploy import deploy  # noqa: E402
 from kiln.fleet.swarm import Policy, Swarm  # noqa: E402
 from kiln.load import Project  # noqa: E402
 from kiln.nightly import Options, run_nightly  # noqa: E402
-from kiln.pipeline import Context  # noqa: E402
 from kiln.release.api import open_session, promote  # noqa: E402
 from kiln.signing import keygen  # noqa: E402
 from kiln.ui import UI  # noqa: E402

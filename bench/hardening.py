@@ -34,9 +34,10 @@ from typing import Any
 from kiln import restricted
 from kiln.audit import audit_container
 from kiln.audit_vm import audit_vm
+from kiln.context import Context, prepare
 from kiln.engine import Engine
 from kiln.load import Project
-from kiln.pipeline import Context, build_image, prepare
+from kiln.pipeline import build_image
 from kiln.ui import UI
 from kiln.verify import Target, verify
 from kiln.vm.build import build_disk

@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from kiln.context import prepare
 from kiln.embedded import LocalRegistry
 from kiln.engine import Engine
 from kiln.load import Project
-from kiln.pipeline import prepare
 from kiln.release.api import open_session, publish
 from kiln.signing import keygen
 from kiln.ui import UI

@@ -24,9 +24,10 @@ import sys
 import tempfile
 import time
 
+from kiln.context import Context, prepare
 from kiln.engine import Engine
 from kiln.load import Project
-from kiln.pipeline import Context, build_image, prepare
+from kiln.pipeline import build_image
 from kiln.ui import UI
 from kiln.verify import Target, throwaway, verify
 

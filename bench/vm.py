@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kiln.context import Context
 from kiln.engine import Engine
 from kiln.load import Project
-from kiln.pipeline import Context, build_image
+from kiln.pipeline import build_image
 from kiln.run import run
 from kiln.ui import UI
 from kiln.vm.build import build_disk

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 KEPT = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "LANG", "LC_ALL", "TMPDIR")
-ARGV = [sys.executable, "-c", "from kiln.cli import main; main()"]
+MAIN = "from kiln.cli import main; main()"
 
 
 class KilnCLI:
@@ -28,12 +28,17 @@ class KilnCLI:
         return env | (extra or {})
 
     def __call__(self, cwd: Path, *args: str, env: dict[str, str] | None = None,
-                 timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*ARGV, *args], cwd=cwd, env=self.env(env), capture_output=True,
-                              text=True, timeout=timeout)
+                 timeout: float = 300, code: str = MAIN) -> subprocess.CompletedProcess[str]:
+        """`kiln <args>` in `cwd`, waited for. `code` is what the child runs instead of the
+        plain entry point (a probe around it, a pause gate): it must end by calling kiln."""
+        return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=self.env(env),
+                              capture_output=True, text=True, timeout=timeout)
 
-    def start(self, cwd: Path, *args: str,
-              env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        """Started, not waited for (a test that interrupts it, or runs two at once)."""
-        return subprocess.Popen([*ARGV, *args], cwd=cwd, env=self.env(env),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def start(self, cwd: Path, *args: str, env: dict[str, str] | None = None,
+              code: str = MAIN, merged: bool = False) -> subprocess.Popen[str]:
+        """Started, not waited for (a test that interrupts it, or runs two at once); with
+        `merged`, stderr goes into stdout (one stream to read while it runs)."""
+        return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=self.env(env),
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT if merged else subprocess.PIPE,
+                                text=True)

@@ -28,7 +28,7 @@ import paramiko
 
 from kiln import records
 from kiln.audit import LYNIS_PATHS, AuditError, AuditRecord, lynis_on_host, parse_report
-from kiln.pipeline import Context, prepare
+from kiln.context import Context
 from kiln.run import run
 from kiln.vm import disk, qemu, seed
 from kiln.vm.build import built_disk
@@ -52,7 +52,7 @@ STAMP_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) ")
 def audit_vm(ctx: Context, name: str, *, accel: Literal["auto", "kvm", "tcg"] = "auto",
              ssh_timeout: float | None = None) -> AuditRecord:
     lynis_on_host()
-    prepared = prepare(ctx.project, name)
+    prepared = ctx.prepared(name)
     spec = disk_spec(prepared.plan, prepared.fingerprint)
     built = built_disk(ctx.project.root, name, prepared.fingerprint)
     if built is None:

@@ -41,14 +41,15 @@ from typing import Any
 from kiln import lock as locking
 from kiln import lockfile, mirror, planner
 from kiln.compose import compose_all
-from kiln.config import Config, load_config
+from kiln.config import Config
+from kiln.context import BuildResult, Context
 from kiln.errors import KilnError
 from kiln.fingerprint import digest_json, inputs
 from kiln.lockchanges import commit_message, input_diff, is_security, lock_diff
 from kiln.lockfile import Lock
 from kiln.model import ImageBase, Plan
 from kiln.nightly_disk import night_disk
-from kiln.pipeline import BuildResult, Context, build_image, ensure_base, prepare
+from kiln.pipeline import build_image, ensure_base
 from kiln.records import read_json, state_dir, write_json
 from kiln.release import api as publish
 from kiln.release import parents as pulled_parents
@@ -70,12 +71,11 @@ class Options:
 
 @dataclass
 class Night:
-    """Mutable state of one nightly run."""
+    """Mutable state of one nightly run; the rest (project, config, engine, registry, prepared
+    images) is the run's Context."""
 
     ctx: Context
     options: Options
-    config: Config
-    session: publish.Session | None = None
     outcomes: dict[str, ImageOutcome] = field(default_factory=dict)
     disks: dict[str, DiskOutcome] = field(default_factory=dict)  # images with the vm target
     lock_changes: dict[str, tuple[PackageChange, ...]] = field(default_factory=dict)
@@ -85,12 +85,9 @@ class Night:
     def root(self) -> Path:
         return self.ctx.project.root
 
-    def registry(self) -> publish.Session:
-        """The registry session, opened on first need: a no-op night never opens it."""
-        if self.session is None:
-            self.session = publish.open_session(self.ctx.project, self.ctx.ui, self.ctx.engine,
-                                                self.config)
-        return self.session
+    @property
+    def config(self) -> Config:
+        return self.ctx.config
 
 
 @dataclass(frozen=True)
@@ -104,12 +101,11 @@ class Result:
 # the run -------------------------------------------------------------------------------------
 def run_nightly(ctx: Context, options: Options) -> Result:
     started = _now()
-    config = load_config(ctx.project.root)
+    config = ctx.config
     config.check_channel(CHANNEL)
-    night = Night(ctx, options, config)
+    night = Night(ctx, options)
     if options.pull_parents:  # the fan-out: published parents are pulled, not built
-        ctx.parents = pulled_parents.source(night.registry,
-                                            (*night_channels(config), *config.channels))
+        ctx.parents = pulled_parents.source(ctx, (*night_channels(config), *config.channels))
     plans = compose_all(ctx.project)  # every definition valid, parents first
     parents = {p.image.name: _parent(p) for p in plans}
     names = dependency_order(parents)
@@ -177,7 +173,7 @@ def refresh_lock(night: Night, name: str) -> None:
     on disk is the one resolved last time, for the same requests and base, and every Release
     file apt read then is unchanged on the mirror: apt would resolve the same .debs."""
     ctx = night.ctx
-    prepared = prepare(ctx.project, name)
+    prepared = ctx.prepared(name)
     plan = prepared.plan
     if not lockfile.requests_of(plan):
         return
@@ -199,6 +195,8 @@ def refresh_lock(night: Night, name: str) -> None:
     with ctx.ui.task(f"refresh the lock of {name} against the mirror"):
         update = locking.update(ctx.engine, plan, base, night.root, refresh=True,
                                 indexes=indexes)
+    if update.changed:
+        ctx.forget(name)  # its lock is new: prepared again by the build that follows
     new = lockfile.read(night.root, name)
     if update.changed and new is not None:
         night.lock_changes[name] = lock_diff(old, new)
@@ -220,7 +218,7 @@ def release(night: Night, name: str, built: BuildResult, previous: dict[str, Any
         return ImageOutcome(name, "unchanged", "fingerprint unchanged; released by an earlier "
                             "night", tag=str(journal.get("tag", "")),
                             digest=str(journal.get("digest", "")), seconds=round(seconds, 2))
-    s = night.registry()
+    s = night.ctx  # its registry is opened by the first request below
     repo = s.config.repository(name)
     at = {c: _image_at(s, repo, c) for c in channels}
     why = rebuild_reason(night, name, built, previous)
@@ -245,7 +243,7 @@ def release(night: Night, name: str, built: BuildResult, previous: dict[str, Any
     write_json(journal_path, {"image_id": built.image_id, "tag": done.tag,
                                "digest": done.digest, "registry": where,
                                "channels": list(channels)})
-    new_inputs = inputs(night.root, prepare(night.ctx.project, name).plan)
+    new_inputs = inputs(night.root, night.ctx.prepared(name).plan)
     packages = input_diff((previous or {}).get("inputs", {}), new_inputs,
                           lockfile.read(night.root, name)) if previous else ()
     return ImageOutcome(name, "rebuilt", why, packages, done.tag, done.digest, tuple(moved),
@@ -260,7 +258,7 @@ def rebuild_reason(night: Night, name: str, built: BuildResult,
                 else "its inputs changed")
     if previous is None:
         return "never built here"
-    plan = prepare(night.ctx.project, name).plan
+    plan = night.ctx.prepared(name).plan
     found = planner.changes(previous.get("inputs", {}), inputs(night.root, plan))
     if found and all(c.kind == "base" for c in found):
         return f"its base image '{_parent(plan)}' was rebuilt"
@@ -374,7 +372,7 @@ def _lock_key(plan: Plan, base: str, lock: Lock | None) -> str:
                         "script": locking.resolve_script(lockfile.requests_of(plan))})
 
 
-def _image_at(s: publish.Session, repo: str, channel: str) -> tuple[str, str] | None:
+def _image_at(s: Context, repo: str, channel: str) -> tuple[str, str] | None:
     """(image ID, manifest digest) a channel names, or None. One GET."""
     found = s.registry.manifest(repo, channel)
     if found is None:

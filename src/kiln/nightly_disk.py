@@ -29,8 +29,8 @@ from typing import Protocol
 
 from kiln import records
 from kiln.config import Config
+from kiln.context import BuildResult, Context
 from kiln.errors import KilnError
-from kiln.pipeline import BuildResult, Context, prepare
 from kiln.records import read_json, state_dir, write_json
 from kiln.release import api as publish
 from kiln.release.errors import TrustError
@@ -46,12 +46,12 @@ class Night(Protocol):
     the nightly imports this module."""
 
     ctx: Context
-    config: Config
+
+    @property
+    def config(self) -> Config: ...
 
     @property
     def root(self) -> Path: ...
-
-    def registry(self) -> publish.Session: ...
 
 
 def night_disk(night: Night, name: str, image: ImageOutcome,
@@ -90,7 +90,7 @@ def release_disk(night: Night, name: str, built: BuildResult, image: ImageOutcom
         return DiskOutcome(name, "unchanged", "container image unchanged; its disk was released "
                            "by an earlier night", str(journal.get("tag", "")),
                            str(journal.get("digest", "")), seconds=_since(started))
-    s = night.registry()
+    s = night.ctx  # its registry is opened by the first request below
     repo = s.config.repository(name)
     at = {tag: disk_at(s, repo, tag) for tag in tags}
     if all(found and found[0] == built.image_id for found in at.values()):
@@ -122,7 +122,7 @@ def release_disk(night: Night, name: str, built: BuildResult, image: ImageOutcom
 def boot_verified(night: Night, name: str, disk: DiskResult) -> str:
     """Boot and test the disk in every mode it declares (what publishing requires), unless a
     passing record covers it; raises VerifyError when it does not pass. Says what was done."""
-    plan = prepare(night.ctx.project, name).plan
+    plan = night.ctx.prepared(name).plan
     current_suite = suite.digest(suite.collect(night.root, plan, "vm"))
     existing = records.load(night.root, str(disk.manifest["image_id"]), "vm")
     if existing is not None and existing.suite == current_suite:
@@ -139,7 +139,7 @@ def boot_verified(night: Night, name: str, disk: DiskResult) -> str:
     return f"booted {boots}: {result.record.counts['passed']} checks passed"
 
 
-def disk_at(s: publish.Session, repo: str, tag: str) -> tuple[str, str, str] | None:
+def disk_at(s: Context, repo: str, tag: str) -> tuple[str, str, str] | None:
     """(container image ID, manifest digest, immutable tag) of the disk a channel tag names, or
     None. Two GETs: the manifest and its disk.json. This only decides whether work is needed:
     what is published or pulled is checked by the release package itself."""

@@ -1,114 +1,30 @@
 """build -> (verify -> publish): named steps in order, as the README tells it.
 
-Specs (Plan, Prepared) are frozen; the mutable build state is the Context.
+Specs (Plan, Prepared) are frozen; the run's state is the Context (kiln.context), whose
+`prepared(name)` prepares each image once per process.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
-from kiln import buildkit, hermetic, lockfile, noop, planner, records
+from kiln import buildkit, hermetic, noop, planner, records
 from kiln.bootstrap import bootstrap, import_rootfs
 from kiln.buildkit import Output, Step
 from kiln.checks import check_names, check_plans
-from kiln.compose import compose, compose_all
+from kiln.compose import compose_all
+from kiln.context import Action, BuildResult, Context, ParentSource, Prepared, PulledParent
 from kiln.engine import Engine
 from kiln.errors import BuildError, KilnError
-from kiln.fingerprint import base_ref, fingerprint, image_ref, image_repository, inputs
+from kiln.fingerprint import image_repository, inputs
 from kiln.load import Project
 from kiln.model import BootstrapBase, ImageBase, Plan, RefBase, RootfsBase
 from kiln.normalize import normalize_image
-from kiln.records import VerifyRecord, state_dir
-from kiln.render import ContextEntry, Rendered, checks, context_entries, render_dockerfile
-from kiln.ui import UI
+from kiln.records import state_dir
+from kiln.render import checks
 from kiln.verify import Target, gate
-
-Action = Literal["built", "up to date", "pulled"]  # pulled: a parent taken from the registry
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """Everything about an image that can be known without an engine."""
-
-    plan: Plan
-    fingerprint: str
-    base_ref: str
-    rendered: Rendered
-    entries: tuple[ContextEntry, ...]
-
-    @property
-    def ref(self) -> str:
-        return image_ref(self.plan.image.name, self.fingerprint)
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    image: str
-    ref: str
-    image_id: str
-    fingerprint: str
-    action: Action
-    seconds: float
-    tags: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"image": self.image, "ref": self.ref, "id": self.image_id,
-                "fingerprint": self.fingerprint, "action": self.action,
-                "seconds": round(self.seconds, 2), "tags": list(self.tags)}
-
-
-@dataclass(frozen=True)
-class PulledParent:
-    """A parent image taken from the registry instead of built (kiln.release.parents)."""
-
-    image: str
-    reference: str  # <registry>/<repository>@<digest>
-    digest: str
-    image_id: str
-    bytes: int  # the manifest's layers and config, as the registry serves them
-    seconds: float
-    channel: str  # the channel that named it
-
-
-class ParentSource(Protocol):
-    def __call__(self, prepared: Prepared) -> PulledParent | None:
-        """The published image of these definitions, pulled into the engine and checked; None
-        when it is not published (build it); a TrustError when it is but may not be used."""
-
-
-@dataclass
-class Context:
-    """Mutable state of one kiln run."""
-
-    project: Project
-    engine: Engine
-    ui: UI
-    nocache: bool = False
-    force: bool = False
-    verify: bool = True  # False: --no-verify, the image is left unverified
-    keep: bool = False  # keep the verification container for debugging
-    secrets: dict[str, Path] = field(default_factory=dict)  # id -> file, for `secrets:`
-    network: str = "none"  # of every build step; "default" only to prove it changes nothing
-    results: dict[str, BuildResult] = field(default_factory=dict)
-    verified: dict[str, VerifyRecord] = field(default_factory=dict)
-    chains: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # for kiln.noop
-    # The fan-out: parent images come from the registry when published (kiln nightly
-    # --pull-parents), instead of being built again on every runner.
-    parents: ParentSource | None = None
-    pulled: dict[str, PulledParent] = field(default_factory=dict)
-
-
-def prepare(project: Project, name: str) -> Prepared:
-    plan = compose(project, name)
-    fp = fingerprint(project.root, plan)
-    ref = base_ref(project.root, plan)
-    lock = lockfile.read(project.root, name)
-    return Prepared(plan, fp, ref, render_dockerfile(plan, ref, fp, lock),
-                    tuple(context_entries(project.root, plan)))
 
 
 def validate(project: Project) -> list[Plan]:
@@ -123,7 +39,7 @@ def build_image(ctx: Context, name: str) -> BuildResult:
     if name in ctx.results:
         return ctx.results[name]
     before = noop.stamp(str(ctx.project.root))  # before any input is read
-    prepared = prepare(ctx.project, name)
+    prepared = ctx.prepared(name)
     hermetic.check_lock(ctx.project.root, prepared.plan)
     ensure_base(ctx, prepared)
     result = reuse_existing(ctx, prepared) or run_build(ctx, prepared)
@@ -170,9 +86,9 @@ def pull_parent(ctx: Context, name: str, source: ParentSource) -> None:
     """Take the parent `name` from the registry when its definitions are published there: it
     is then neither built nor verified here (its signed verification record covers it), nor
     are its own parents. One already in the engine is reused as always."""
-    if ctx.force or ctx.nocache:
+    if ctx.options.force or ctx.options.nocache:
         return  # asked to build everything again
-    prepared = prepare(ctx.project, name)
+    prepared = ctx.prepared(name)
     if ctx.engine.image_id(prepared.ref) is not None:
         return
     pulled = source(prepared)
@@ -190,7 +106,7 @@ def pull_parent(ctx: Context, name: str, source: ParentSource) -> None:
 
 def reuse_existing(ctx: Context, prepared: Prepared) -> BuildResult | None:
     """Same fingerprint, same image: an unchanged definition is never built again."""
-    if ctx.force or ctx.nocache:
+    if ctx.options.force or ctx.options.nocache:
         return None
     image_id = ctx.engine.image_id(prepared.ref)
     if image_id is None:
@@ -207,11 +123,11 @@ def run_build(ctx: Context, prepared: Prepared) -> BuildResult:
     current = Step(0, len(instructions), "")
     with ctx.ui.task(f"build {image.name} -> {prepared.ref}"), hermetic.build_inputs(
             ctx.project.root, prepared.plan, prepared.rendered.dockerfile, prepared.entries,
-            ctx.secrets) as inputs_:
+            ctx.options.secrets) as inputs_:
         try:
             for event in buildkit.build(inputs_.context, prepared.ref, instructions,
-                                        nocache=ctx.nocache, secrets=inputs_.secrets,
-                                        network=ctx.network, tail=tail):
+                                        nocache=ctx.options.nocache, secrets=inputs_.secrets,
+                                        network=ctx.options.network, tail=tail):
                 if isinstance(event, Step):
                     current = event
                     layer = _layer_of(instructions, event.number)
@@ -287,7 +203,8 @@ def verify_image(ctx: Context, prepared: Prepared, image_id: str) -> None:
     """The gate: run the image's suite (unless a passing record covers it) and record it."""
     target = Target(prepared.plan, prepared.ref, image_id, prepared.fingerprint)
     ctx.verified[target.name] = gate(ctx.engine, ctx.project.root, target, ctx.ui,
-                                     enabled=ctx.verify, keep=ctx.keep, force=ctx.force)
+                                     enabled=ctx.options.verify, keep=ctx.options.keep,
+                                     force=ctx.options.force)
 
 
 def remember_noop(ctx: Context, prepared: Prepared, result: BuildResult, before: str) -> None:
@@ -351,5 +268,5 @@ def _build_failure(prepared: Prepared, step: Step, error: str, tail: deque[str])
     return "\n".join(lines)
 
 
-__all__ = ["BuildResult", "Context", "KilnError", "Prepared", "build_all", "build_image",
-           "prepare", "validate"]
+__all__ = ["BuildResult", "Context", "KilnError", "ParentSource", "Prepared", "PulledParent",
+           "build_all", "build_image", "validate"]

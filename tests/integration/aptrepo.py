@@ -2,7 +2,8 @@
 
 Packages are built with dpkg-deb, indexed with apt-ftparchive and served by a small HTTP
 server on 127.0.0.1. Containers reach it with the host's network (network_mode="host").
-The repository is unsigned: its sources line says [trusted=yes].
+The repository is unsigned: its sources line says [trusted=yes]. An image reaches it through
+the `testrepo` layer (repo_files), which writes the sources lines into SOURCES.
 """
 
 from __future__ import annotations
@@ -13,6 +14,25 @@ import subprocess
 import threading
 from pathlib import Path
 from types import TracebackType
+
+SOURCES = "/etc/apt/sources.list.d/kiln-test.list"
+BOOTSTRAP = "base:\n  bootstrap:\n    suite: bookworm\n    variant: minbase\n"
+
+
+def repo_files(*sources: str, image: bool = True) -> dict[str, str]:
+    """The `testrepo` layer, which writes the apt `sources` lines into SOURCES, and its test;
+    with `image`, also `repo`: a Debian minbase bootstrap with that layer, the cheapest real
+    image with apt, for images that install from the loopback repositories."""
+    writes = " && ".join(f"echo '{line}' {'>' if i == 0 else '>>'} {SOURCES}"
+                         for i, line in enumerate(sources))
+    files = {
+        "layers/testrepo/layer.yaml": f"run:\n  - {writes}\n",
+        "layers/testrepo/tests/test_testrepo.py": (
+            f"def test_sources(host):\n    assert host.file('{SOURCES}').contains('kiln-test')\n"),
+    }
+    if image:
+        files["images/repo.yaml"] = BOOTSTRAP + 'version: "1"\nlayers: [testrepo]\n'
+    return files
 
 
 class AptRepo:
@@ -95,6 +115,22 @@ class AptRepo:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class Mirror:
+    """Two repositories served by one server: `debian` and `debian-security`, laid out like
+    Debian's, so that a package from the second is a security update by its URL."""
+
+    def __init__(self, root: Path) -> None:
+        self.server = AptRepo(root)
+        self.main = AptRepo(root / "debian", suite="kiln-test")
+        self.security = AptRepo(root / "debian-security", suite="kiln-test-security")
+
+    @property
+    def sources(self) -> tuple[str, str]:
+        url = self.server.url
+        return (f"deb [trusted=yes] {url}/debian kiln-test main",
+                f"deb [trusted=yes] {url}/debian-security kiln-test-security main")
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -32,11 +32,11 @@ from enginescope import (
 )
 
 from kiln import session as kiln_session
+from kiln.context import Context
 from kiln.embedded import LocalRegistry
 from kiln.engine import Engine
 from kiln.errors import EngineError
 from kiln.load import Project
-from kiln.pipeline import Context
 from kiln.ui import UI
 
 BUSYBOX = Path("/bin/busybox")

@@ -6,9 +6,10 @@ import pytest
 from enginescope import session_refs
 
 from kiln import session
+from kiln.context import prepare
 from kiln.errors import BuildError, DefinitionError, KilnError
 from kiln.fingerprint import image_repository
-from kiln.pipeline import build_all, build_image, prepare
+from kiln.pipeline import build_all, build_image
 
 LAYERS = {
     "layers/hello/layer.yaml": """\

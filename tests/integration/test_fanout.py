@@ -16,11 +16,11 @@ import pytest
 from enginescope import named_images, remove_orphans, remove_refs, session_refs
 
 import kiln.release.lease as lease_mod
+from kiln.context import prepare
 from kiln.embedded import LocalRegistry
 from kiln.engine import Engine
 from kiln.load import Project
 from kiln.nightly import Options, run_nightly
-from kiln.pipeline import prepare
 from kiln.registry import Registry
 from kiln.report import ImageOutcome
 from kiln.signing import keygen

@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 import test_fleet
 import test_nightly
+from aptrepo import Mirror, repo_files
 from test_fleet import FAST, label_service
-from test_nightly import BOOTSTRAP, HELLO_TEST, SOURCES, Mirror, setup_project
+from test_nightly import HELLO_TEST, setup_project
 
 from kiln.embedded import LocalRegistry
 from kiln.engine import Engine
@@ -49,12 +50,7 @@ VERSION_FILE = "/usr/share/kiln-hello/version"
 
 def patch_files(mirror: Mirror) -> dict[str, str]:
     return {
-        "layers/testrepo/layer.yaml": (
-            f"run:\n  - echo '{mirror.sources[0]}' > {SOURCES}"
-            f" && echo '{mirror.sources[1]}' >> {SOURCES}\n"),
-        "layers/testrepo/tests/test_testrepo.py": (
-            f"def test_sources(host):\n    assert host.file('{SOURCES}').contains('kiln-test')\n"),
-        "images/repo.yaml": BOOTSTRAP + 'version: "1"\nlayers: [testrepo]\n',
+        **repo_files(*mirror.sources),
         "layers/hello/layer.yaml": f"""\
 packages: [kiln-hello]
 user: "65534:65534"

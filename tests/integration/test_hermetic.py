@@ -19,11 +19,12 @@ import pytest
 
 from kiln import lock as locking
 from kiln import lockfile, session
+from kiln.context import prepare
 from kiln.errors import KilnError
 from kiln.imagediff import diff_images
 from kiln.load import Project
 from kiln.lockfile import LockError
-from kiln.pipeline import build_image, ensure_base, prepare
+from kiln.pipeline import build_image, ensure_base
 
 DEBIAN = {
     "layers/net/layer.yaml": """\

@@ -9,8 +9,9 @@ import re
 import pytest
 from enginescope import session_refs
 
+from kiln.context import prepare
 from kiln.errors import BuildError, DefinitionError
-from kiln.pipeline import build_all, build_image, ensure_base, prepare, run_build
+from kiln.pipeline import build_all, build_image, ensure_base, run_build
 from kiln.render import Rendered
 
 ONE_LINE = re.compile(r"^(layers/[a-z]+/layer\.yaml|images/[a-z]+\.yaml):\d+: [^\n]+$")

@@ -3,10 +3,6 @@ in the suite, not apt's output. Bootstraps bookworm from the Debian mirror."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 FILES = {
@@ -27,12 +23,10 @@ FILES = {
 
 
 @pytest.mark.slow
-def test_unknown_package_at_lock_is_one_line_with_a_guess(make_project, engine):
+def test_unknown_package_at_lock_is_one_line_with_a_guess(make_project, engine, kiln_cli):
     project = make_project(FILES)
-    result = subprocess.run(
-        [sys.executable, "-c", "from kiln.cli import main; main()", "lock", "cache"],
-        cwd=project.root, env=dict(os.environ, KILN_PROJECT=str(project.root)),
-        capture_output=True, text=True, timeout=900)
+    result = kiln_cli(project.root, "lock", "cache", env={"KILN_PROJECT": str(project.root)},
+                      timeout=900)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "error: layers/cache/layer.yaml:4: package 'redis-servr' not in bookworm "

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aptrepo import AptRepo
+from aptrepo import Mirror, repo_files
 
 import kiln.release.api as publishing
 import kiln.release.lease as lease_mod
@@ -31,18 +31,10 @@ from kiln.report import PackageChange
 from kiln.signing import keygen
 from kiln.ui import UI
 
-SOURCES = "/etc/apt/sources.list.d/kiln-test.list"
-BOOTSTRAP = "base:\n  bootstrap:\n    suite: bookworm\n    variant: minbase\n"
-
 
 def debian_files(mirror: Mirror) -> dict[str, str]:
     return {
-        "layers/testrepo/layer.yaml": (
-            f"run:\n  - echo '{mirror.sources[0]}' > {SOURCES}"
-            f" && echo '{mirror.sources[1]}' >> {SOURCES}\n"),
-        "layers/testrepo/tests/test_testrepo.py": (
-            f"def test_sources(host):\n    assert host.file('{SOURCES}').contains('kiln-test')\n"),
-        "images/repo.yaml": BOOTSTRAP + 'version: "1"\nlayers: [testrepo]\n',
+        **repo_files(*mirror.sources),
         "layers/hello/layer.yaml": "packages: [kiln-hello]\n",
         "layers/hello/tests/test_hello.py": HELLO_TEST,
         "images/hello.yaml": 'base:\n  image: repo\nversion: "1"\nlayers: [hello]\n',
@@ -72,22 +64,6 @@ def busybox_files(text: str, name: str = "other") -> dict[str, str]:
             f"    assert host.file('/{name}').content_string.strip() == '{text}'\n"),
         f"images/{name}.yaml": '{busybox}\nversion: "1"\nlayers: [' + name + "]\n",
     }
-
-
-class Mirror:
-    """Two repositories served by one server: `debian` and `debian-security`, laid out like
-    Debian's, so that a package from the second is a security update by its URL."""
-
-    def __init__(self, root: Path) -> None:
-        self.server = AptRepo(root)
-        self.main = AptRepo(root / "debian", suite="kiln-test")
-        self.security = AptRepo(root / "debian-security", suite="kiln-test-security")
-
-    @property
-    def sources(self) -> tuple[str, str]:
-        url = self.server.url
-        return (f"deb [trusted=yes] {url}/debian kiln-test main",
-                f"deb [trusted=yes] {url}/debian-security kiln-test-security main")
 
 
 @pytest.fixture

@@ -28,16 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aptrepo import AptRepo
+from aptrepo import AptRepo, repo_files
 
 import kiln.release.lease as lease_mod
 from kiln import lock as locking
 from kiln import records
 from kiln.config import load_config
+from kiln.context import Context, prepare
 from kiln.embedded import LocalRegistry
 from kiln.load import Project
 from kiln.nightly import Options, Result, run_nightly
-from kiln.pipeline import Context, build_image, ensure_base, prepare
+from kiln.pipeline import build_image, ensure_base
 from kiln.registry import Registry
 from kiln.release.api import history, open_session
 from kiln.release.trust import check_trust
@@ -48,14 +49,11 @@ from kiln.ui import UI
 pytestmark = [pytest.mark.slow, pytest.mark.keep_images]
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = "/etc/apt/sources.list.d/kiln-test.list"
 
 
 def vm_files(sources: str) -> dict[str, str]:
     return {
-        "layers/testrepo/layer.yaml": f"run:\n  - echo '{sources}' > {SOURCES}\n",
-        "layers/testrepo/tests/test_testrepo.py": (
-            f"def test_sources(host):\n    assert host.file('{SOURCES}').contains('kiln-test')\n"),
+        **repo_files(sources, image=False),  # base-vm takes the layer
         "layers/broken-boot/layer.yaml": (
             "description: the machine reboots as soon as systemd starts, so the boot fails\n"
             "files:\n  - src: kiln-broken-boot\n"

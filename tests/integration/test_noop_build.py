@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from kiln.context import prepare
 from kiln.fingerprint import image_repository
-from kiln.pipeline import prepare
-from kiln.session import ENV
+from kilncli import KilnCLI
 
 SMALL = {
     "layers/hello/layer.yaml": """\
@@ -41,18 +41,22 @@ PROBE = ("import sys; from kiln.entry import main; sys.argv[0] = 'kiln'; main();
          "print('CLI loaded' if 'invoke' in sys.modules else 'fast path', file=sys.stderr)")
 
 
-def kiln(root: Path, *args: str, columns: str = "200") -> tuple[str, str]:
-    # The caller's KILN_* variables stay out, except the test session's own (its image names).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_") or k == ENV}
-    proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=root,
-                          env={**env, "KILN_PROJECT": str(root), "COLUMNS": columns},
-                          capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr
-    *lines, how = proc.stderr.rstrip("\n").split("\n")
-    return proc.stdout + "\n".join(lines), how
+@pytest.fixture
+def kiln(kiln_cli: KilnCLI) -> Callable[..., tuple[str, str]]:
+    """`kiln <args>` through the probe: (its output, whether the CLI was loaded)."""
+
+    def run(root: Path, *args: str, columns: str = "200") -> tuple[str, str]:
+        proc = kiln_cli(root, *args, env={"KILN_PROJECT": str(root), "COLUMNS": columns},
+                        timeout=600, code=PROBE)
+        assert proc.returncode == 0, proc.stderr
+        *lines, how = proc.stderr.rstrip("\n").split("\n")
+        return proc.stdout + "\n".join(lines), how
+
+    return run
 
 
-def test_unchanged_build_is_answered_without_the_cli_and_says_the_same(make_project, engine):
+def test_unchanged_build_is_answered_without_the_cli_and_says_the_same(make_project, engine,
+                                                                       kiln):
     project = make_project(SMALL)
     root = project.root
     kiln(root, "build", "kid")  # builds and verifies small, then kid; records that it did

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -347,7 +346,7 @@ def _kiln(kiln_cli: KilnCLI, *args: str, root: Path, address: str, extra: dict[s
     """`kiln <args>` in a checkout. With a `gate` folder the racer imports first, says it is
     ready (ready-<pid>) and starts when the test opens the gate (a `go` file): racers really
     start together, however slow the machine."""
-    env = kiln_cli.env({"KILN_PROJECT": str(root), "KILN_REGISTRY": address, **extra})
+    env = {"KILN_PROJECT": str(root), "KILN_REGISTRY": address, **extra}
     code = "import kiln.cli, kiln.release.api; kiln.cli.main()"
     if gate is not None:
         code = textwrap.dedent(f"""\
@@ -359,8 +358,7 @@ def _kiln(kiln_cli: KilnCLI, *args: str, root: Path, address: str, extra: dict[s
                 time.sleep(0.005)
             kiln.cli.main()
             """)
-    return subprocess.Popen([sys.executable, "-c", code, *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return kiln_cli.start(root, *args, env=env, code=code, merged=True)
 
 
 def _race(procs: list[subprocess.Popen[str]], gate: Path) -> None:

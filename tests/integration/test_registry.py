@@ -19,16 +19,18 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from faultproxy import Fault, Forwarder
+from released import record_verified
 
 import kiln.registry as registry_mod
 import kiln.release.container as container_mod
 import kiln.release.lease as lease_mod
 from kiln import blobs, records
 from kiln.config import load_config
+from kiln.context import prepare
 from kiln.credentials import CredentialsError, docker_credentials
 from kiln.embedded import LocalRegistry
 from kiln.load import Project
-from kiln.pipeline import build_image, prepare
+from kiln.pipeline import build_image
 from kiln.registry import (
     RETRIES,
     Registry,
@@ -90,12 +92,9 @@ def test_faults_are_retried_credentials_stay_home_nothing_half_published(
     config = load_config(project.root)
     keygen(config.signing_key, config.public_key)
     built = build_image(kiln_ctx(project, verify=False), "small")
-    records.save(project.root, records.VerifyRecord(
-        image="small", image_id=built.image_id, fingerprint=built.fingerprint,
-        target="container", suite=find_suite(project.root, prepare(project, "small").plan).digest,
-        passed=True, started="2026-01-01T00:00:00Z"))
+    record_verified(project.root, built)
     registry = Registry(proxy.address, timeout=1.0, credentials=auth_local.credentials())
-    s = Session(Project(project.root), config, registry, UI(quiet=True), engine)
+    s = Session(Project(project.root), engine, UI(quiet=True), config=config, registry=registry)
     manifests, uploads = _path("/manifests/"), _path("/blobs/uploads/")
     proxy.faults = [
         Fault("GET", _path("/v2/"), "status", status=503),  # ping: 503 then fine

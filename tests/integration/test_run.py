@@ -3,10 +3,7 @@ container removed when it stops. Busybox test base."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -34,14 +31,12 @@ def runs(engine: Engine) -> list[str]:
     return [c.name for c in engine.containers() if c.labels.get("dev.kiln.purpose") == "run"]
 
 
-def test_run_publishes_on_loopback_follows_logs_and_removes(make_project, kiln_ctx, engine):
+def test_run_publishes_on_loopback_follows_logs_and_removes(make_project, kiln_ctx, engine,
+                                                            kiln_cli):
     port = free_port()
     project = make_project(files(port))
     build_image(kiln_ctx(project), "web")
-    proc = subprocess.Popen([sys.executable, "-c", "from kiln.cli import main; main()", "run",
-                             "web"], cwd=project.root,
-                            env=dict(os.environ, KILN_PROJECT=str(project.root)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = kiln_cli.start(project.root, "run", "web", env={"KILN_PROJECT": str(project.root)})
     try:
         body = ""
         for _ in range(100):

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from kiln import audit, records
+from kiln.context import Context, prepare
 from kiln.load import Project
-from kiln.pipeline import Context, build_all, prepare
+from kiln.pipeline import build_all
 from kiln.ui import UI
 from kiln.verify import Target
 

@@ -9,10 +9,8 @@ kiln runs as a real `kiln` process; KILN_PAUSE_AT=<phase> makes it stop at that 
 
 from __future__ import annotations
 
-import os
+import functools
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +26,7 @@ from kiln.registry import Registry
 from kiln.release.api import open_session, promote, publish, pull
 from kiln.signing import keygen
 from kiln.ui import UI
+from kilncli import KilnCLI
 
 REPO = "kiln/small"
 
@@ -44,14 +43,22 @@ def project(make_project: Callable[..., Project], registry: LocalRegistry, docke
 
 
 
-def kiln(root: Path, *args: str, pause: str | None = None,
-         sig: signal.Signals | None = None) -> tuple[int, str]:
-    """Run `kiln <args>`; with `pause`, send `sig` once it stops there. (exit code, output)"""
-    env = {**os.environ, "KILN_PROJECT": str(root)}
+Kiln = Callable[..., tuple[int, str]]
+
+
+@pytest.fixture
+def kiln(kiln_cli: KilnCLI, registry: LocalRegistry) -> Kiln:
+    """kiln(root, *args, pause=None, sig=None): run `kiln <args>` against the test's registry;
+    with `pause`, send `sig` once it stops there. -> (exit code, output)"""
+    return functools.partial(_kiln, kiln_cli, str(registry.address))
+
+
+def _kiln(kiln_cli: KilnCLI, registry: str, root: Path, *args: str, pause: str | None = None,
+          sig: signal.Signals | None = None) -> tuple[int, str]:
+    env = {"KILN_PROJECT": str(root), "KILN_REGISTRY": registry}
     if pause:
         env["KILN_PAUSE_AT"] = pause
-    proc = subprocess.Popen([sys.executable, "-c", "import kiln.cli; kiln.cli.main()", *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = kiln_cli.start(root, *args, env=env, merged=True)
     out: list[str] = []
     try:
         if pause:
@@ -83,7 +90,7 @@ def leftovers(root: Path, reg: Registry, engine: object) -> list[str]:
     return found
 
 
-def test_interrupted_release_steps_clean_up_and_rerun(project, kiln_ctx, engine, registry):
+def test_interrupted_release_steps_clean_up_and_rerun(project, kiln_ctx, engine, registry, kiln):
     """SIGINT and SIGTERM (which kiln turns into the same unwinding) alternate over the phases."""
     root = project.root
     reg = Registry(str(registry.address))
@@ -114,7 +121,7 @@ def test_interrupted_release_steps_clean_up_and_rerun(project, kiln_ctx, engine,
 
 
 def test_killed_release_steps_leave_nothing_a_rerun_cannot_finish(project, kiln_ctx, engine,
-                                                                  registry):
+                                                                  registry, kiln):
     """SIGKILL runs no cleanup: the rerun takes over its own stale lease at once (same user and
     host, dead pid) and sweeps the killed run's temp folder and containers."""
     root = project.root

@@ -10,9 +10,10 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from kiln import records, session
+from kiln.context import prepare
 from kiln.engine import KILN_LABEL, Engine
 from kiln.errors import KilnError
-from kiln.pipeline import build_image, prepare
+from kiln.pipeline import build_image
 from kiln.verify import NOT_VERIFIED, Target, VerifyError, find_suite, verify
 
 GREET = {

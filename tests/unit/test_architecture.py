@@ -32,6 +32,7 @@ TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("compose", ("kiln.compose", "kiln.params", "kiln.fingerprint", "kiln.render", "kiln.checks",
                  "kiln.graph")),
     ("build", ("kiln.bootstrap", "kiln.buildkit", "kiln.hermetic", "kiln.debcache", "kiln.lock",
+               "kiln.context",
                "kiln.normalize", "kiln.imagediff", "kiln.noop", "kiln.planner", "kiln.prune")),
     ("verify", ("kiln.verify", "kiln.testing", "kiln.testkit", "kiln.suiteinfo",
                 "kiln.restricted", "kiln.audit", "kiln.audit_vm", "kiln.pipeline", "kiln.vm")),

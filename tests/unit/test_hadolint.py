@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from kilntest import REPO_ROOT
 
+from kiln.context import prepare
 from kiln.load import Project
-from kiln.pipeline import prepare
 
 SAMPLES = ("base", "nginx", "python", "base-vm")
 HADOLINT = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(

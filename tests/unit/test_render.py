@@ -12,11 +12,11 @@ from kilntest import REF, REPO_ROOT, MakeProject
 
 from kiln import RENDER_VERSION, __version__, lockfile
 from kiln.compose import compose
+from kiln.context import prepare
 from kiln.fingerprint import base_ref, fingerprint
 from kiln.load import Project
 from kiln.lockfile import Lock, LockedPackage, LockSection
 from kiln.model import Plan
-from kiln.pipeline import prepare
 from kiln.render import context_entries, render_dockerfile, write_context_dir
 
 GOLDEN = Path(__file__).parent / "golden"

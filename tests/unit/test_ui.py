@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import time
+from types import SimpleNamespace
 
 import pytest
 
+from kiln import ui as ui_module
 from kiln.ui import UI
 
 
@@ -21,17 +22,22 @@ def test_lines_are_not_wrapped_when_not_a_terminal(capsys: pytest.CaptureFixture
     assert any(("kiln/nginx:" + "f" * 64) in row for row in out.out.splitlines())
 
 
-def test_each_step_shows_its_own_time(capsys: pytest.CaptureFixture[str]) -> None:
+def test_each_step_shows_its_own_time(capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]  # the UI's clock, moved by the test: no sleep, no load-dependent bound
+    monkeypatch.setattr(ui_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     ui = UI()
     with ui.task("build x"):
+        clock[0] += 5.0  # the task's first 5 s belong to no step
         ui.step("slow step")
-        time.sleep(0.3)
+        clock[0] += 2.5
         ui.step("quick step")
+        clock[0] += 0.1
     err = capsys.readouterr().err.splitlines()
     slow = next(line for line in err if "slow step" in line)
     quick = next(line for line in err if "quick step" in line)
-    assert float(slow.rsplit("(", 1)[1].rstrip("s)")) >= 0.3
-    assert float(quick.rsplit("(", 1)[1].rstrip("s)")) < 0.3  # not time since the task began
+    assert slow.rsplit("(", 1)[1] == "2.5s)"
+    assert quick.rsplit("(", 1)[1] == "0.1s)"  # not time since the task began
 
 
 def test_a_multi_line_run_step_gets_its_number() -> None:

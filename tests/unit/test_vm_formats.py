@@ -129,8 +129,8 @@ def test_the_verifier_logs_in_as_the_seed_account_and_never_as_a_refused_root():
 
     from kilntest import REPO_ROOT
 
+    from kiln.context import prepare
     from kiln.load import Project
-    from kiln.pipeline import prepare
     from kiln.vm.verify import login_user
 
     plan = prepare(Project(REPO_ROOT), "base-vm").plan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,11 @@ import pytest
 from kiln.compose import compose
 from kiln.errors import DefinitionError
 from kiln.load import Project
+from kiln.render.context import EPOCH
 from kiln.vm import suite
 from kiln.vm.disk import used_inodes
 from kiln.vm.qemu import _printable
+from kiln.vm.rootfs import fix_exported
 from kiln.vm.spec import MIB, disk_ids, disk_spec, fstab, grub_config, sfdisk_script
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,3 +84,16 @@ def test_vm_suite_has_vm_tests_but_not_container_ones():
 def test_console_lines_lose_terminal_escapes():
     assert _printable("\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39mssh\x1b[0m") == (
         "  OK  ] Started ssh")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="fix_exported sets owners (root, as a build is)")
+def test_an_export_without_proc_sys_or_run_gives_them_fixed_times(tmp_path):
+    """A busybox image has no /proc, /sys or /run: docker's init layer (or fix_exported) makes
+    them at export time, and a disk made later must still be the same bytes."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "dev").mkdir()
+    (root / "proc").mkdir()  # as the engine's init layer left it: its creation time
+    fix_exported(root, "small")
+    for name in ("", "etc", "dev", "proc", "sys", "run"):
+        assert (root / name).stat().st_mtime == EPOCH, name

@@ -7,7 +7,8 @@ from typing import Literal, cast
 from invoke import task
 from invoke.context import Context as InvokeContext
 
-from kiln.commands.common import kiln_task, run_context
+from kiln.commands.common import kiln_task
+from kiln.context import Context
 
 TASKS = ("audit",)
 
@@ -30,18 +31,17 @@ def audit(c: InvokeContext, image: str, target: str = "container", accel: str = 
     """
     from kiln.audit import AuditError, audit_container, save  # docker-py: loaded here
     from kiln.commands.verify import built
-    from kiln.pipeline import prepare
 
     if target not in ("container", "vm"):
         raise AuditError(f"--target {target}: use container or vm")
     if accel not in ("auto", "kvm", "tcg"):
         raise AuditError(f"--accel {accel}: use auto, kvm or tcg")
-    ctx = run_context(verbose)
+    ctx = Context.for_command(verbose=verbose)
     if target == "vm":
         from kiln.audit_vm import audit_vm  # qemu and paramiko: only for VMs
         with ctx.ui.task(f"audit {image} (vm)"):
             record = audit_vm(ctx, image, accel=cast(Literal["auto", "kvm", "tcg"], accel))
-        minimum = prepare(ctx.project, image).plan.image.audit_min_index
+        minimum = ctx.prepared(image).plan.image.audit_min_index
     else:
         subject = built(ctx, image)
         with ctx.ui.task(f"audit {image} ({subject.image_id[7:19]})"):

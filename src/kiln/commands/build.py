@@ -8,10 +8,11 @@ from pathlib import Path
 from invoke import task
 from invoke.context import Context as InvokeContext
 
-from kiln.commands.common import kiln_task, run_context
+from kiln.commands.common import kiln_task
+from kiln.context import Context
 from kiln.hermetic import check_lock, parse_secret_args
 from kiln.load import Project
-from kiln.pipeline import build_all, build_image, prepare, validate
+from kiln.pipeline import build_all, build_image, validate
 from kiln.render import write_context_dir
 from kiln.ui import UI
 from kiln.vm.build import build_disks, disk_table
@@ -34,10 +35,10 @@ def render(c: InvokeContext, image: str, context: str | None = None, json: bool 
       kiln render nginx --context /tmp/nginx-context
       kiln render nginx --json
     """
-    project = Project.find()
-    validate(project)
-    prepared = prepare(project, image)
-    check_lock(project.root, prepared.plan)  # what build would refuse, render refuses
+    ctx = Context.for_command()
+    validate(ctx.project)
+    prepared = ctx.prepared(image)
+    check_lock(ctx.project.root, prepared.plan)  # what build would refuse, render refuses
     if context:
         write_context_dir(Path(context), prepared.rendered.dockerfile, prepared.entries)
     if json:
@@ -73,8 +74,9 @@ def build(c: InvokeContext, image: str, no_cache: bool = False, force: bool = Fa
       kiln build nginx --keep
       kiln build base-vm --target vm --format vmdk,vhd
     """
-    ctx = run_context(verbose, nocache=no_cache, force=force, verify=not no_verify, keep=keep,
-                      secrets=parse_secret_args(secret or []))
+    ctx = Context.for_command(verbose=verbose, nocache=no_cache, force=force,
+                              verify=not no_verify, keep=keep,
+                              secrets=parse_secret_args(secret or []))
     validate(ctx.project)
     if image == "all":
         results = build_all(ctx)
@@ -106,11 +108,11 @@ def images(c: InvokeContext, json: bool = False) -> None:
       kiln images
       kiln images --json
     """
-    project = Project.find()
-    plans = validate(project)
+    ctx = Context.for_command()
+    plans = validate(ctx.project)
     rows = []
     for plan in plans:
-        prepared = prepare(project, plan.image.name)
+        prepared = ctx.prepared(plan.image.name)
         rows.append({"image": plan.image.name, "version": plan.image.version,
                      "base": prepared.base_ref, "layers": [la.name for la in plan.layers],
                      "fingerprint": prepared.fingerprint, "ref": prepared.ref})

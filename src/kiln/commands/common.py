@@ -1,4 +1,5 @@
-"""What every task shares: kiln's error handling, its flags, and the run context.
+"""What every task shares: kiln's error handling and its flags. The run's context is made by
+kiln.context.Context.for_command, in every task that needs one.
 
 Tasks call the package and turn kiln's errors into `Exit(message)`: one line per problem, no
 traceback. `--debug` (or KILN_DEBUG=1) shows the traceback. A `--help` that invoke's parser
@@ -17,12 +18,8 @@ from typing import Any, TypeVar
 from invoke import Exit
 from invoke.tasks import Task
 
-from kiln.engine import Engine
 from kiln.errors import KilnError
-from kiln.load import Project
-from kiln.pipeline import Context
 from kiln.prog import localise
-from kiln.ui import UI
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,11 +86,6 @@ def kiln_task(fn: F) -> F:
             raise Exit("interrupted", code=130) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def run_context(verbose: bool = False, **options: Any) -> Context:
-    project = Project.find()
-    return Context(project=project, engine=Engine.connect(), ui=UI(verbose=verbose), **options)
 
 
 def terminate(signum: int, frame: object) -> None:

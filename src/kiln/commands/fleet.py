@@ -8,23 +8,16 @@ from invoke import Exit, task
 from invoke.context import Context as InvokeContext
 
 from kiln.commands.common import debug_enabled, kiln_task
+from kiln.context import Context
 from kiln.errors import KilnError
-from kiln.load import Project
 from kiln.ui import UI
 
 if TYPE_CHECKING:  # the fleet's libraries (docker, requests, cryptography) load in its tasks
     from kiln.fleet.deploy import Deployed
     from kiln.fleet.drift import Drift
-    from kiln.release.api import Session
 
 TASKS = ("drift", "deploy", "replace")
 SWARM_SERVICE = "com.docker.swarm.service.name"
-
-
-def _session(quiet: bool = False) -> Session:
-    from kiln.release.api import open_session
-
-    return open_session(Project.find(), UI(quiet=quiet))
 
 
 @task(positional=["containers"], help={
@@ -54,7 +47,7 @@ def drift(c: InvokeContext, containers: str, json: bool = False, prom: bool = Fa
         if not container or (ssh and (len(container) != 1 or not image or replace)):
             raise KilnError("kiln drift: name containers, or one VM as `--ssh user@host "
                             "--image <image>:<channel>` (--replace is for Swarm services only)")
-        s = _session(quiet=json or prom)
+        s = Context.for_command(quiet=json or prom)
         if ssh:
             from kiln.fleet.remote import judge_vm  # paramiko only when asked
             reports = [judge_vm(s, container[0], image, key_file=key or None,
@@ -120,7 +113,7 @@ def deploy(c: InvokeContext, service: str, image: str, replicas: int = 1,
     """
     from kiln.fleet.deploy import deploy as deploy_service
 
-    s = _session(quiet=json)
+    s = Context.for_command(quiet=json)
     ports: dict[int, int] = {}
     for p in publish or []:
         published, _, target = p.partition(":")
@@ -142,11 +135,11 @@ def replace(c: InvokeContext, service: str, json: bool = False) -> None:
     """
     from kiln.fleet.deploy import replace as replace_service
 
-    s = _session(quiet=json)
+    s = Context.for_command(quiet=json)
     _done(s, replace_service(s, service), json)
 
 
-def _done(s: Session, done: Deployed, json: bool) -> None:
+def _done(s: Context, done: Deployed, json: bool) -> None:
     if json:
         s.ui.json(done.to_json())
         return

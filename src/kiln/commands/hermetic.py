@@ -7,12 +7,13 @@ from invoke.context import Context as InvokeContext
 
 from kiln import lock as locking
 from kiln import planner
-from kiln.commands.common import kiln_task, run_context
+from kiln.commands.common import kiln_task
+from kiln.context import Context, Prepared
 from kiln.engine import Engine
 from kiln.errors import EngineError
 from kiln.imagediff import diff_images
 from kiln.load import Project
-from kiln.pipeline import Prepared, build_image, ensure_base, prepare, validate
+from kiln.pipeline import build_image, ensure_base, validate
 from kiln.ui import UI
 
 TASKS = ("plan", "lock", "diff_builds")
@@ -75,19 +76,22 @@ def lock(c: InvokeContext, image: str, refresh: bool = False, verbose: bool = Fa
       kiln lock nginx
       kiln lock all --refresh
     """
-    ctx = run_context(verbose, verify=False)  # locking builds a missing parent, verifies nothing
+    # locking builds a missing parent, verifies nothing
+    ctx = Context.for_command(verbose=verbose, verify=False)
     names = _names(ctx.project, image)
     updates = []
     for plan_ in validate(ctx.project):
         if names is not None and plan_.image.name not in names:
             continue
-        prepared = prepare(ctx.project, plan_.image.name)
+        prepared = ctx.prepared(plan_.image.name)
 
         def base_ref(prepared: Prepared = prepared) -> str:
             ensure_base(ctx, prepared)  # a parent image is built (from its own lock) first
             return prepared.base_ref
 
         update = locking.update(ctx.engine, plan_, base_ref, ctx.project.root, refresh=refresh)
+        if update.changed:
+            ctx.forget(plan_.image.name)  # a child built next builds on its new lock
         updates.append(update)
         if not json:
             state = "updated" if update.changed else "unchanged"
@@ -110,7 +114,7 @@ def diff_builds(c: InvokeContext, image: str, verbose: bool = False, json: bool 
     Examples:
       kiln diff-builds base
     """
-    ctx = run_context(verbose, force=True)
+    ctx = Context.for_command(verbose=verbose, force=True)
     validate(ctx.project)
     first = build_image(ctx, image)
     keep = f"kiln-diff/{image}:first"
@@ -118,7 +122,7 @@ def diff_builds(c: InvokeContext, image: str, verbose: bool = False, json: bool 
     try:
         for tag in first.tags:
             ctx.engine.remove_image(tag)
-        again = run_context(verbose, force=True, nocache=True)
+        again = Context.for_command(verbose=verbose, force=True, nocache=True)
         second = build_image(again, image)
         lines = [] if first.image_id == second.image_id else list(
             diff_images(ctx.engine, keep, second.ref))

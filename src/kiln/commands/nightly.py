@@ -11,7 +11,8 @@ from invoke.context import Context as InvokeContext
 
 from kiln import lockfile
 from kiln import report as reports
-from kiln.commands.common import kiln_task, run_context
+from kiln.commands.common import kiln_task
+from kiln.context import Context
 from kiln.errors import KilnError
 from kiln.load import Project
 from kiln.report import COLUMNS, NightlyReport
@@ -55,14 +56,13 @@ def nightly(c: InvokeContext, only: str | None = None, report: str | None = None
     """
     from kiln.nightly import Options, run_nightly  # publishing's libraries: loaded here
 
-    ctx = run_context(verbose)
-    ctx.ui = UI(verbose=verbose, quiet=not verbose)  # the quiet night prints one line
+    ctx = Context.for_command(verbose=verbose, quiet=not verbose)  # a quiet night: one line
     options = Options(only=tuple(only.split(",")) if only else None, refresh=not no_refresh,
                       report_dir=Path(report) if report else None, commit=commit,
                       pull_parents=pull_parents)
     started = time.time()
     result = run_nightly(ctx, options)
-    fleet = deploy_released(ctx.project, result, ctx.ui, started, lines=not json) if deploy \
+    fleet = deploy_released(ctx, result, started, lines=not json) if deploy \
         else []
     if deploy and options.report_dir is not None:
         from kiln.fleet.patch import write_report
@@ -85,15 +85,13 @@ def nightly(c: InvokeContext, only: str | None = None, report: str | None = None
                    code=1)
 
 
-def deploy_released(project: Project, result: Result, ui: UI, started: float,
+def deploy_released(ctx: Context, result: Result, started: float,
                     lines: bool = True) -> list[dict[str, Any]]:
     """Roll every image this night moved to candidate out to its services; say which now run
     the fix (kiln.fleet.patch)."""
     from kiln.fleet.patch import deploy_released as roll  # the fleet, only when asked
-    from kiln.release.api import open_session
 
-    return roll(open_session(project, ui), result.report.outcomes, ui, started=started,
-                lines=lines)
+    return roll(ctx, result.report.outcomes, ctx.ui, started=started, lines=lines)
 
 
 @task(name="merge-reports", positional=["folder"], help={

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from invoke import task
 from invoke.context import Context as InvokeContext
 
 from kiln.commands.common import kiln_task
 from kiln.config import load_config
+from kiln.context import Context
 from kiln.errors import KilnError
 from kiln.load import Project
 from kiln.ui import UI
 
-if TYPE_CHECKING:  # publishing's libraries (requests, cryptography) load in its tasks
-    from kiln.release.api import Session
-
 TASKS = ("keygen", "registry", "publish", "promote", "rollback", "revoke", "pull", "catalog",
          "sbom")
-
-
-def _session(verbose: bool = False) -> Session:
-    from kiln.release.api import open_session
-
-    return open_session(Project.find(), UI(verbose=verbose))
 
 
 @task(help={"force": "replace an existing key (images signed with the old one stop verifying)",
@@ -109,7 +100,7 @@ def publish(c: InvokeContext, image: str, tag: str | None = None, target: str = 
     from kiln.release.api import check_target
     from kiln.release.api import publish as publish_image
 
-    s = _session()
+    s = Context.for_command()
     results = [publish_image(s, name, tag, check_target(target)) for name in image.split(",")]
     if json:
         s.ui.json([r.to_json() for r in results])
@@ -137,7 +128,7 @@ def promote(c: InvokeContext, image: str, channel: str, target: str = "container
     from kiln.release.api import check_target
     from kiln.release.api import promote as promote_image
 
-    move = promote_image(_session(), image, channel, check_target(target))
+    move = promote_image(Context.for_command(), image, channel, check_target(target))
     if json:
         UI().json(move.to_json())
         return
@@ -168,7 +159,7 @@ def rollback(c: InvokeContext, image: str, channel: str, target: str = "containe
             raise KilnError("--deploy rolls Swarm services, which run containers: drop "
                             "--target vm")
         from kiln.fleet.deploy import rollback_and_deploy  # the fleet, only when asked
-        s = _session()
+        s = Context.for_command()
         move, done = rollback_and_deploy(s, image, channel)
         if json:
             UI().json({**move.to_json(), "services": [d.to_json() for d in done]})
@@ -176,7 +167,7 @@ def rollback(c: InvokeContext, image: str, channel: str, target: str = "containe
         for d in done:
             s.ui.result(f"  {d.service}: {d.action} at {d.digest[:19]} ({d.seconds:.1f}s)")
     else:
-        move = rollback_channel(_session(), image, channel, check_target(target))
+        move = rollback_channel(Context.for_command(), image, channel, check_target(target))
         if json:
             UI().json(move.to_json())
             return
@@ -195,7 +186,7 @@ def revoke(c: InvokeContext, image: str, reason: str = "", json: bool = False) -
     """
     from kiln.release.api import revoke as revoke_digest
 
-    s = _session()
+    s = Context.for_command()
     moves = revoke_digest(s, image, reason)
     if json:
         s.ui.json({"revoked": image, "reason": reason, "rolled_back": [m.to_json() for m in moves]})
@@ -223,7 +214,7 @@ def pull(c: InvokeContext, image: str, target: str = "container", output: str = 
     from kiln.release.api import check_target, pull_disk
     from kiln.release.api import pull as pull_image
 
-    s = _session()
+    s = Context.for_command()
     if check_target(target) == "vm":
         disk = pull_disk(s, image, Path(output))
         if json:
@@ -252,7 +243,7 @@ def catalog(c: InvokeContext, json: bool = False) -> None:
     """
     from kiln.release.api import catalog as list_catalog
 
-    s = _session()
+    s = Context.for_command()
     rows = list_catalog(s)
     if json:
         s.ui.json(rows)
@@ -279,7 +270,7 @@ def sbom(c: InvokeContext, image: str, target: str = "container", json: bool = F
     from kiln.release.api import check_target
     from kiln.release.api import sbom as image_sbom
 
-    s = _session()
+    s = Context.for_command()
     bom = image_sbom(s, image, check_target(target))
     if json:
         s.ui.json(bom)

@@ -11,7 +11,8 @@ from pathlib import Path
 from invoke import Exit, task
 from invoke.context import Context as InvokeContext
 
-from kiln.commands.common import kiln_task, run_context
+from kiln.commands.common import kiln_task
+from kiln.context import Context
 from kiln.errors import KilnError
 from kiln.load import Project
 from kiln.ui import UI
@@ -39,7 +40,7 @@ def prune(c: InvokeContext, dry_run: bool = False, build_cache: bool = False,
     """
     from kiln import prune as pruning
 
-    ctx = run_context()
+    ctx = Context.for_command()
     removals = pruning.find(ctx.project, ctx.engine, build_cache=build_cache)
     total = sum(r.bytes for r in removals)
     freed, failed = (total, []) if dry_run else pruning.remove(ctx.project, ctx.engine, removals)
@@ -83,7 +84,7 @@ def run(c: InvokeContext, image: str, publish: list[str] | None = None) -> None:
     from kiln.commands.verify import built
     from kiln.run import interactive
 
-    ctx = run_context()
+    ctx = Context.for_command()
     target = built(ctx, image)
     cli = shutil.which("docker")
     if cli is None:

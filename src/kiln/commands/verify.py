@@ -8,9 +8,10 @@ from typing import Literal, cast
 from invoke import Exit, task
 from invoke.context import Context as InvokeContext
 
-from kiln.commands.common import kiln_task, run_context
+from kiln.commands.common import kiln_task
+from kiln.context import Context
 from kiln.errors import KilnError
-from kiln.pipeline import Context, move_verified_tags, prepare, validate
+from kiln.pipeline import move_verified_tags, validate
 from kiln.verify import (
     Target,
     VerifyError,
@@ -27,7 +28,7 @@ TASKS = ("verify", "shell")
 
 def built(ctx: Context, name: str) -> Target:
     """The image as its definition stands now, which must be built already."""
-    prepared = prepare(ctx.project, name)
+    prepared = ctx.prepared(name)
     image_id = ctx.engine.image_id(prepared.ref)
     if image_id is None:
         raise KilnError(f"{prepared.plan.image.path}: '{name}' is not built at its current "
@@ -65,7 +66,7 @@ def verify(c: InvokeContext, image: str, target: str = "container", junit: str |
         return
     if target != "container":
         raise KilnError(f"--target {target}: use container or vm")
-    ctx = run_context(verbose)
+    ctx = Context.for_command(verbose=verbose)
     subject = built(ctx, image)
     with ctx.ui.task(f"verify {image} ({subject.image_id[7:19]})"):
         verification = run_verify(ctx.engine, ctx.project.root, subject, ctx.ui,
@@ -83,7 +84,7 @@ def verify(c: InvokeContext, image: str, target: str = "container", junit: str |
         raise VerifyError(f"{subject.plan.image.path}: '{image}' failed verification: "
                           f"{record.reason}")
     # verified now: `latest` and the version may name it (a failed build left them behind)
-    move_verified_tags(ctx.engine, prepare(ctx.project, image), subject.image_id)
+    move_verified_tags(ctx.engine, ctx.prepared(image), subject.image_id)
 
 
 @task(positional=["image"], help={
@@ -97,7 +98,7 @@ def shell(c: InvokeContext, image: str, user: str | None = None) -> None:
       kiln shell nginx
       kiln shell nginx --user root
     """
-    ctx = run_context()
+    ctx = Context.for_command()
     code = open_shell(ctx.engine, built(ctx, image), ctx.ui, user=user)
     if code:
         raise Exit(code=code)  # the shell's own status, as `docker exec` would give it
@@ -110,7 +111,7 @@ def verify_disk(image: str, *, boot: str | None, accel: str, timeout: float | No
 
     if accel not in ("auto", "kvm", "tcg"):
         raise KilnError(f"--accel {accel}: use auto, kvm or tcg")
-    ctx = run_context(verbose)
+    ctx = Context.for_command(verbose=verbose)
     validate(ctx.project)
     result = verify_vm(ctx, image, boot=boot, accel=cast(Literal["auto", "kvm", "tcg"], accel),
                        ssh_timeout=timeout, disk_format=disk_format)

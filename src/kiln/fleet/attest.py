@@ -9,7 +9,6 @@ pass kiln.release's whole trust check (signed, verified, not revoked) first.
 from __future__ import annotations
 
 from kiln.fleet.manifest import PREDICATE_TYPE, FileManifest, mutable_paths, of_image
-from kiln.pipeline import prepare
 from kiln.registry import Manifest, RegistryError
 from kiln.release import cosign
 from kiln.release.errors import TrustError
@@ -30,7 +29,7 @@ def attach(s: Session, name: str, repo: str, image: Manifest, image_id: str) -> 
     public = load_public(s.config.public_key)
     if PREDICATE_TYPE in cosign.attestations(s.registry, repo, image.digest, public):
         return False
-    plan = prepare(s.project, name).plan
+    plan = s.prepared(name).plan
     files = of_image(s.need_engine(), image_id, mutable_paths(plan))
     cosign.attest(s.registry, repo, image.digest, load_private(s.config.signing_key),
                   {PREDICATE_TYPE: files.predicate()})

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from kiln.blobs import push_layer
+from kiln.context import Prepared
 from kiln.errors import EngineError, KilnError
 from kiln.fingerprint import image_repository
-from kiln.pipeline import Prepared, prepare
 from kiln.records import VerifyRecord, first_built, require_verified, state_dir
 from kiln.registry import DIGEST_RE, OCI_MANIFEST, Manifest, sha256_digest
 from kiln.release import chain
@@ -38,7 +38,7 @@ class ContainerImage:
     def local(cls, s: Session, name: str) -> ContainerImage:
         """The image built for `name`'s current definitions, if it passed verification."""
         engine = s.need_engine()
-        prepared = prepare(s.project, name)
+        prepared = s.prepared(name)
         image_id = engine.image_id(prepared.ref)
         if image_id is None:
             raise PublishError(f"{prepared.plan.image.path}: {name} is not built for the current "
@@ -142,7 +142,7 @@ class ContainerImage:
 def local_tag(s: Session, name: str) -> str | None:
     """The immutable tag of the local build of `name`, or None when it is not built."""
     engine = s.need_engine()
-    prepared = prepare(s.project, name)
+    prepared = s.prepared(name)
     image_id = engine.image_id(prepared.ref)
     if image_id is None:
         return None

@@ -17,9 +17,9 @@ the image fails loudly: a runner never silently rebuilds what the registry says 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
-from kiln.pipeline import Context, ParentSource, Prepared, PulledParent
+from kiln.context import Context, ParentSource, Prepared, PulledParent
 from kiln.registry import Manifest
 from kiln.release import chain
 from kiln.release.container import pull_trusted
@@ -31,13 +31,13 @@ from kiln.report import ParentOutcome
 FINGERPRINT = "dev.kiln.fingerprint"  # the manifest annotation kiln publishes (container.push)
 
 
-def source(session: Callable[[], Session], channels: Iterable[str]) -> ParentSource:
-    """The pipeline's parent source (Context.parents): the registry session is opened on the
-    first parent looked up, so a run that needs none opens none."""
+def source(s: Session, channels: Iterable[str]) -> ParentSource:
+    """The pipeline's parent source (Context.parents): the registry is opened on the first
+    parent looked up (Context.registry), so a run that needs none opens none."""
     looked_at = tuple(channels)
 
     def pull(prepared: Prepared) -> PulledParent | None:
-        return fetch(session(), prepared, looked_at)
+        return fetch(s, prepared, looked_at)
 
     return pull
 

@@ -25,7 +25,6 @@ from typing import Any
 from kiln.errors import KilnError
 from kiln.fingerprint import file_sha256
 from kiln.fleet.manifest import PREDICATE_TYPE as FILE_MANIFEST
-from kiln.pipeline import prepare
 from kiln.records import VerifyRecord, first_built, require_verified
 from kiln.registry import DIGEST_RE, OCI_MANIFEST, Manifest, RegistryError, sha256_digest
 from kiln.release import chain
@@ -110,7 +109,7 @@ class VmDisk:
         disk = json.loads(s.registry.blob(repo, config_digest))
         record_layer = _layer(doc, RECORD_TYPE)
         record = VerifyRecord.from_json(json.loads(s.registry.blob(repo, record_layer["digest"])))
-        prepared = prepare(s.project, self.name)
+        prepared = s.prepared(self.name)
         plan = prepared.plan
         base_id = s.need_engine().image_id(prepared.base_ref)
         packages = record.extra.get("packages")
@@ -142,7 +141,7 @@ class VmDisk:
 
 
 def local_disk(s: Session, name: str) -> VmDisk:
-    prepared = prepare(s.project, name)
+    prepared = s.prepared(name)
     built = built_disk(s.root, name, prepared.fingerprint)
     if built is None or not built.qcow2.is_file():
         raise KilnError(f"{prepared.plan.image.path}: no disk built for the current definition "

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from kiln.context import Context
 from kiln.errors import KilnError
 from kiln.fingerprint import digest_json, file_sha256
-from kiln.pipeline import Context, build_image, prepare
+from kiln.pipeline import build_image
 from kiln.records import state_dir
 from kiln.run import run
 from kiln.ui import UI
@@ -105,12 +106,12 @@ def build_disk(ctx: Context, name: str) -> DiskResult:
     started = time.monotonic()
     image = build_image(ctx, name)
     seconds = {"build": time.monotonic() - started}
-    prepared = prepare(ctx.project, name)
+    prepared = ctx.prepared(name)
     spec = disk_spec(prepared.plan, image.fingerprint)
     folder = disk_folder(ctx.project.root, name, image.fingerprint)
     wanted = recipe(spec, image.image_id)
     existing = load_manifest(folder)
-    if (not ctx.force and existing and existing.get("recipe") == wanted
+    if (not ctx.options.force and existing and existing.get("recipe") == wanted
             and all((folder / f).exists() for f in ("disk.raw", "disk.qcow2", files.FILES))):
         ctx.ui.info(f"[bold]{name}[/]: disk up to date ({folder})")
         return DiskResult(name, folder, existing, "up to date", seconds)

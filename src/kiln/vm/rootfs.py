@@ -55,8 +55,9 @@ def fix_exported(root: Path, hostname: str) -> None:
 
     The engine's init layer of the exported container holds /.dockerenv, /etc/hostname,
     /etc/hosts, /etc/resolv.conf, /etc/mtab and /dev/console, with the container's creation
-    time on them and on /, /etc and /dev: those three folders get the epoch instead, or no two
-    exports would give the same disk.
+    time on them and on /, /etc and /dev, and on /proc and /sys when the image has none (a
+    busybox one); /run is made here when missing. Those folders get the epoch instead, or no
+    two exports would give the same disk.
     """
     for name in (*SKIPPED, "dev/console"):
         (root / name).unlink(missing_ok=True)
@@ -71,7 +72,7 @@ def fix_exported(root: Path, hostname: str) -> None:
     else:
         _write(resolv, "# Written by kiln: this image has no resolver service; "
                        "configure one in a layer.\n")
-    for folder in (root, root / "etc", root / "dev"):
+    for folder in (root, root / "etc", *(root / name for name in EMPTIED)):
         os.utime(folder, (EPOCH, EPOCH))
 
 

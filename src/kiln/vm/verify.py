@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiln import records
+from kiln.context import Context
 from kiln.errors import KilnError
 from kiln.model import Plan
-from kiln.pipeline import Context, prepare
 from kiln.records import CheckResult, VerifyRecord
 from kiln.run import run
 from kiln.vm import disk, formats, qemu, seed, suite
@@ -132,7 +132,7 @@ def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
     boot costs minutes: the boot test checks drift over SSH in the same boot); what it raises
     ends the verification, and the machine and its disk copy are removed all the same."""
     project = ctx.project
-    prepared = prepare(project, name)
+    prepared = ctx.prepared(name)
     spec = disk_spec(prepared.plan, prepared.fingerprint)
     built = built_disk(project.root, name, prepared.fingerprint)
     if built is None:
