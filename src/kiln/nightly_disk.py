@@ -37,7 +37,7 @@ from kiln.release.errors import TrustError
 from kiln.release.names import VM_SUFFIX, channel_tag, immutable_tag
 from kiln.release.vmdisk import check_record
 from kiln.report import DiskOutcome, ImageOutcome
-from kiln.vm import suite
+from kiln.testsuite import collect
 from kiln.vm.build import DiskResult, build_disk
 
 
@@ -123,7 +123,7 @@ def boot_verified(night: Night, name: str, disk: DiskResult) -> str:
     """Boot and test the disk in every mode it declares (what publishing requires), unless a
     passing record covers it; raises VerifyError when it does not pass. Says what was done."""
     plan = night.ctx.prepared(name).plan
-    current_suite = suite.digest(suite.collect(night.root, plan, "vm"))
+    current_suite = collect(night.root, plan, "vm").digest
     existing = records.load(night.root, str(disk.manifest["image_id"]), "vm")
     if existing is not None and existing.suite == current_suite:
         try:

@@ -1,8 +1,10 @@
 """The pytest plugin behind `kiln verify`: testinfra's `host`, served fast, plus kiln's fixtures.
 
-kiln.verify runs the suite in a pytest subprocess with `-p kiln.testing` and
-`--hosts=kiln://<container>`; KILN_VERIFY_INFO names a JSON file with what the tests may know
-(the image, its resolved params and config) and where to write the results.
+kiln.testsuite runs the suite in a pytest subprocess with `-p kiln.testing`, for a container
+(`--hosts=kiln://<container>`, kiln.verify) or a booted VM (`--hosts=paramiko://...`,
+kiln.vm.verify); KILN_VERIFY_INFO names a JSON file with what the tests may know (the image,
+its resolved params and config, the target, a VM's seed) and where to write the results. The
+fixtures (`host`, `root_host`, `params`, `image`, `cloud`) mean the same on both targets.
 
 The `kiln` backend keeps testinfra's API and replaces its transport. testinfra's docker backend
 spawns the docker CLI once per command, and the engine starts a new exec process each time
@@ -48,13 +50,14 @@ class ImageInfo:
     """What a test knows about the image under test: its definition, resolved."""
 
     name: str
-    ref: str
-    image_id: str
-    container: str  # the throwaway container's name
+    ref: str  # the container image (a disk is made from it)
+    image_id: str  # its ID: what the verification record is kept under
+    container: str  # the throwaway container's name; "" on a VM
     layers: tuple[str, ...]  # every layer, the parent image's first
     params: dict[str, ParamValue]
     config: Config  # user, workdir, env, expose ("8080/tcp"), entrypoint, cmd, healthcheck...
-    service: bool  # started with its own entrypoint, as in production
+    service: bool  # started with its own entrypoint, as in production (never on a VM: init is)
+    target: str = "container"  # or "vm": a booted disk of the image
 
     @property
     def env(self) -> dict[str, str]:
@@ -87,7 +90,7 @@ def image_info(data: dict[str, Any]) -> ImageInfo:
     return ImageInfo(name=data["image"], ref=data["ref"], image_id=data["image_id"],
                      container=data["container"], layers=tuple(data["layers"]),
                      params=dict(data["params"]), config=config_from_json(data["config"]),
-                     service=bool(data["service"]))
+                     service=bool(data["service"]), target=data.get("target", "container"))
 
 
 # the backend ---------------------------------------------------------------------------------
@@ -192,7 +195,8 @@ def _info_path(config: pytest.Config) -> Path:
 
 @pytest.fixture(scope="session")
 def image(pytestconfig: pytest.Config) -> ImageInfo:
-    """The image under test: name, layers, params and config (user, expose, entrypoint...)."""
+    """The image under test: name, layers, params and config (user, expose, entrypoint...), and
+    the target it runs as: a container, or a booted VM of its disk."""
     return image_info(json.loads(_info_path(pytestconfig).read_text()))
 
 
@@ -203,10 +207,25 @@ def params(image: ImageInfo) -> dict[str, ParamValue]:
 
 
 @pytest.fixture(scope="module")
-def root_host(host: testinfra.host.Host) -> testinfra.host.Host:
-    """Like `host`, but every command runs as root (for checks an unprivileged user can't do)."""
+def root_host(host: testinfra.host.Host, image: ImageInfo) -> testinfra.host.Host:
+    """Like `host`, but every command runs as root (for checks an unprivileged user can't do).
+    On a VM `host` already is root: logged in as root, or as the seed's account with
+    testinfra's --sudo."""
+    if image.target == "vm":
+        return host
     backend: Any = host.backend
     return testinfra.host.Host.get_host(f"{backend.NAME}://root@{backend.name}")
+
+
+@pytest.fixture(scope="session")
+def cloud(pytestconfig: pytest.Config) -> dict[str, Any]:
+    """What the machine's datasource gave (a NoCloud seed made by kiln's VM verifier) and what
+    the image holds that the machine must not share; skips when there was no seed (a
+    container, or a disk without the cloud-init layer)."""
+    given = json.loads(_info_path(pytestconfig).read_text()).get("cloud")
+    if not given:
+        pytest.skip("booted without a cloud-init datasource")
+    return dict(given)
 
 
 # The helpers for test authors live in kiln.testkit; these names stay importable from here.

@@ -116,6 +116,9 @@ def parse_http(raw: str) -> HttpResponse:
 
 def service_logs(image: Any, tail: int = 200) -> str:
     """What the container under test wrote to stdout and stderr (its service's log)."""
+    if not image.container:  # a booted VM: its services log to the journal
+        pytest.fail(f"service_logs reads a container's output; {image.name} runs as a "
+                    f"{image.target} here (read the journal: host.run('journalctl -u <unit>'))")
     return engine().container_logs(image.container, tail=tail)
 
 

@@ -34,6 +34,8 @@ GREET = {
             assert image.name in ("small", "bad", "slow", "shell-less")
             assert "greet" in image.layers
             assert not image.service
+            assert image.target == "container"  # the same fixture on a VM says "vm"
+            assert image.container.startswith("kiln-verify-" + image.name)
             assert host.check_output("id -u") == "0"
     """,
     "layers/broken/layer.yaml": "requires: [greet]\n",

@@ -25,16 +25,17 @@ import pytest
 from test_vm_publish import vm_record
 
 from kiln import records
-from kiln.context import Context
+from kiln.context import Context, prepare
 from kiln.engine import Engine
 from kiln.fleet.drift import Drift
 from kiln.fleet.remote import judge_ssh
 from kiln.load import Project
+from kiln.testsuite import VerifyError, collect
 from kiln.ui import UI
 from kiln.vm import files as vm_files
 from kiln.vm import qemu, seed
 from kiln.vm.build import DiskResult, build_disk, build_disks
-from kiln.vm.verify import VerifyError, verify_vm
+from kiln.vm.verify import verify_vm
 
 pytestmark = [pytest.mark.slow, pytest.mark.keep_images]
 
@@ -65,6 +66,23 @@ base:
   image: base-vm
 layers: [broken-service]
 targets: [vm]
+""",
+}
+# One suite runner (kiln.testsuite): a layer test using the `image` fixture, and the image's own
+# tests/, run on the booted disk as in a container (the build's gate runs them there first).
+# Test files do not change the fingerprint: the disk is the same one.
+SHARED_SUITE = {
+    "layers/vm-kernel/tests/test_image_fixture.py": """\
+def test_the_image_fixture_describes_what_runs(image, params, root_host):
+    assert image.name in ("base-vm", "broken-vm") and "vm-kernel" in image.layers
+    assert image.params == params and image.image_id.startswith("sha256:")
+    assert image.target in ("container", "vm") and not image.service
+    assert (image.container == "") == (image.target == "vm")
+    assert root_host.check_output("id -u") == "0"
+""",
+    "images/base-vm/tests/test_base_vm.py": """\
+def test_the_images_own_tests_run(host, image):
+    assert image.name == "base-vm" and host.file("/etc/os-release").exists
 """,
 }
 
@@ -119,7 +137,7 @@ def vm_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     root = tmp_path_factory.mktemp("vm") / "project"
     for folder in ("layers", "images"):
         shutil.copytree(REPO / folder, root / folder)
-    for rel, text in BROKEN.items():
+    for rel, text in {**BROKEN, **SHARED_SUITE}.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     return Project(root)
@@ -199,6 +217,19 @@ def test_sample_vm_boots_as_a_cloud_would_and_passes_its_suite(vm_project, vm_di
     assert any("test_vm_systemd.py::test_the_system_is_running" in n for n in names)
     assert any("test_kernel.py::" in n for n in names)
     assert not any("test_container_" in n for n in names)
+    # the suite is the container's (kiln.testsuite): the `image` fixture in a layer's test and
+    # the image's own tests/ run on the disk too, and the suite's digest is the shared one
+    shared = {(c.layer, c.test.split("::")[1].split("[")[0], c.outcome) for c in record.checks
+              if c.test.split("::")[0] in SHARED_SUITE}
+    assert shared == {("vm-kernel", "test_the_image_fixture_describes_what_runs", "passed"),
+                      ("image:base-vm", "test_the_images_own_tests_run", "passed")}
+    # ... and passed in the container the disk was made from, verified by the same runner
+    in_container = records.load(vm_project.root, vm_disk.manifest["image_id"], "container")
+    assert in_container is not None and in_container.passed
+    assert {c.test.split("[")[0] for c in in_container.checks if c.outcome == "passed"} >= {
+        c.test.split("[")[0] for c in record.checks if c.test.split("::")[0] in SHARED_SUITE}
+    assert record.suite == collect(vm_project.root, prepare(vm_project, "base-vm").plan,
+                                   "vm").digest
     # the cloud checks ran (the cloud fixture skips without a seed) and passed
     cloud = [c for c in record.checks if "test_vm_cloud_init.py::" in c.test]
     # test ids end in the host's parameter: ...::test_runcmd_ran[paramiko://kiln-vm]
@@ -267,6 +298,9 @@ def test_failing_service_fails_verify_with_the_console_tail(vm_project, vm_disk,
     assert Path(kept).is_file()
     record = records.load(vm_project.root, ctx.results["broken-vm"].image_id, "vm")
     assert record is not None and not record.passed
+    # the image fixture passed for this image too; the parent image's own tests/ are not its
+    assert [c.outcome for c in record.checks if "test_the_image_fixture_" in c.test] == ["passed"]
+    assert not any(c.layer == "image:base-vm" for c in record.checks)
     assert _qemu_processes(str(vm_project.root)) == []
     assert _leftovers(vm_project) == []
     engine.remove_image(ctx.results["broken-vm"].ref)

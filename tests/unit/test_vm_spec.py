@@ -11,7 +11,6 @@ from kiln.compose import compose
 from kiln.errors import DefinitionError
 from kiln.load import Project
 from kiln.render.context import EPOCH
-from kiln.vm import suite
 from kiln.vm.disk import used_inodes
 from kiln.vm.qemu import _printable
 from kiln.vm.rootfs import fix_exported
@@ -69,16 +68,6 @@ def test_used_inodes_from_dumpe2fs_free_lists():
             "Group 0:\n  Free inodes: 16-20, 25\n"
             "Group 1:\n  Free inodes: 21-24, 26-40\n")
     assert used_inodes(text) == set(range(1, 16))
-
-
-def test_vm_suite_has_vm_tests_but_not_container_ones():
-    names = [f.arcname for f in suite.collect(REPO, _plan(), "vm")]
-    assert "vm-kernel/test_vm_kernel.py" in names
-    assert "vm-kernel/test_kernel.py" in names
-    assert not any("test_container_" in n for n in names)
-    container = [f.arcname for f in suite.collect(REPO, _plan(), "container")]
-    assert "vm-sshd/test_container_sshd.py" in container
-    assert not any("/test_vm_" in n for n in container)
 
 
 def test_console_lines_lose_terminal_escapes():

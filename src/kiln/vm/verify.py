@@ -6,11 +6,12 @@ cloud-init layer gets it the way a cloud gives it: it boots a qcow2 overlay of t
 it), with a NoCloud seed (kiln.vm.seed: the key, a hostname, a runcmd marker); an image without
 cloud-init boots a sparse copy of disk.raw with the key written into it with debugfs. The
 machine boots through its own loader (SeaBIOS or OVMF, then grub); once SSH answers, the
-layers' test_*.py and test_vm_*.py run with testinfra's paramiko backend (one connection for
-the whole suite). With a seed, the suite logs in as the seed's account (kiln.vm.seed.USER:
+image's suite for the vm target (kiln.testsuite: the layers' and the image's own tests, with
+the same fixtures as in a container) runs with testinfra's paramiko backend (one connection
+for the whole suite). With a seed, the suite logs in as the seed's account (kiln.vm.seed.USER:
 root may not log in over SSH) and runs its commands through sudo (testinfra's --sudo); the
 raw copy lets root in with the injected key. The built disk is never written to, and carries no
-test key. The result is a VerifyRecord with target "vm", saved like a container's.
+test key. The result is kiln.testsuite's record with target "vm", saved like a container's.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kiln import records
+from kiln import records, testsuite
 from kiln.context import Context
 from kiln.errors import KilnError
 from kiln.model import Plan
 from kiln.records import CheckResult, VerifyRecord
 from kiln.run import run
-from kiln.vm import disk, formats, qemu, seed, suite
+from kiln.testsuite import Suite, Target, VerifyError
+from kiln.vm import disk, formats, qemu, seed
 from kiln.vm.build import DiskResult, built_disk
 from kiln.vm.spec import BOOT_CHOICES, BootMode, DiskSpec, disk_spec
 
@@ -42,13 +44,10 @@ HOST_ALIAS = "kiln-vm"
 CLOUD_INIT_LAYER = "cloud-init"
 BLAME_UNITS = 15
 GROW = 1 << 30  # the seeded boot's disk is this much bigger than the image's
+SUITE_TIMEOUT = 600.0  # seconds for the pytest run over SSH (a hung connection ends here)
 
 
 WhileUp = Callable[[qemu.Machine, Path], None]
-
-
-class VerifyError(KilnError):
-    """The VM did not pass; the record was saved all the same."""
 
 
 @dataclass
@@ -61,7 +60,8 @@ class BootReport:
     test_seconds: float = 0.0
     console: str = ""  # where the console log was kept (failures only)
     checks: tuple[CheckResult, ...] = ()
-    error: str = ""  # the machine did not come up
+    exitstatus: int = 0  # pytest's
+    error: str = ""  # the machine did not come up, or the suite could not run
     tail: str = ""  # the console's tail when tests failed
     startup: str = ""  # systemd-analyze: where the boot spent its time
     blame: tuple[str, ...] = ()  # the slowest units, slowest first
@@ -145,8 +145,16 @@ def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
     source = _source(built, disk_format, seeded, prepared.plan.image.path)
     if seeded:
         seed.check_host()
-    files = suite.collect(project.root, prepared.plan, "vm")
-    started = datetime.now(UTC)
+    target = Target(prepared.plan, prepared.ref, str(built.manifest["image_id"]),
+                    prepared.fingerprint)
+    suite = testsuite.collect(project.root, prepared.plan, "vm")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    disk_facts = {"disk_sha256": built.manifest["sha256"], "kernel": built.manifest["kernel"]}
+    if not suite.has_tests:  # refused before minutes of booting, and recorded like a container
+        records.save(project.root, testsuite.record(target, suite, started, False,
+                                                    reason=str(testsuite.no_tests(target)),
+                                                    extra=disk_facts))
+        raise testsuite.no_tests(target)
     t0 = time.monotonic()
     state = records.state_dir(project.root)
     (state / "tmp").mkdir(parents=True, exist_ok=True)
@@ -155,30 +163,30 @@ def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
         work = Path(tmp)
         key, public = make_key(work)
         for mode in modes:
-            with ctx.ui.task(f"verify {name} (vm, {mode}): boot, SSH, {len(files)} test files"):
+            with ctx.ui.task(f"verify {name} (vm, {mode}): boot, SSH, "
+                             f"{len(suite.files)} test files"):
                 report = _boot_and_test(ctx, built, spec, mode, accel, ssh_timeout, work, key,
-                                        public, files, prepared.plan.params, source if seeded
-                                        else None, while_up)
+                                        public, suite, target, source if seeded else None,
+                                        while_up)
             reports.append(report)
     checks = tuple(c for r in reports for c in r.checks)
-    errors = [r for r in reports if r.error]
-    failed = [c for c in checks if c.outcome in ("failed", "error")]
-    passed = not errors and not failed
-    reason = ""
-    if not passed:
-        reason = (errors[0].error.splitlines()[0] if errors
-                  else f"{len(failed)} of {len(checks)} checks failed")
-    record = VerifyRecord(
-        image=name, image_id=str(built.manifest["image_id"]), fingerprint=prepared.fingerprint,
-        target="vm", suite=suite.digest(files), passed=passed, checks=checks,
-        started=started.isoformat(timespec="seconds"), seconds=round(time.monotonic() - t0, 1),
-        reason=reason,
-        extra={"disk_sha256": built.manifest["sha256"], "kernel": built.manifest["kernel"],
-               "boots": [r.to_json() for r in reports]})
+    # the first boot that did not come up or did not pass says why
+    reason = next((why for why in map(_why_not, reports) if why), "")
+    record = testsuite.record(target, suite, started, not reason, checks=checks,
+                              seconds=time.monotonic() - t0, reason=reason,
+                              extra={**disk_facts, "boots": [r.to_json() for r in reports]})
     records.save(project.root, record)
-    if not passed:
+    if reason:
+        failed = [c for c in checks if c.outcome in ("failed", "error")]
         raise VerifyError(_failure_message(prepared.plan.image.path, name, reports, failed))
     return VmVerification(record, reports)
+
+
+def _why_not(report: BootReport) -> str:
+    """Why a boot did not pass ("" when it did), in the words a container's record uses."""
+    if report.error:
+        return report.error.splitlines()[0]
+    return testsuite.failure_reason(report.checks, report.exitstatus)
 
 
 def _source(built: DiskResult, disk_format: str, seeded: bool,
@@ -211,8 +219,7 @@ def _modes(boot: str, spec: DiskSpec) -> tuple[BootMode, ...]:
 
 def _boot_and_test(ctx: Context, built: DiskResult, spec: DiskSpec, mode: BootMode,
                    accel: Literal["auto", "kvm", "tcg"], ssh_timeout: float | None, work: Path,
-                   key: Path, public: str, files: tuple[suite.TestFile, ...],
-                   params: tuple[tuple[str, Any], ...],
+                   key: Path, public: str, suite: Suite, target: Target,
                    source: tuple[Path, str] | None, while_up: WhileUp | None) -> BootReport:
     """`source` (file, format): boot an overlay of it with a NoCloud seed; None: a raw copy
     with the key written in."""
@@ -254,7 +261,11 @@ def _boot_and_test(ctx: Context, built: DiskResult, spec: DiskSpec, mode: BootMo
                 ctx.ui.step(f"boot finished ({state}) after {machine.elapsed():.1f}s")
                 t = time.monotonic()
                 hosts = suite_hosts(work, machine.spec.ssh_port, key, machine.spec.user)
-                report.checks = suite.run(files, params, hosts, work, cloud=cloud)
+                try:
+                    ran = testsuite.run(suite, target, hosts, cloud=cloud, timeout=SUITE_TIMEOUT)
+                    report.checks, report.exitstatus = ran.checks, ran.exitstatus
+                except VerifyError as exc:  # pytest never wrote its results: the boot failed
+                    report.error = str(exc)
                 if while_up is not None:
                     while_up(machine, key)
                 report.test_seconds = time.monotonic() - t
