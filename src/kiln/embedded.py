@@ -30,19 +30,13 @@ from pathlib import Path
 from kiln.errors import KilnError
 from kiln.records import state_dir
 from kiln.registry import Registry, RegistryError, wait_until_up
-from kiln.run import spawn
+from kiln.run import detach, free_port
 
 BINARY = "/usr/bin/docker-registry"
 USER = "kiln"
 # bcrypt's minimum cost: the password is 256 random bits, so a slow hash adds no protection
 # against guessing, while distribution checks it on every request (cost 12: ~0.2 s a request).
 BCRYPT_ROUNDS = 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def registry_config(port: int, storage: Path, htpasswd: Path | None = None) -> str:
@@ -196,8 +190,8 @@ class LocalRegistry:
             port = free_port()
         self.config.write_text(registry_config(port, self.data, self._ensure_credential()))
         self.port_file.write_text(str(port))
-        proc = spawn([self.binary, "serve", self.config], log=self.log)
-        self.pid_file.write_text(str(proc.pid))
+        pid = detach([self.binary, "serve", self.config], log=self.log)
+        self.pid_file.write_text(str(pid))
         address = f"127.0.0.1:{port}"
         try:
             wait_until_up(Registry(address, timeout=2, credentials=("", "")), seconds=15)

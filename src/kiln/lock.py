@@ -113,7 +113,8 @@ def resolve(engine: Engine, plan: Plan, base_ref: str,
     argv = ["/bin/sh", "-c", resolve_script(requests)]
     for _ in range(ATTEMPTS):
         # 137 is SIGKILL from outside (a shared engine's cleanup, the OOM killer): try again.
-        code, output = engine.run_once(base_ref, argv, network="host")
+        ran = engine.run_once(base_ref, argv, network="host")
+        code, output = ran.exit_code, ran.output
         if code != KILLED:
             break
     if code != 0 and (unknown := UNKNOWN_RE.findall(output)):
@@ -137,7 +138,8 @@ def unknown_packages(engine: Engine, plan: Plan, base_ref: str,
     for name in names:
         script.append(f"echo {shlex.quote(CANDIDATES + name)}; "
                       f"apt-cache pkgnames {shlex.quote(name[:3])} || true")
-    _, output = engine.run_once(base_ref, ["/bin/sh", "-c", "\n".join(script)], network="host")
+    output = engine.run_once(base_ref, ["/bin/sh", "-c", "\n".join(script)],
+                             network="host").output
     known: dict[str, list[str]] = {}
     current = None
     for line in output.splitlines():

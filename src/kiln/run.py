@@ -1,8 +1,16 @@
-"""The one place that runs a subprocess: argv lists only, a scrubbed environment, clear errors."""
+"""The one place that runs a subprocess: argv lists only, a scrubbed environment, clear errors.
+
+run() and stream() wait for the command; spawn() starts a child that runs beside kiln (qemu)
+and is always killed and reaped; detach() starts a service meant to outlive kiln (the embedded
+registry); interactive() hands the terminal over; query() asks a credential helper.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import socket
 import subprocess
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -16,6 +24,7 @@ from kiln.errors import CommandError
 PASSED = ("PATH", "HOME", "TMPDIR", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH",
           "DOCKER_TLS_VERIFY", "http_proxy", "https_proxy", "no_proxy")
 TAIL = 30
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal the kernel sends us when our parent dies
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -67,14 +76,108 @@ def run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
     return "".join(lines)
 
 
-def spawn(argv: Sequence[str | Path], *, log: Path, env: Mapping[str, str] | None = None,
-          cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start a long-running service in its own session (it outlives us), output to `log`."""
+def detach(argv: Sequence[str | Path], *, log: Path, env: Mapping[str, str] | None = None,
+           cwd: Path | None = None) -> int:
+    """Start a service that outlives us (the embedded registry) in its own session, output
+    appended to `log`; its pid. Whoever stops it later reaps it (or init does)."""
     with log.open("ab") as out:
         proc: subprocess.Popen[bytes] = _start(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=clean_env(env), cwd=cwd, start_new_session=True)
-    return proc
+    return proc.pid
+
+
+class Child:
+    """A process spawn() started, alive until stop() or the end of its `with` block: leaving
+    the block in any way (an exception, Ctrl-C, SIGTERM, which the commands turn into an
+    exception) kills and reaps it. If kiln is killed outright, the kernel kills it
+    (PR_SET_PDEATHSIG), so it never outlives us."""
+
+    def __init__(self, argv: list[str], proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.argv = argv
+        self.log = log
+        self.pid = proc.pid
+        self._proc = proc
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def returncode(self) -> int | None:
+        """Its exit code once it has exited (reaped then), None while it runs."""
+        return self._proc.poll()
+
+    def wait(self, timeout: float) -> int:
+        """Its exit code; CommandError (with its output's tail) if it still runs after
+        `timeout` seconds."""
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise CommandError(f"`{' '.join(self.argv)}` still running after {timeout:.0f}s:\n"
+                               f"{self.tail()}") from None
+
+    def stop(self) -> int:
+        """Kill it if it still runs, and reap it; its exit code. Idempotent. A second Ctrl-C
+        or a SIGTERM meanwhile lands once it is reaped, so no zombie is left."""
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            return self._proc.wait()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def tail(self, lines: int = TAIL) -> str:
+        """The last lines of its output (stdout and stderr, as written to its log)."""
+        try:
+            with self.log.open(errors="replace") as f:
+                return "".join(deque(f, maxlen=lines)).rstrip()
+        except FileNotFoundError:
+            return ""
+
+    def failure(self) -> CommandError:
+        """What run() would raise for it: the command, its exit code, its output's tail."""
+        code = self._proc.poll()
+        if code is None:
+            return CommandError(f"`{' '.join(self.argv)}` is still running:\n{self.tail()}")
+        return _failed(self.argv, code, [self.tail()])
+
+
+def spawn(argv: Sequence[str | Path], *, log: Path, env: Mapping[str, str] | None = None,
+          cwd: Path | None = None) -> Child:
+    """Start `argv` (a machine, a server a test talks to) as a child that never outlives us:
+    use the result in a `with` block (Child). stdout and stderr go to `log` (truncated), stdin
+    is /dev/null. It runs in its own session, so a Ctrl-C in the terminal reaches kiln only,
+    which then stops it: in order, after what it was doing."""
+    args = [str(a) for a in argv]
+    parent = os.getpid()
+
+    def die_with_parent() -> None:  # in the child, between fork and exec
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # we died before prctl: nobody would kill it
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    with log.open("wb") as out:
+        proc: subprocess.Popen[bytes] = _start(
+            args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=clean_env(env), cwd=cwd, start_new_session=True, preexec_fn=die_with_parent)
+    return Child(args, proc, log)
+
+
+def free_port() -> int:
+    """A loopback TCP port free right now, for a child to listen on (the embedded registry,
+    qemu's forwarded SSH port). Another process may take it before the child binds it: callers
+    that keep a port across runs check it again (kiln.embedded)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def interactive(argv: Sequence[str | Path]) -> int:

@@ -168,7 +168,7 @@ def leaves_nothing(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     leaked = [c for c in session_containers(engine) if c.id not in before_containers]
     for container in leaked:
-        container.remove(force=True, v=True)
+        engine.remove_container(container)
     if not request.node.get_closest_marker("keep_images"):
         remove_refs(engine, session_refs(engine) - before_refs)
         remove_orphans(engine, named_images(engine, started))
@@ -184,7 +184,7 @@ def session_cleanup() -> Iterator[None]:
     except EngineError:
         return
     for container in session_containers(engine):
-        container.remove(force=True, v=True)
+        engine.remove_container(container)
     remove_refs(engine, session_refs(engine))
     remove_orphans(engine, named_images(engine, SESSION_STARTED))
 

@@ -15,11 +15,10 @@ import secrets
 import time
 
 import docker.errors
-import docker.models.containers
 
 from kiln import session as kiln_session
 from kiln.embedded import LocalRegistry
-from kiln.engine import Engine
+from kiln.engine import Container, Engine
 
 # This process's session: new for every pytest run, so a pytest started by a test (or by a
 # person beside this one) is a session of its own, whatever KILN_SESSION it inherited.
@@ -54,7 +53,7 @@ def track_registry(local: LocalRegistry) -> None:
     REGISTRIES.add(str(local.address))
 
 
-def session_containers(engine: Engine) -> list[docker.models.containers.Container]:
+def session_containers(engine: Engine) -> list[Container]:
     return engine.containers(f"{kiln_session.LABEL}={SESSION}")
 
 

@@ -46,4 +46,5 @@ def test_image_survives_other_sessions(make_project, kiln_ctx, engine):
     wait_for(where / "go")
     if after := os.environ.get("PROBE_AFTER"):
         wait_for(where / f"done-{after}")
-    assert engine.run_output(result.ref, ["cat", "/hello"]) == (0, "hello\n")
+    ran = engine.run_once(result.ref, ["cat", "/hello"])
+    assert (ran.exit_code, ran.stdout) == (0, "hello\n")

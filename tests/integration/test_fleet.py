@@ -27,7 +27,7 @@ from released import record_verified
 import kiln.release.lease as lease_mod
 from kiln import session as kiln_session
 from kiln.config import load_config
-from kiln.embedded import LocalRegistry, free_port
+from kiln.embedded import LocalRegistry
 from kiln.engine import Engine
 from kiln.fleet.attest import signed_manifest
 from kiln.fleet.deploy import DeployError, deploy
@@ -36,6 +36,7 @@ from kiln.fleet.swarm import Policy, Swarm
 from kiln.load import Project
 from kiln.pipeline import build_image
 from kiln.release.api import PublishResult, Session, open_session, promote, publish
+from kiln.run import free_port
 from kiln.signing import keygen
 from kiln.ui import UI
 from kilncli import KilnCLI
@@ -153,16 +154,7 @@ def run_kiln(kiln_cli: KilnCLI, registry: LocalRegistry
 
 def label_service(engine: Engine, service: str) -> None:
     """Services get the test label, so the fixture removes them even after a failure."""
-    door = Swarm(engine)
-    current = door.service(service)
-    assert current is not None
-    spec = current["Spec"]
-    door.api.update_service(service, current["Version"]["Index"],
-                            task_template=spec["TaskTemplate"], name=service,
-                            labels={**spec.get("Labels", {}), LABEL: "1"}, mode=spec["Mode"],
-                            update_config=spec.get("UpdateConfig"),
-                            rollback_config=spec.get("RollbackConfig"),
-                            endpoint_spec=spec.get("EndpointSpec"))
+    Swarm(engine).update(service, labels={LABEL: "1"})
 
 
 # drift ---------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import kiln.registry as registry_mod
 import kiln.release.lease as lease_mod
 from kiln import records
 from kiln.config import load_config
-from kiln.embedded import LocalRegistry, free_port
+from kiln.embedded import LocalRegistry
 from kiln.errors import KilnError
 from kiln.fingerprint import image_repository
 from kiln.load import Project
@@ -60,6 +60,7 @@ from kiln.release.errors import (
 from kiln.release.names import sidecar
 from kiln.release.provenance import SLSA, VERIFICATION
 from kiln.release.trust import check_trust
+from kiln.run import free_port
 from kiln.signing import canonical_json, keygen
 from kilncli import KilnCLI
 

@@ -4,18 +4,12 @@ container removed when it stops. Busybox test base."""
 from __future__ import annotations
 
 import signal
-import socket
 import time
 import urllib.request
 
 from kiln.engine import Engine
 from kiln.pipeline import build_image
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from kiln.run import free_port
 
 
 def files(port: int) -> dict[str, str]:

@@ -85,7 +85,7 @@ def leftovers(root: Path, reg: Registry, engine: object) -> list[str]:
     found = [f"lease {t}" for t in reg.tags(REPO) if t.endswith(".lease")]
     tmp = records.state_dir(root) / "tmp"
     found += [f"temp {p.name}" for p in tmp.iterdir()] if tmp.is_dir() else []
-    found += [f"container {c.name}" for c in engine.containers()  # type: ignore[attr-defined]
+    found += [f"container {c.name}" for c in engine.containers()
               if str(c.name).startswith("kiln-dpkg-query-")]
     return found
 

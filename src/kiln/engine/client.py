@@ -1,6 +1,6 @@
 """The engine's connection: docker-py loaded lazily, the client made on first use, and
-engine errors turned into kiln's own. Engine (kiln.engine) is this plus its image and container
-operations (kiln.engine.images, kiln.engine.containers).
+engine errors turned into kiln's own. Engine (kiln.engine) is this plus its image, container
+and service operations (kiln.engine.images, kiln.engine.containers, kiln.engine.services).
 
 docker-py (with requests, and paramiko for ssh://) costs a third of a second to import, more
 than a whole no-op build: it is imported on first use, and the one question a no-op build asks
@@ -72,16 +72,18 @@ class Connection:
     def api(self) -> docker.APIClient:
         return self.client.api
 
-    def _read_stream(self, start: Any, what: str) -> list[dict[str, Any]]:
+    def _read_stream(self, start: Any, what: str, hint: str = "") -> list[dict[str, Any]]:
+        """The events of a streamed operation, read to the end; an error in the stream (or
+        on the way) is an EngineError `<what> failed: <why><hint>`."""
         events: list[dict[str, Any]] = []
         try:
             for event in start():
                 if "error" in event:
                     detail = (event.get("errorDetail") or {}).get("message") or event["error"]
-                    raise EngineError(f"{what} failed: {str(detail).strip()}")
+                    raise EngineError(f"{what} failed: {str(detail).strip()}{hint}")
                 events.append(event)
         except docker.errors.DockerException as exc:
-            raise EngineError(f"{what} failed: {_reason(exc)}") from None
+            raise EngineError(f"{what} failed: {_reason(exc)}{hint}") from None
         return events
 
 

@@ -5,16 +5,15 @@ found and removed (kiln.session)."""
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from kiln import session
 from kiln.engine.client import KILN_LABEL, Connection, _reason, docker
 from kiln.errors import EngineError
-
-if TYPE_CHECKING:
-    from docker.models.containers import Container
 
 
 @dataclass(frozen=True)
@@ -24,37 +23,96 @@ class ExecResult:
     stderr: bytes
 
 
+@dataclass(frozen=True)
+class RunResult:
+    """How a throwaway container's command ended, and what it wrote."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    output: str  # both, in the order they came (what a terminal would have shown)
+
+
+@dataclass(frozen=True)
+class Container:
+    """A container as kiln sees it: what the engine's list or inspect says of it."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str]
+    image: str  # the image's ID
+
+
 class ContainerOps(Connection):
-    def run_output(self, image: str, argv: list[str], timeout: float = 120,
-                   name: str = "") -> tuple[int, str]:
-        """Run argv (as entrypoint) in a throwaway container: (exit code, stdout). The
-        container is named (kiln-run-<random> unless given), so an interrupted run leaves
-        nothing that cannot be found and removed by name."""
-        container = self.run_container(image, entrypoint=argv, command=[], user="0",
-                                       name=name or f"kiln-run-{uuid.uuid4().hex[:12]}")
+    def run_once(self, image: str, argv: list[str], *, user: str = "root",
+                 network: str | None = None, name: str = "",
+                 timeout: float | None = None) -> RunResult:
+        """Run `argv` (as the entrypoint) in a throwaway container, removed again, pass or
+        fail. The container is named (kiln-run-<random> unless given), so an interrupted run
+        leaves nothing that cannot be found and removed by name. `network` is a network mode
+        ("host": the host's loopback is reachable); after `timeout` seconds the container is
+        killed and the run is an EngineError.
+
+        Its output is read while it runs, so it is kept even if the container is removed right
+        after; the stream is attached before the container starts, as `docker run` does: an
+        attach to a container that has already exited never ends (engine 20.10)."""
+        ref = self.create_container(image, name or f"kiln-run-{uuid.uuid4().hex[:12]}",
+                                    entrypoint=argv, user=user,
+                                    host={"network_mode": network} if network else None)
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            with contextlib.suppress(docker.errors.DockerException):
+                self.api.kill(ref)
+
+        timer = threading.Timer(timeout, kill) if timeout is not None else None
+        streams: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
         try:
-            code = int(container.wait(timeout=timeout).get("StatusCode", -1))
-            out: bytes = container.logs(stdout=True, stderr=False)
+            frames = self.api.attach(ref, stream=True, logs=True, demux=True)
+            self.api.start(ref)
+            if timer is not None:
+                timer.start()
+            for out, err in frames:
+                streams[0 if out is not None else 1].append(out or err or b"")
+                streams[2].append(out or err or b"")
+            code = int(self.api.wait(ref).get("StatusCode", 1))
+        except docker.errors.NotFound:
+            raise EngineError(f"the container of {image[:19]} disappeared while {argv[0]} ran "
+                              "(removed by someone else?); try again") from None
         except docker.errors.DockerException as exc:
-            raise EngineError(f"running {argv[0]} in {image[:19]} failed: {_reason(exc)}") from None
+            raise EngineError(f"running {argv[0]} in a container of {image[:19]} failed: "
+                              f"{_reason(exc)}") from None
         finally:
-            with contextlib.suppress(EngineError):
-                self.remove_container(container)
-        return code, out.decode(errors="replace")
+            if timer is not None:
+                timer.cancel()
+            self.remove_container(ref)
+        if timed_out.is_set():
+            raise EngineError(f"{argv[0]} in a container of {image[:19]} did not end within "
+                              f"{timeout:.0f}s (killed)")
+        stdout, stderr, output = (b"".join(s).decode(errors="replace") for s in streams)
+        return RunResult(code, stdout, stderr, output)
 
     def run_container(self, image: str, *, command: list[str] | None = None,
                       entrypoint: list[str] | None = None, labels: dict[str, str] | None = None,
                       **kwargs: Any) -> Container:
+        """Start a labelled container, detached. `kwargs`: docker-py's containers.run options
+        (name, user, network_mode, ports, volumes...)."""
         try:
-            return self.client.containers.run(
+            started = self.client.containers.run(
                 image, command=command, entrypoint=entrypoint, detach=True,
                 labels={KILN_LABEL: "1", **session.labels(), **(labels or {})}, **kwargs)
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot start a container of {image}: {_reason(exc)}") from None
+        attrs = started.attrs
+        return Container(str(attrs["Id"]), str(attrs.get("Name", "")).lstrip("/"),
+                         dict((attrs.get("Config") or {}).get("Labels") or {}),
+                         str(attrs.get("Image", "")))
 
     def remove_container(self, container: Container | str) -> None:
-        """Remove a container (by object, id or name), killing it first; gone already is fine."""
-        ref = container if isinstance(container, str) else str(container.id)
+        """Remove a container (by Container, id or name), killing it first; gone already is
+        fine."""
+        ref = container if isinstance(container, str) else container.id
         try:
             self.api.remove_container(ref, force=True, v=True)
         except docker.errors.NotFound:
@@ -66,31 +124,15 @@ class ContainerOps(Connection):
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot remove container {ref[:12]}: {_reason(exc)}") from None
 
-    def run_once(self, image: str, argv: list[str], user: str = "root",
-                 network: str | None = None) -> tuple[int, str]:
-        """Run `argv` in a throwaway container; return its exit code and output. The output is
-        read while it runs, so it is kept even if the container is removed right after.
-        `network` is a network mode ("host": the host's loopback is reachable)."""
-        extra: dict[str, Any] = {"network_mode": network} if network else {}
-        container = self.run_container(image, entrypoint=argv[:1], command=argv[1:], user=user,
-                                       **extra)
-        try:
-            output = b"".join(container.attach(stream=True, logs=True, stdout=True,
-                                               stderr=True))
-            code = int(container.wait().get("StatusCode", 1))
-        except docker.errors.NotFound:
-            raise EngineError(f"the container of {image} disappeared while it ran (removed by "
-                              "someone else?); try again") from None
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"running in a container of {image}: {_reason(exc)}") from None
-        finally:
-            self.remove_container(container)
-        return code, output.decode(errors="replace")
-
     def containers(self, label: str = KILN_LABEL) -> list[Container]:
-        # ignore_removed: a container removed between the list and its inspect is just gone.
-        return list(self.client.containers.list(all=True, filters={"label": label},
-                                                ignore_removed=True))
+        """Every container (running or not) with `label` (`key` or `key=value`)."""
+        try:
+            found = self.api.containers(all=True, filters={"label": label})
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot list containers: {_reason(exc)}") from None
+        return [Container(str(c["Id"]), str((c.get("Names") or [""])[0]).lstrip("/"),
+                          dict(c.get("Labels") or {}), str(c.get("ImageID", "")))
+                for c in found]
 
     def create_container(self, image: str, name: str, *, entrypoint: list[str] | None = None,
                          labels: dict[str, str] | None = None,

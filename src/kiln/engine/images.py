@@ -134,17 +134,6 @@ class ImageOps(Connection):
                 return
             self.api.remove_image(image_id, noprune=False)
 
-    def pull(self, ref: str) -> str:
-        try:
-            self.client.images.pull(ref)
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"cannot pull {ref}: {_reason(exc)} (is the registry reachable, "
-                              "and are you logged in?)") from None
-        image_id = self.image_id(ref)
-        if image_id is None:  # remote state: checked, never asserted
-            raise EngineError(f"the engine pulled {ref} but has no such image")
-        return image_id
-
     def save(self, ref: str) -> Iterator[bytes]:
         """`docker save` as a stream of tar bytes (read it once, never whole in memory)."""
         try:
@@ -152,11 +141,12 @@ class ImageOps(Connection):
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot save {ref}: {_reason(exc)}") from None
 
-    def pull_stream(self, repository: str, tag_or_digest: str,
-                    credentials: tuple[str, str] | None = None) -> str:
-        """Pull `repository:tag` or `repository@sha256:...`; errors come in the stream.
-        `credentials` (user, secret; user `<token>`: an identity token) go to the engine for
-        this pull only; without them docker-py looks in Docker's config as `docker pull` does."""
+    def pull(self, ref: str, credentials: tuple[str, str] | None = None) -> str:
+        """Pull `repository[:tag]` or `repository@sha256:...`; the image ID the engine got.
+        Errors come in the stream. `credentials` (user, secret; user `<token>`: an identity
+        token) go to the engine for this pull only; without them docker-py looks in Docker's
+        config as `docker pull` does."""
+        repository, tag_or_digest = split_reference(ref)
         auth: dict[str, str] | None = None
         if credentials is not None:
             user, secret = credentials
@@ -164,12 +154,10 @@ class ImageOps(Connection):
                 {"username": user, "password": secret}
         self._read_stream(lambda: self.api.pull(repository, tag=tag_or_digest, stream=True,
                                                 decode=True, auth_config=auth),
-                          f"pull {repository}@{tag_or_digest}")
-        sep = "@" if tag_or_digest.startswith("sha256:") else ":"
-        image_id = self.image_id(f"{repository}{sep}{tag_or_digest}")
-        if image_id is None:
-            raise EngineError(f"the engine pulled {repository}{sep}{tag_or_digest} but has no "
-                              "such image")
+                          f"pull {ref}", " (is the registry reachable, and are you logged in?)")
+        image_id = self.image_id(ref)
+        if image_id is None:  # remote state: checked, never asserted
+            raise EngineError(f"the engine pulled {ref} but has no such image")
         return image_id
 
     def push(self, ref: str) -> str:
@@ -182,3 +170,15 @@ class ImageOps(Connection):
             if digest:
                 return str(digest)
         raise EngineError(f"push {ref}: the engine reported no digest")
+
+
+def split_reference(ref: str) -> tuple[str, str]:
+    """(repository, tag or digest) of an image reference; the tag is `latest` when none is
+    given. A registry's port (`host:5000/name`) is not a tag."""
+    if "@" in ref:
+        repository, _, digest = ref.partition("@")
+        return repository, digest
+    repository, sep, tag = ref.rpartition(":")
+    if not sep or "/" in tag:
+        return ref, "latest"
+    return repository, tag

@@ -1,4 +1,4 @@
-"""The one door to Docker Swarm services (through docker-py's low-level API).
+"""Deploys to Docker Swarm services (through the engine door, kiln.engine.services).
 
 Every service kiln creates is pinned to an image digest and labelled with what it follows, so
 `kiln rollback --deploy` finds its followers. Updates are start-first, one task at a time; a task
@@ -22,11 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import docker.errors
-import docker.types
-
 from kiln import session
-from kiln.engine import KILN_LABEL, Engine, _reason
+from kiln.engine import KILN_LABEL, Engine
 from kiln.errors import EngineError
 
 FOLLOWS = "dev.kiln.follows"  # <image>:<channel> the service follows
@@ -72,17 +69,10 @@ class Policy:
 
 class Swarm:
     def __init__(self, engine: Engine) -> None:
-        self.api = engine.api
-
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"{what}: {_reason(exc)}") from None
+        self.engine = engine
 
     def active(self) -> bool:
-        info = self._call("cannot ask the engine about its swarm", self.api.info)
-        return str((info.get("Swarm") or {}).get("LocalNodeState")) == "active"
+        return self.engine.swarm_active()
 
     def require(self) -> None:
         if not self.active():
@@ -90,41 +80,36 @@ class Swarm:
                               "one; kiln deploys to Swarm services)")
 
     def service(self, name: str) -> dict[str, Any] | None:
-        try:
-            return dict(self.api.inspect_service(name))  # type: ignore[no-untyped-call]
-        except docker.errors.NotFound:
-            return None
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"cannot inspect service {name}: {_reason(exc)}") from None
+        return self.engine.service(name)
 
     def services(self, label: str) -> list[dict[str, Any]]:
-        return list(self._call("cannot list services", self.api.services,
-                               filters={"label": label}))
+        return self.engine.services(label)
 
     def tasks(self, name: str) -> list[dict[str, Any]]:
-        return list(self._call(f"cannot list the tasks of {name}", self.api.tasks,
-                               filters={"service": name}))
+        return self.engine.tasks(name)
 
     def create(self, name: str, image: str, labels: dict[str, str], *, replicas: int,
                networks: list[str], ports: dict[int, int], policy: Policy) -> None:
-        update = docker.types.UpdateConfig(
-            parallelism=1, delay=int(policy.delay * 1e9), failure_action="rollback",
-            monitor=int(policy.monitor * 1e9), max_failure_ratio=0, order="start-first")
-        rollback = docker.types.UpdateConfig(
-            parallelism=0, failure_action="pause", monitor=int(policy.monitor * 1e9),
-            order="start-first")
-        spec = docker.types.ContainerSpec(image, labels={KILN_LABEL: "1", **session.labels()},
-                                          stop_grace_period=int(policy.stop_grace * 1e9))
-        template = docker.types.TaskTemplate(
-            spec, restart_policy=docker.types.RestartPolicy("any", delay=int(1e9)),
-            networks=networks or None)
-        published: Any = [{"Protocol": "tcp", "PublishedPort": p, "TargetPort": t,
-                           "PublishMode": "host"} for p, t in ports.items()]
-        endpoint = docker.types.EndpointSpec(mode="dnsrr", ports=published or None)
-        self._call(f"cannot create service {name}", self.api.create_service, template,
-                   name=name, labels={KILN_LABEL: "1", **labels},
-                   mode=docker.types.ServiceMode("replicated", replicas=replicas),
-                   update_config=update, rollback_config=rollback, endpoint_spec=endpoint)
+        monitor = int(policy.monitor * 1e9)  # the engine's durations are in nanoseconds
+        template: dict[str, Any] = {
+            "ContainerSpec": {"Image": image, "Labels": {KILN_LABEL: "1", **session.labels()},
+                              "StopGracePeriod": int(policy.stop_grace * 1e9)},
+            "RestartPolicy": {"Condition": "any", "Delay": int(1e9)}}
+        if networks:
+            template["Networks"] = [{"Target": network} for network in networks]
+        endpoint: dict[str, Any] = {"Mode": "dnsrr"}
+        if ports:
+            endpoint["Ports"] = [{"Protocol": "tcp", "PublishedPort": p, "TargetPort": t,
+                                  "PublishMode": "host"} for p, t in ports.items()]
+        self.engine.create_service(name, {
+            "TaskTemplate": template, "Labels": {KILN_LABEL: "1", **labels},
+            "Mode": {"Replicated": {"Replicas": replicas}},
+            "UpdateConfig": {"Parallelism": 1, "Delay": int(policy.delay * 1e9),
+                             "FailureAction": "rollback", "Monitor": monitor,
+                             "MaxFailureRatio": 0, "Order": "start-first"},
+            "RollbackConfig": {"Parallelism": 0, "FailureAction": "pause", "Monitor": monitor,
+                               "Order": "start-first"},
+            "EndpointSpec": endpoint})
 
     def update(self, name: str, *, image: str | None = None, labels: dict[str, str] | None = None,
                force: bool = False, config: dict[str, Any] | None = None,
@@ -142,13 +127,9 @@ class Swarm:
         if force:
             template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
         before = str((current.get("UpdateStatus") or {}).get("StartedAt", ""))
-        self._call(f"cannot update service {name}", self.api.update_service, name,
-                   current["Version"]["Index"], task_template=template, name=name,
-                   labels={**base.get("Labels", {}), **(labels or {})},
-                   mode=base.get("Mode"),
-                   update_config={**(base.get("UpdateConfig") or {}), **(config or {})},
-                   rollback_config=base.get("RollbackConfig"),
-                   networks=template.get("Networks"), endpoint_spec=base.get("EndpointSpec"))
+        base["Labels"] = {**base.get("Labels", {}), **(labels or {})}
+        base["UpdateConfig"] = {**(base.get("UpdateConfig") or {}), **(config or {})}
+        self.engine.update_service(name, int(current["Version"]["Index"]), base)
         return before
 
     def _update_state(self, name: str, before: str, started: float
@@ -244,12 +225,7 @@ class Swarm:
             "Replicas", 1))
 
     def remove(self, name: str) -> None:
-        try:
-            self.api.remove_service(name)  # type: ignore[no-untyped-call]
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"cannot remove service {name}: {_reason(exc)}") from None
+        self.engine.remove_service(name)
 
 
 def _image(task: dict[str, Any]) -> str:

@@ -130,12 +130,13 @@ class ContainerImage:
         script = ("command -v dpkg-query >/dev/null || exit 3; "
                   "exec dpkg-query -W -f='${Package}=${Version}\\n'")
         try:
-            code, text = s.need_engine().run_output(
-                self.content_id, ["/bin/sh", "-c", script],
+            ran = s.need_engine().run_once(
+                self.content_id, ["/bin/sh", "-c", script], timeout=120,
                 name=s.temp_prefix("dpkg-query") + self.content_id[7:19])
         except EngineError:
             return None  # no shell in this image: its packages are unknown
-        return sorted(line for line in text.splitlines() if line) if code == 0 else None
+        return (sorted(line for line in ran.stdout.splitlines() if line) if ran.exit_code == 0
+                else None)
 
 
 def local_tag(s: Session, name: str) -> str | None:
@@ -200,7 +201,7 @@ def pull_trusted(s: Session, repo: str, trust: Trust) -> str:
     remote, digest = f"{s.registry.host}/{repo}", trust.digest
     with s.ui.task(f"pull {remote}@{digest[:19]} (signature and attestations checked, "
                    f"key {trust.key})"):
-        image_id = s.need_engine().pull_stream(remote, digest, s.registry.credentials)
+        image_id = s.need_engine().pull(f"{remote}@{digest}", s.registry.credentials)
     if image_id != trust.image_id:
         raise DigestMismatch(f"{remote}@{digest}: the engine pulled {image_id[:19]}, but the "
                              f"signed record names {trust.image_id[:19]}")

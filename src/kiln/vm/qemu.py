@@ -1,8 +1,9 @@
 """The one door to qemu: boot a disk through its own bootloader, reach it over SSH, always kill it.
 
-A machine runs in its own session (Ctrl-C in the terminal reaches kiln, which then stops the
-machine) and with PR_SET_PDEATHSIG, so that even if kiln itself is killed outright, the kernel
-kills qemu. Its serial console goes to a file, whose tail every error carries.
+qemu is started through kiln.run.spawn: in its own session (Ctrl-C in the terminal reaches
+kiln, which then stops the machine), killed and reaped however the machine's block is left,
+and killed by the kernel if kiln itself is killed outright. Its serial console goes to a file,
+whose tail every error carries.
 
 KVM is used when a short test boot works: /dev/kvm can exist and still hang a guest kernel
 (nested virtualisation), so the first boot under KVM must show the guest's init within
@@ -12,16 +13,12 @@ kept per host and guest kernel, so a host where KVM hangs pays for the probe onc
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
 import platform
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -33,7 +30,8 @@ from typing import Literal
 import paramiko
 
 from kiln.errors import KilnError
-from kiln.run import clean_env
+from kiln.run import Child, spawn
+from kiln.run import free_port as free_port  # the VM callers name it qemu.free_port
 from kiln.vm.spec import BootMode
 
 Accel = Literal["kvm", "tcg"]
@@ -42,7 +40,6 @@ OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 KVM_PROBE_SECONDS = 30.0
 INIT_MARKERS = ("systemd[1]:", "Run /init as init process", "Welcome to")
-PR_SET_PDEATHSIG = 1
 
 
 class BootError(KilnError):
@@ -91,32 +88,18 @@ def check_host(boot: tuple[BootMode, ...]) -> None:
         raise KilnError(f"{OVMF_CODE}: UEFI firmware not found (apt-get install ovmf)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 class Machine:
     """A running qemu. Use as a context manager: leaving it, in any way, kills qemu."""
 
     def __init__(self, spec: MachineSpec) -> None:
         self.spec = spec
         self.started = 0.0
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Child | None = None
 
     def __enter__(self) -> Machine:
         self.spec.console.write_bytes(b"")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            qemu_argv(self.spec), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=(self.spec.work / "qemu.stderr").open("wb"), env=clean_env(),
-            start_new_session=True, preexec_fn=_die_with_parent)
+        self.proc = spawn(qemu_argv(self.spec), log=self.spec.work / "qemu.log")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -124,17 +107,12 @@ class Machine:
 
     def kill(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        if proc is not None:
+            proc.stop()
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and self.proc.alive
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -157,7 +135,8 @@ class Machine:
             return ""
 
     def qemu_errors(self) -> str:
-        path = self.spec.work / "qemu.stderr"
+        """What qemu itself said (its stdout and stderr): why it refused to start or died."""
+        path = self.spec.work / "qemu.log"
         return path.read_text(errors="replace").strip() if path.exists() else ""
 
     def wait_for_console(self, markers: tuple[str, ...], seconds: float) -> bool:
