@@ -38,8 +38,9 @@ from kiln.context import Context, prepare
 from kiln.engine import Engine
 from kiln.load import Project
 from kiln.pipeline import build_image
+from kiln.testsuite import Target
 from kiln.ui import UI
-from kiln.verify import Target, verify
+from kiln.verify import verify
 from kiln.vm.build import build_disk
 
 SAMPLES = ("base", "python", "nginx")

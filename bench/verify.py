@@ -28,8 +28,9 @@ from kiln.context import Context, prepare
 from kiln.engine import Engine
 from kiln.load import Project
 from kiln.pipeline import build_image
+from kiln.testsuite import Target
 from kiln.ui import UI
-from kiln.verify import Target, throwaway, verify
+from kiln.verify import throwaway, verify
 
 SAMPLES = ("base", "python", "nginx")
 

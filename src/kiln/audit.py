@@ -26,8 +26,9 @@ from kiln.engine import Engine
 from kiln.errors import KilnError
 from kiln.model import Plan
 from kiln.records import state_dir, write_json
+from kiln.testsuite import Target
 from kiln.ui import UI
-from kiln.verify import KEEP_ALIVE, PURPOSE_LABEL, Target, require_shell
+from kiln.verify import KEEP_ALIVE, PURPOSE_LABEL, require_shell
 
 # host path -> where it is mounted in the container (the same: lynis finds its include dir
 # and profiles by these paths)

@@ -12,11 +12,11 @@ from kiln.durations import DURATION_RE
 from kiln.errors import DefinitionError, KilnError, Problem
 from kiln.load import Project
 from kiln.model import (
-    Config,
     Image,
     ImageBase,
     Layer,
     Plan,
+    RuntimeConfig,
     Section,
     Where,
 )
@@ -206,7 +206,7 @@ def _check_conflicts(image: Image, layers: Iterable[Layer], problems: list[Probl
 
 
 def _merge(image: Image, parent: Plan | None, layers: tuple[Layer, ...],
-           problems: list[Problem]) -> Config:
+           problems: list[Problem]) -> RuntimeConfig:
     merged: dict[str, Any] = {}
     owner: dict[str, Layer] = {}
     keyed: dict[tuple[str, str], tuple[Any, Layer, int]] = {}
@@ -249,7 +249,7 @@ def _merge(image: Image, parent: Plan | None, layers: tuple[Layer, ...],
     labels = dict(merged.get("labels", {}))
     for img in _image_chain(image, parent):
         labels.update(dict(img.labels))
-    return Config(
+    return RuntimeConfig(
         env=tuple(merged.get("env", {}).items()),
         workdir=merged.get("workdir"),
         user=merged.get("user"),

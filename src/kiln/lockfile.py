@@ -5,7 +5,7 @@ packages the layer asks for and every .deb apt installs for them (dependencies i
 with its exact version, architecture, size, sha256 and URL. One package per line, sorted by
 name, so that a refresh reads as a diff package by package. See docs/hermetic.md.
 
-This module is pure: read, write, compare. Resolution against the mirror is in kiln.lock.
+This module is pure: read, write, compare. Resolution against the mirror is in kiln.aptlock.
 """
 
 from __future__ import annotations

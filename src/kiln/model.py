@@ -149,7 +149,7 @@ class RootfsBase:
 
 
 Base = BootstrapBase | ImageBase | RefBase | RootfsBase
-Target = Literal["container", "vm"]
+TargetKind = Literal["container", "vm"]
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ class Image:
     description: str = ""
     version: str = "0"
     params: tuple[tuple[str, ParamValue], ...] = ()
-    targets: tuple[Target, ...] = ("container",)
+    targets: tuple[TargetKind, ...] = ("container",)
     tags: tuple[str, ...] = ()
     labels: Pairs = ()
     tests: tuple[CheckOverride, ...] = field(default=(), compare=False)  # see Layer.tests
@@ -187,7 +187,7 @@ class Section:
 
 
 @dataclass(frozen=True)
-class Config:
+class RuntimeConfig:
     """The image's runtime configuration, merged over every layer (parent image's included)."""
 
     env: Pairs = ()
@@ -213,7 +213,7 @@ class Plan:
     layers: tuple[Layer, ...]  # the layers this image adds, resolved (params substituted)
     params: tuple[tuple[str, ParamValue], ...]  # every param visible to the image, resolved
     sections: tuple[Section, ...]
-    config: Config
+    config: RuntimeConfig
 
     @property
     def all_layers(self) -> tuple[Layer, ...]:

@@ -38,8 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kiln import lock as locking
-from kiln import lockfile, mirror, planner
+from kiln import aptlock, lockfile, mirror, planner
 from kiln.compose import compose_all
 from kiln.config import Config
 from kiln.context import BuildResult, Context
@@ -193,7 +192,7 @@ def refresh_lock(night: Night, name: str) -> None:
 
     indexes: dict[str, str] = {}
     with ctx.ui.task(f"refresh the lock of {name} against the mirror"):
-        update = locking.update(ctx.engine, plan, base, night.root, refresh=True,
+        update = aptlock.update(ctx.engine, plan, base, night.root, refresh=True,
                                 indexes=indexes)
     if update.changed:
         ctx.forget(name)  # its lock is new: prepared again by the build that follows
@@ -369,7 +368,7 @@ def _parent(plan: Plan) -> str | None:
 def _lock_key(plan: Plan, base: str, lock: Lock | None) -> str:
     return digest_json({"requests": lockfile.requests_of(plan), "base": base,
                         "lock": lockfile.dumps(lock) if lock else None,
-                        "script": locking.resolve_script(lockfile.requests_of(plan))})
+                        "script": aptlock.resolve_script(lockfile.requests_of(plan))})
 
 
 def _image_at(s: Context, repo: str, channel: str) -> tuple[str, str] | None:

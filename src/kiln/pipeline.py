@@ -24,7 +24,8 @@ from kiln.model import BootstrapBase, ImageBase, Plan, RefBase, RootfsBase
 from kiln.normalize import normalize_image
 from kiln.records import state_dir
 from kiln.render import checks
-from kiln.verify import Target, gate
+from kiln.testsuite import Target
+from kiln.verify import gate
 
 
 def validate(project: Project) -> list[Plan]:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from kiln.model import Config, Plan
+from kiln.model import Plan, RuntimeConfig
 
 RESTRICTED = "restricted"
 DEFAULT = "default"  # the image's own runtime configuration, as `docker run` gives it
@@ -94,7 +94,7 @@ def expected(plan: Plan) -> str:
     return RESTRICTED
 
 
-def numeric_user(config: Config) -> str:
+def numeric_user(config: RuntimeConfig) -> str:
     """The image's `uid:gid`, or RestrictedUnfit saying why a restricted platform refuses it."""
     user = config.user or ""
     m = NUMERIC_USER_RE.match(user)

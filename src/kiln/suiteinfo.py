@@ -9,11 +9,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from kiln.model import Config
+from kiln.model import RuntimeConfig
 
 INFO_ENV = "KILN_VERIFY_INFO"  # names the JSON file that tells the plugin what is under test
 SCHEME = "kiln"  # testinfra's backend scheme for kiln's containers: --hosts=kiln://<id>
 
 
-def config_to_json(config: Config) -> dict[str, Any]:
+def config_to_json(config: RuntimeConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)

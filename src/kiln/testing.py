@@ -36,7 +36,7 @@ import testinfra.host
 from testinfra.backend import base
 
 from kiln.errors import KilnError
-from kiln.model import Config, Healthcheck, ParamValue
+from kiln.model import Healthcheck, ParamValue, RuntimeConfig
 from kiln.suiteinfo import INFO_ENV, SCHEME
 from kiln.testkit import HttpResponse, engine, http_get, listening, service_logs
 from kiln.testowners import describe
@@ -55,7 +55,7 @@ class ImageInfo:
     container: str  # the throwaway container's name; "" on a VM
     layers: tuple[str, ...]  # every layer, the parent image's first
     params: dict[str, ParamValue]
-    config: Config  # user, workdir, env, expose ("8080/tcp"), entrypoint, cmd, healthcheck...
+    config: RuntimeConfig  # user, workdir, env, expose ("8080/tcp"), entrypoint, cmd, ...
     service: bool  # started with its own entrypoint, as in production (never on a VM: init is)
     target: str = "container"  # or "vm": a booted disk of the image
 
@@ -69,7 +69,7 @@ class ImageInfo:
         return tuple(int(p.split("/")[0]) for p in self.config.expose if p.endswith("/tcp"))
 
 
-def config_from_json(data: dict[str, Any]) -> Config:
+def config_from_json(data: dict[str, Any]) -> RuntimeConfig:
     def pairs(value: list[list[str]]) -> tuple[tuple[str, str], ...]:
         return tuple((k, v) for k, v in value)
 
@@ -77,7 +77,7 @@ def config_from_json(data: dict[str, Any]) -> Config:
         return None if value is None else tuple(value)
 
     hc = data.get("healthcheck")
-    return Config(
+    return RuntimeConfig(
         env=pairs(data["env"]), workdir=data["workdir"], user=data["user"],
         expose=tuple(data["expose"]), volumes=tuple(data["volumes"]),
         entrypoint=maybe(data["entrypoint"]), cmd=maybe(data["cmd"]),

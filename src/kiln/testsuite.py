@@ -27,17 +27,16 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from kiln import records
 from kiln.errors import CommandError, KilnError
-from kiln.model import Config, Plan
+from kiln.model import Plan, RuntimeConfig, TargetKind
 from kiln.records import CheckResult, Outcome, VerifyRecord
 from kiln.run import run as run_command
 from kiln.suiteinfo import INFO_ENV, config_to_json
 from kiln.testowners import describe, overrides
 
-Backend = Literal["container", "vm"]
 # The files only one target runs, by name prefix.
 ONLY: dict[str, str] = {"vm": "test_vm_", "container": "test_container_"}
 
@@ -65,7 +64,7 @@ class Target:
 @dataclass(frozen=True)
 class Suite:
     root: Path
-    target: Backend  # the backend these files are for
+    target: TargetKind  # the backend these files are for
     parts: tuple[tuple[str, str], ...]  # (owner, tests folder relative to root), in layer order
     files: tuple[str, ...]  # every file of those folders the target runs, relative to root
     digest: str  # sha256 over the files' paths and contents
@@ -86,7 +85,7 @@ class Suite:
         return tuple(prefix for target, prefix in ONLY.items() if target != self.target)
 
 
-def collect(root: Path, plan: Plan, target: Backend) -> Suite:
+def collect(root: Path, plan: Plan, target: TargetKind) -> Suite:
     """The image's suite for `target`: its layers' and its own tests/ folders, every file in
     them but the other targets' (and bytecode)."""
     parts = [(layer.name, f"{layer.path}/tests") for layer in plan.all_layers]
@@ -106,7 +105,7 @@ def collect(root: Path, plan: Plan, target: Backend) -> Suite:
     return Suite(root, target, present, tuple(files), digest.hexdigest())
 
 
-def is_service(config: Config) -> bool:
+def is_service(config: RuntimeConfig) -> bool:
     """An entrypoint is a program to run; an image without one is a toolbox (cmd: python3, sh)."""
     return config.entrypoint is not None
 
@@ -262,6 +261,6 @@ def override_lines(record: VerifyRecord) -> list[str]:
             for o in record.extra.get("overrides", ())]
 
 
-__all__ = ["ONLY", "Backend", "Suite", "SuiteRun", "Target", "VerifyError", "check_name",
+__all__ = ["ONLY", "Suite", "SuiteRun", "Target", "VerifyError", "check_name",
            "collect", "failure_lines", "failure_reason", "info", "is_service", "no_tests",
            "override_lines", "per_layer", "record", "run"]

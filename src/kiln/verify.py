@@ -375,10 +375,3 @@ def gate(engine: Engine, root: Path, target: Target, ui: UI, *, enabled: bool = 
                           f"{verification.record.reason} (the image is built but unverified; "
                           f"`invoke verify {target.name}` reruns its suite)")
     return verification.record
-
-
-# Suite, Target, VerifyError, is_service and the report lines are kiln.testsuite's, shared with
-# the VM verifier; named here too for the callers that verify containers.
-__all__ = ["Suite", "Target", "Verification", "VerifyError", "failure_lines", "find_suite",
-           "gate", "is_service", "open_shell", "override_lines", "per_layer", "show", "summary",
-           "throwaway", "verify"]

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kiln import records, restricted
-from kiln.context import BuildResult, prepare
+from kiln.context import BuildResult, Context, prepare
 from kiln.load import Project
 from kiln.pipeline import build_image
-from kiln.release.api import Session, open_session
+from kiln.release.api import open_session
 from kiln.ui import UI
 from kiln.verify import find_suite
 
@@ -46,5 +46,5 @@ def build_verified(root: Path, kiln_ctx: Callable[..., object], text: str | None
     return result
 
 
-def session(root: Path, engine: object) -> Session:
+def session(root: Path, engine: object) -> Context:
     return open_session(Project(root), UI(quiet=True), engine)  # type: ignore[arg-type]

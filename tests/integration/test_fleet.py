@@ -27,6 +27,7 @@ from released import record_verified
 import kiln.release.lease as lease_mod
 from kiln import session as kiln_session
 from kiln.config import load_config
+from kiln.context import Context
 from kiln.embedded import LocalRegistry
 from kiln.engine import Engine
 from kiln.fleet.attest import signed_manifest
@@ -35,7 +36,7 @@ from kiln.fleet.drift import DriftError, judge_container
 from kiln.fleet.swarm import Policy, Swarm
 from kiln.load import Project
 from kiln.pipeline import build_image
-from kiln.release.api import PublishResult, Session, open_session, promote, publish
+from kiln.release.api import PublishResult, open_session, promote, publish
 from kiln.run import free_port
 from kiln.signing import keygen
 from kiln.ui import UI
@@ -116,7 +117,7 @@ def project(make_project: Callable[..., Project], registry: LocalRegistry, docke
     return p
 
 
-def session(root: Path, engine: Engine) -> Session:
+def session(root: Path, engine: Engine) -> Context:
     return open_session(Project(root), UI(quiet=True), engine)
 
 

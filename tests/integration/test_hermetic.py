@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln import lock as locking
-from kiln import lockfile, session
+from kiln import aptlock, lockfile, session
 from kiln.context import prepare
 from kiln.errors import KilnError
 from kiln.imagediff import diff_images
@@ -42,14 +41,14 @@ DEBIAN = {
 }
 
 
-def lock_image(ctx, name: str, refresh: bool = False) -> locking.LockUpdate:
+def lock_image(ctx, name: str, refresh: bool = False) -> aptlock.LockUpdate:
     prepared = prepare(ctx.project, name)
 
     def base() -> str:
         ensure_base(ctx, prepared)
         return prepared.base_ref
 
-    return locking.update(ctx.engine, prepared.plan, base, ctx.project.root, refresh=refresh)
+    return aptlock.update(ctx.engine, prepared.plan, base, ctx.project.root, refresh=refresh)
 
 
 def saved_files(engine, ref: str) -> dict[str, bytes]:

@@ -31,8 +31,7 @@ import pytest
 from aptrepo import AptRepo, repo_files
 
 import kiln.release.lease as lease_mod
-from kiln import lock as locking
-from kiln import records
+from kiln import aptlock, records
 from kiln.config import load_config
 from kiln.context import Context, prepare
 from kiln.embedded import LocalRegistry
@@ -128,7 +127,7 @@ def build_by_hand(ctx: Context, name: str) -> None:
         ensure_base(ctx, prepared)
         return prepared.base_ref
 
-    locking.update(ctx.engine, prepared.plan, base, ctx.project.root, refresh=True)
+    aptlock.update(ctx.engine, prepared.plan, base, ctx.project.root, refresh=True)
     build_image(ctx, name)
 
 

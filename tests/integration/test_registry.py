@@ -26,7 +26,7 @@ import kiln.release.container as container_mod
 import kiln.release.lease as lease_mod
 from kiln import blobs, records
 from kiln.config import load_config
-from kiln.context import prepare
+from kiln.context import Context, prepare
 from kiln.credentials import CredentialsError, docker_credentials
 from kiln.embedded import LocalRegistry
 from kiln.load import Project
@@ -40,7 +40,7 @@ from kiln.registry import (
     sha256_digest,
 )
 from kiln.registry_http import _basic
-from kiln.release.api import Session, open_session, publish
+from kiln.release.api import open_session, publish
 from kiln.release.provenance import SLSA
 from kiln.release.trust import check_trust
 from kiln.signing import keygen
@@ -94,7 +94,7 @@ def test_faults_are_retried_credentials_stay_home_nothing_half_published(
     built = build_image(kiln_ctx(project, verify=False), "small")
     record_verified(project.root, built)
     registry = Registry(proxy.address, timeout=1.0, credentials=auth_local.credentials())
-    s = Session(Project(project.root), engine, UI(quiet=True), config=config, registry=registry)
+    s = Context(Project(project.root), engine, UI(quiet=True), config=config, registry=registry)
     manifests, uploads = _path("/manifests/"), _path("/blobs/uploads/")
     proxy.faults = [
         Fault("GET", _path("/v2/"), "status", status=503),  # ping: 503 then fine

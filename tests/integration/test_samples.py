@@ -17,8 +17,8 @@ from kiln import audit, records
 from kiln.context import Context, prepare
 from kiln.load import Project
 from kiln.pipeline import build_all
+from kiln.testsuite import Target
 from kiln.ui import UI
-from kiln.verify import Target
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

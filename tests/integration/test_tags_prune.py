@@ -13,7 +13,7 @@ from kiln.context import prepare
 from kiln.fingerprint import image_repository
 from kiln.load import Project
 from kiln.pipeline import build_image
-from kiln.verify import VerifyError
+from kiln.testsuite import VerifyError
 
 FILES = {
     "layers/greet/layer.yaml": """\

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from kiln import records
 from kiln.pipeline import build_image
-from kiln.verify import override_lines
+from kiln.testsuite import override_lines
 
 FILES = {
     "layers/toolbox/layer.yaml": """\

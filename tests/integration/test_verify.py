@@ -14,7 +14,8 @@ from kiln.context import prepare
 from kiln.engine import KILN_LABEL, Engine
 from kiln.errors import KilnError
 from kiln.pipeline import build_image
-from kiln.verify import NOT_VERIFIED, Target, VerifyError, find_suite, verify
+from kiln.testsuite import Target, VerifyError
+from kiln.verify import NOT_VERIFIED, find_suite, verify
 
 GREET = {
     "layers/greet/layer.yaml": """\

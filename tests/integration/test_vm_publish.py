@@ -39,7 +39,6 @@ from kiln.registry import OCI_MANIFEST, Registry, sha256_digest
 from kiln.release import cosign
 from kiln.release.api import (
     PublishResult,
-    Session,
     catalog,
     history,
     open_session,
@@ -113,7 +112,7 @@ def project(make_project: Callable[..., Project], registry: LocalRegistry, docke
     return p
 
 
-def publish_disk(s: Session, name: str, tag: str | None = None) -> PublishResult:
+def publish_disk(s: Context, name: str, tag: str | None = None) -> PublishResult:
     return publish(s, name, tag, "vm")
 
 
@@ -177,7 +176,7 @@ def verified_disk(root: Path, kiln_ctx: Callable[..., Context], text: str = "one
     return disk
 
 
-def session(root: Path, engine: object) -> Session:
+def session(root: Path, engine: object) -> Context:
     return open_session(Project(root), UI(quiet=True), engine)  # type: ignore[arg-type]
 
 

@@ -31,7 +31,7 @@ TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                      "kiln.durations")),
     ("compose", ("kiln.compose", "kiln.params", "kiln.fingerprint", "kiln.render", "kiln.checks",
                  "kiln.graph")),
-    ("build", ("kiln.bootstrap", "kiln.buildkit", "kiln.hermetic", "kiln.debcache", "kiln.lock",
+    ("build", ("kiln.bootstrap", "kiln.buildkit", "kiln.hermetic", "kiln.debcache", "kiln.aptlock",
                "kiln.context",
                "kiln.normalize", "kiln.imagediff", "kiln.noop", "kiln.planner", "kiln.prune")),
     ("verify", ("kiln.verify", "kiln.testsuite", "kiln.testing", "kiln.testkit",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from kilntest import REF, MakeProject, only_problem
 
-from kiln.lock import UNKNOWN_RE
+from kiln.aptlock import UNKNOWN_RE
 from kiln.pipeline import validate
 
 BOOT = "base: {bootstrap: {suite: bookworm}}\n"

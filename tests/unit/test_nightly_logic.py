@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from kiln import report as reports
+from kiln.aptlock import index_state, resolve_script
 from kiln.errors import KilnError
-from kiln.lock import index_state, resolve_script
 from kiln.lockfile import Lock, LockedPackage, LockSection
 from kiln.nightly import (
     blocked_by,

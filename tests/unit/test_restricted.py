@@ -7,7 +7,7 @@ from kilntest import REF, MakeProject, only_problem
 
 from kiln.compose import compose
 from kiln.load import load_image, load_layer
-from kiln.model import Config
+from kiln.model import RuntimeConfig
 from kiln.restricted import DEFAULT, RESTRICTED, RestrictedUnfit, expected, numeric_user, restricted
 
 
@@ -47,11 +47,11 @@ def test_an_image_opts_out_with_its_reason(make_project: MakeProject) -> None:
     ("app:app", "a name"), ("10001", "has no group")])
 def test_a_user_a_restricted_platform_refuses_is_named(user: str | None, why: str) -> None:
     with pytest.raises(RestrictedUnfit, match=why):
-        numeric_user(Config(user=user))
+        numeric_user(RuntimeConfig(user=user))
 
 
 def test_numeric_user_passes() -> None:
-    assert numeric_user(Config(user="10001:10001")) == "10001:10001"
+    assert numeric_user(RuntimeConfig(user="10001:10001")) == "10001:10001"
 
 
 @pytest.mark.parametrize(("text", "message"), [

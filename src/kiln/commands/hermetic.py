@@ -5,8 +5,7 @@ from __future__ import annotations
 from invoke import Exit, task
 from invoke.context import Context as InvokeContext
 
-from kiln import lock as locking
-from kiln import planner
+from kiln import aptlock, planner
 from kiln.commands.common import kiln_task
 from kiln.context import Context, Prepared
 from kiln.engine import Engine
@@ -89,7 +88,7 @@ def lock(c: InvokeContext, image: str, refresh: bool = False, verbose: bool = Fa
             ensure_base(ctx, prepared)  # a parent image is built (from its own lock) first
             return prepared.base_ref
 
-        update = locking.update(ctx.engine, plan_, base_ref, ctx.project.root, refresh=refresh)
+        update = aptlock.update(ctx.engine, plan_, base_ref, ctx.project.root, refresh=refresh)
         if update.changed:
             ctx.forget(plan_.image.name)  # a child built next builds on its new lock
         updates.append(update)

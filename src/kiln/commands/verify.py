@@ -12,15 +12,8 @@ from kiln.commands.common import kiln_task
 from kiln.context import Context
 from kiln.errors import KilnError
 from kiln.pipeline import move_verified_tags, validate
-from kiln.verify import (
-    Target,
-    VerifyError,
-    failure_lines,
-    open_shell,
-    override_lines,
-    per_layer,
-    summary,
-)
+from kiln.testsuite import Target, VerifyError, failure_lines, override_lines, per_layer
+from kiln.verify import open_shell, summary
 from kiln.verify import verify as run_verify
 
 TASKS = ("verify", "shell")

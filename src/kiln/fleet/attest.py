@@ -8,22 +8,22 @@ pass kiln.release's whole trust check (signed, verified, not revoked) first.
 
 from __future__ import annotations
 
+from kiln.context import Context
 from kiln.fleet.manifest import PREDICATE_TYPE, FileManifest, mutable_paths, of_image
 from kiln.registry import Manifest, RegistryError
 from kiln.release import cosign
 from kiln.release.errors import TrustError
 from kiln.release.names import sidecar
-from kiln.release.session import Session
 from kiln.release.trust import Trust, check_kind, check_trust
 from kiln.signing import load_private, load_public
 
 
-def trusted(s: Session, repo: str, digest: str) -> Trust:
+def trusted(s: Context, repo: str, digest: str) -> Trust:
     """The one gate: signed by the project key, verified, not revoked -- or TrustError."""
     return check_kind(check_trust(s, repo, digest), "container")
 
 
-def attach(s: Session, name: str, repo: str, image: Manifest, image_id: str) -> bool:
+def attach(s: Context, name: str, repo: str, image: Manifest, image_id: str) -> bool:
     """Record and sign the file manifest of published `image`, unless a valid one by the
     project key is there already (an earlier run). True when one was written."""
     public = load_public(s.config.public_key)
@@ -36,7 +36,7 @@ def attach(s: Session, name: str, repo: str, image: Manifest, image_id: str) -> 
     return True
 
 
-def signed_manifest(s: Session, repo: str, digest: str) -> FileManifest:
+def signed_manifest(s: Context, repo: str, digest: str) -> FileManifest:
     """The file manifest of `repo@digest`, its signature checked against the project key."""
     where = f"{s.registry.host}/{repo}@{digest[:19]}"
     try:

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from kiln.context import Context
 from kiln.errors import KilnError
 from kiln.fleet.attest import signed_manifest, trusted
 from kiln.fleet.swarm import DIGEST, FOLLOWS, HOLD, REPOSITORY, Canary, Policy, Rollout, Swarm
@@ -30,7 +31,6 @@ from kiln.release.channels import promote
 from kiln.release.channels import rollback as rollback_channel
 from kiln.release.errors import TrustError
 from kiln.release.names import parse_spec
-from kiln.release.session import Session
 
 TIMEOUT = 600.0
 
@@ -56,7 +56,7 @@ class Deployed:
         return out
 
 
-def pinned(s: Session, spec: str) -> tuple[str, str, str]:
+def pinned(s: Context, spec: str) -> tuple[str, str, str]:
     """`image[:channel|:tag|@digest]` -> (repository, digest, follows), trusted or refused."""
     name, ref = parse_spec(spec)
     ref = ref or s.config.channels[0]
@@ -72,7 +72,7 @@ def pinned(s: Session, spec: str) -> tuple[str, str, str]:
     return repo, found.digest, f"{name}:{ref}" if not DIGEST_RE.match(ref) else f"{name}@{ref}"
 
 
-def deploy(s: Session, service: str, spec: str, *, replicas: int = 1,
+def deploy(s: Context, service: str, spec: str, *, replicas: int = 1,
            networks: tuple[str, ...] = (), ports: dict[int, int] | None = None,
            policy: Policy | None = None, timeout: float = TIMEOUT) -> Deployed:
     """Create or update `service` to the digest `spec` names; DeployError when it rolled back."""
@@ -100,7 +100,7 @@ def deploy(s: Session, service: str, spec: str, *, replicas: int = 1,
                     canary, time.time())
 
 
-def roll(s: Session, swarm: Swarm, service: str, image: str, labels: dict[str, str],
+def roll(s: Context, swarm: Swarm, service: str, image: str, labels: dict[str, str],
          current: dict[str, Any], follows: str, timeout: float) -> Canary | None:
     """Update `service` to `image`: one task (the canary), then the rest (module docstring).
     DeployError, the service back on the spec it had, when either phase fails."""
@@ -153,7 +153,7 @@ def _failed(swarm: Swarm, service: str, image: str, follows: str, rollout: Rollo
                       "revoke it: `kiln revoke`)")
 
 
-def replace(s: Session, service: str, timeout: float = TIMEOUT) -> Deployed:
+def replace(s: Context, service: str, timeout: float = TIMEOUT) -> Deployed:
     """Recreate every task from the pinned image (rolling, health-gated): never patch."""
     started = time.monotonic()
     swarm = Swarm(s.need_engine())
@@ -181,7 +181,7 @@ def replace(s: Session, service: str, timeout: float = TIMEOUT) -> Deployed:
                     finished=time.time())
 
 
-def followers(s: Session, name: str, channel: str) -> list[str]:
+def followers(s: Context, name: str, channel: str) -> list[str]:
     """Services that follow `<name>:<channel>` of this registry (a swarm may run services of
     the same image name from another registry: a channel move here must not roll them)."""
     swarm = Swarm(s.need_engine())
@@ -190,7 +190,7 @@ def followers(s: Session, name: str, channel: str) -> list[str]:
                   if (svc["Spec"].get("Labels") or {}).get(REPOSITORY) == ours)
 
 
-def rollback_and_deploy(s: Session, name: str, channel: str) -> tuple[Any, list[Deployed]]:
+def rollback_and_deploy(s: Context, name: str, channel: str) -> tuple[Any, list[Deployed]]:
     """Return the channel to its previous known-good digest, then roll its followers to it."""
     move = rollback_channel(s, name, channel)
     return move, [deploy(s, svc, f"{name}:{channel}") for svc in followers(s, name, channel)]
@@ -217,7 +217,7 @@ class ChannelRoll:
                 "problem": self.problem}
 
 
-def roll_channels(s: Session, name: str, candidate: str = "candidate",
+def roll_channels(s: Context, name: str, candidate: str = "candidate",
                   stable: str = "stable") -> ChannelRoll:
     """Deploy `candidate` to the services that follow it (the canaries); when every one is
     healthy, promote it to `stable` and roll the services that follow `stable`. With no canary

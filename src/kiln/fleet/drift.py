@@ -17,12 +17,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from kiln.context import Context
 from kiln.engine import Engine
 from kiln.errors import KilnError
 from kiln.fleet.attest import signed_manifest, trusted
 from kiln.fleet.manifest import DPKG_STATUS, Entry, FileManifest, dpkg_packages
 from kiln.release.errors import TrustError
-from kiln.release.session import Session
 
 BATCH = 2000  # paths per exec inside the container: well under ARG_MAX
 # Three execs per batch whatever its size (a fork per file would dominate): one `stat` of every
@@ -146,7 +146,7 @@ def entry_from_stat(line: str) -> Entry:
 
 
 # containers ----------------------------------------------------------------------------------
-def signed_reference(s: Session, engine: Engine, container: Mapping[str, Any]) -> tuple[str, str]:
+def signed_reference(s: Context, engine: Engine, container: Mapping[str, Any]) -> tuple[str, str]:
     """(repository, manifest digest) of the container's image in the project's registry."""
     name = str(container.get("Name", "")).lstrip("/") or str(container.get("Id", ""))[:12]
     image_id = str(container["Image"])
@@ -166,7 +166,7 @@ def signed_reference(s: Session, engine: Engine, container: Mapping[str, Any]) -
                      "signed (deploy it with `kiln deploy` or `kiln pull`)")
 
 
-def judge_container(s: Session, ref: str) -> Drift:
+def judge_container(s: Context, ref: str) -> Drift:
     """Drift of one container against its signed image; DriftError when it cannot judge."""
     started = time.monotonic()
     engine = s.need_engine()

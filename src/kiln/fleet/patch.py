@@ -14,14 +14,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from kiln.context import Context
 from kiln.fleet.deploy import roll_channels
 from kiln.nightly import CHANNEL
-from kiln.release.session import Session
 from kiln.report import ImageOutcome
 from kiln.ui import UI
 
 
-def deploy_released(s: Session, outcomes: Iterable[ImageOutcome], ui: UI, *,
+def deploy_released(s: Context, outcomes: Iterable[ImageOutcome], ui: UI, *,
                     started: float | None = None, lines: bool = True) -> list[dict[str, Any]]:
     """Roll every image a night moved to `candidate` out to its services; one JSON object per
     image: canaries, promoted, rolled (each service with its digest, canary, `finished`),

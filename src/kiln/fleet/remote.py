@@ -16,13 +16,13 @@ from typing import Any
 
 import paramiko
 
+from kiln.context import Context
 from kiln.fleet.attest import signed_manifest
 from kiln.fleet.drift import Drift, DriftError, compare, compare_packages
 from kiln.fleet.manifest import DPKG_STATUS, Entry, FileManifest, dpkg_packages
 from kiln.registry import RegistryError
 from kiln.release.errors import TrustError
 from kiln.release.names import channel_tag, parse_spec
-from kiln.release.session import Session
 from kiln.release.trust import check_kind, check_trust
 
 TYPES = {"f": "file", "d": "dir", "l": "symlink", "c": "char", "b": "block", "p": "fifo",
@@ -123,7 +123,7 @@ def _run(client: paramiko.SSHClient, command: str, check: bool = True) -> bytes:
     return data if code == 0 else b""
 
 
-def judge_vm(s: Session, target: str, spec: str, **ssh: Any) -> Drift:
+def judge_vm(s: Context, target: str, spec: str, **ssh: Any) -> Drift:
     """Drift of the VM at `target` against the signed file manifest of the disk `spec` names:
     `image:<channel>` is the disk channel (`<channel>-vm`), or a disk's tag or @digest. The
     disk must pass the whole trust check (signed, verified, not revoked), as `kiln pull-disk`."""

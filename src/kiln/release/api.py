@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kiln.context import Context
 from kiln.errors import KilnError
 from kiln.release import chain, container, vmdisk
 from kiln.release.catalog import catalog
@@ -13,16 +14,16 @@ from kiln.release.names import VM_SUFFIX, channel_tag, check_target, immutable_t
 from kiln.release.provenance import CYCLONEDX
 from kiln.release.publish import PublishResult
 from kiln.release.publish import publish as publish_artifact
-from kiln.release.session import Session, open_session
+from kiln.release.session import open_session
 from kiln.release.trust import check_kind, check_trust
 from kiln.release.vmdisk import DiskPull, pull_disk
 
-__all__ = ["DiskPull", "Move", "PublishResult", "PullResult", "Session", "catalog",
+__all__ = ["DiskPull", "Move", "PublishResult", "PullResult", "catalog",
            "check_target", "history", "immutable_tag", "local_tag", "open_session", "promote",
            "publish", "pull", "pull_disk", "revoke", "rollback", "sbom"]
 
 
-def publish(s: Session, name: str, tag: str | None = None,
+def publish(s: Context, name: str, tag: str | None = None,
             target: str = "container") -> PublishResult:
     """Publish the local, verified build of `name` (its container, or its VM disk); then move
     the auto-promote channel, when one is set."""
@@ -37,7 +38,7 @@ def publish(s: Session, name: str, tag: str | None = None,
     return done
 
 
-def sbom(s: Session, spec: str, target: str = "container") -> dict[str, Any]:
+def sbom(s: Context, spec: str, target: str = "container") -> dict[str, Any]:
     """The signed CycloneDX SBOM of a published image, after the whole trust check."""
     name, ref = parse_spec(spec)
     repo = s.config.repository(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kiln.context import Context
 from kiln.errors import KilnError
 from kiln.registry import Manifest
 from kiln.release import cosign
@@ -17,12 +18,11 @@ from kiln.release.errors import (
     Unsigned,
 )
 from kiln.release.names import TARGETS, channel_tag, is_version_tag, target_of
-from kiln.release.session import Session
 from kiln.release.trust import check_trust
 from kiln.signing import load_public
 
 
-def _signed(s: Session, repo: str, digest: str) -> str:
+def _signed(s: Context, repo: str, digest: str) -> str:
     try:
         cosign.verify(s.registry, repo, digest, load_public(s.config.public_key))
     except Unsigned:
@@ -32,7 +32,7 @@ def _signed(s: Session, repo: str, digest: str) -> str:
     return "yes"
 
 
-def state(s: Session, repo: str, digest: str) -> tuple[str, str, str, str, str]:
+def state(s: Context, repo: str, digest: str) -> tuple[str, str, str, str, str]:
     """(signed, verified, revoked, age, problem) of one digest."""
     try:
         trust = check_trust(s, repo, digest)
@@ -53,7 +53,7 @@ def state(s: Session, repo: str, digest: str) -> tuple[str, str, str, str, str]:
     return "yes", "yes", "no", _age(datetime.now(UTC), trust.signed_at), ""
 
 
-def catalog(s: Session) -> list[dict[str, Any]]:
+def catalog(s: Context) -> list[dict[str, Any]]:
     prefix = s.config.namespace + "/"
     rows: list[dict[str, Any]] = []
     for repo in s.registry.repositories():

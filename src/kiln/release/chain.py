@@ -17,13 +17,13 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from kiln.context import Context
 from kiln.registry import OCI_MANIFEST, RegistryError
 from kiln.release import cosign, revocations, seen
 from kiln.release.errors import RevocationsMissing, RolledBack, Tampered
 from kiln.release.lease import Lease
 from kiln.release.names import now_iso
 from kiln.release.oci import EMPTY, EMPTY_TYPE, Layer, layers_of, manifest_doc, put_blob, read_back
-from kiln.release.session import Session
 from kiln.signing import canonical_json, load_private, load_public
 
 HISTORY_TYPE = "application/vnd.dev.kiln.channel-history.v2"
@@ -58,7 +58,7 @@ def _tag(channel: str) -> str:
     return f"{channel}.history"
 
 
-def read(s: Session, repo: str, channel: str) -> tuple[list[Entry], list[Layer]]:
+def read(s: Context, repo: str, channel: str) -> tuple[list[Entry], list[Layer]]:
     """The verified chain (and its layers). Any break is Tampered, never skipped."""
     where = f"{s.registry.host}/{repo}:{_tag(channel)}"
     found = s.registry.manifest(repo, _tag(channel))
@@ -91,7 +91,7 @@ def read(s: Session, repo: str, channel: str) -> tuple[list[Entry], list[Layer]]
     return entries, layers
 
 
-def append(s: Session, held: Lease, repo: str, channel: str, state: str, action: str,
+def append(s: Context, held: Lease, repo: str, channel: str, state: str, action: str,
            digest: str, previous: str | None, tag: str, revocations: int) -> Entry:
     """Sign and append one document (under the channel's lease); read back."""
     entries, layers = read(s, repo, channel)
@@ -117,7 +117,7 @@ def confirmed(entries: list[Entry]) -> list[Entry]:
     return [e for e in entries if e.state == "confirmed"]
 
 
-def check(s: Session, repo: str, channel: str, digest: str) -> Entry:
+def check(s: Context, repo: str, channel: str, digest: str) -> Entry:
     """The channel tag names `digest`: accept it only where the signed chain puts it."""
     where = f"{s.registry.host}/{repo}:{channel}"
     entries, _ = read(s, repo, channel)

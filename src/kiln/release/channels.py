@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kiln.context import Context
 from kiln.errors import KilnError
 from kiln.registry import DIGEST_RE, OCI_MANIFEST
 from kiln.release import chain, container, revocations, vmdisk
@@ -18,7 +19,7 @@ from kiln.release.names import (
     parse_spec,
 )
 from kiln.release.oci import read_back
-from kiln.release.session import Session, checkpoint
+from kiln.release.session import checkpoint
 from kiln.release.trust import check_kind, check_trust
 
 
@@ -35,13 +36,13 @@ class Move:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def history(s: Session, repo: str, channel: str) -> list[dict[str, Any]]:
+def history(s: Context, repo: str, channel: str) -> list[dict[str, Any]]:
     """Every confirmed move of `channel`, oldest first, from its verified, signed chain."""
     entries, _ = chain.read(s, repo, channel)
     return [e.as_history() for e in chain.confirmed(entries)]
 
 
-def _version_tag_of(s: Session, repo: str, digest: str) -> str | None:
+def _version_tag_of(s: Context, repo: str, digest: str) -> str | None:
     for tag in s.registry.tags(repo):
         if is_version_tag(tag, s.config):
             found = s.registry.resolve(repo, tag)
@@ -50,7 +51,7 @@ def _version_tag_of(s: Session, repo: str, digest: str) -> str | None:
     return None
 
 
-def resolve_source(s: Session, name: str, ref: str | None,
+def resolve_source(s: Context, name: str, ref: str | None,
                    target: str = "container") -> tuple[str, str]:
     """What `promote <spec>` names -> (digest, immutable tag that names it). A channel name
     means that channel of the target (`stable` -> `stable-vm` for a disk)."""
@@ -74,7 +75,7 @@ def resolve_source(s: Session, name: str, ref: str | None,
     return found.digest, tag
 
 
-def promote(s: Session, spec: str, channel: str, target: str = "container") -> Move:
+def promote(s: Context, spec: str, channel: str, target: str = "container") -> Move:
     name, ref = parse_spec(spec)
     channel = channel_tag(s.config.check_channel(channel), target)
     repo = s.config.repository(name)
@@ -101,7 +102,7 @@ def promote(s: Session, spec: str, channel: str, target: str = "container") -> M
         return _move(s, held, repo, channel, "promote", digest, expected, tag)
 
 
-def _move(s: Session, held: Lease, repo: str, channel: str, action: str, digest: str,
+def _move(s: Context, held: Lease, repo: str, channel: str, action: str, digest: str,
           previous: str | None, tag: str) -> Move:
     """Pending (signed) -> the tag -> read back -> confirmed (signed). Interrupted anywhere,
     the channel is where the last confirmed move put it, or where this one was going: a
@@ -120,7 +121,7 @@ def _move(s: Session, held: Lease, repo: str, channel: str, action: str, digest:
     return Move(repo, channel, action, digest, previous, tag)
 
 
-def rollback(s: Session, name: str, channel: str, target: str = "container") -> Move:
+def rollback(s: Context, name: str, channel: str, target: str = "container") -> Move:
     """Return `channel` to the most recent digest it held that was never rolled back from,
     is not revoked, and still checks out."""
     channel = channel_tag(s.config.check_channel(channel), target)
@@ -148,7 +149,7 @@ def rollback(s: Session, name: str, channel: str, target: str = "container") -> 
                            f"({len(entries)} moves){detail}")
 
 
-def revoke(s: Session, spec: str, reason: str) -> list[Move]:
+def revoke(s: Context, spec: str, reason: str) -> list[Move]:
     """Mark a digest bad in the registry; channels naming it roll back to their previous good."""
     name, ref = parse_spec(spec)
     if ref is None or not DIGEST_RE.match(ref):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln.blobs import push_layer
-from kiln.context import Prepared
+from kiln.context import Context, Prepared
 from kiln.errors import EngineError, KilnError
 from kiln.fingerprint import image_repository
 from kiln.records import VerifyRecord, first_built, require_verified, state_dir
@@ -20,7 +20,7 @@ from kiln.release.names import check_names, immutable_tag, now_iso, parse_spec
 from kiln.release.oci import CONFIG_TYPE, export
 from kiln.release.provenance import CYCLONEDX, SLSA, VERIFICATION, cyclonedx, lineage, slsa
 from kiln.release.provenance import verification as verification_predicate
-from kiln.release.session import Session, checkpoint
+from kiln.release.session import checkpoint
 from kiln.release.trust import Trust, check_kind, check_trust
 from kiln.signing import canonical_json
 
@@ -35,7 +35,7 @@ class ContainerImage:
     target: str = "container"
 
     @classmethod
-    def local(cls, s: Session, name: str) -> ContainerImage:
+    def local(cls, s: Context, name: str) -> ContainerImage:
         """The image built for `name`'s current definitions, if it passed verification."""
         engine = s.need_engine()
         prepared = s.prepared(name)
@@ -64,7 +64,7 @@ class ContainerImage:
         """<version>-<date first built>-<id12>."""
         return tag_for(self.root or Path("."), self.prepared, self.content_id)
 
-    def push(self, s: Session, repo: str) -> bytes:
+    def push(self, s: Context, repo: str) -> bytes:
         """Blobs, then the manifest by digest. Layers go through kiln.blobs (reproducible gzip,
         cached by diff_id: known layers cost a HEAD or a mount from a parent image's
         repository); what the registry lacks is read from one `docker save`."""
@@ -107,7 +107,7 @@ class ContainerImage:
         reg.put_manifest(repo, sha256_digest(body), body, OCI_MANIFEST)
         return body
 
-    def predicates(self, s: Session, repo: str, manifest: Manifest) -> dict[str, dict[str, Any]]:
+    def predicates(self, s: Context, repo: str, manifest: Manifest) -> dict[str, dict[str, Any]]:
         prepared, plan = self.prepared, self.prepared.plan
         engine = s.need_engine()
         base_id = engine.image_id(prepared.base_ref)
@@ -123,7 +123,7 @@ class ContainerImage:
                 base={"ref": prepared.base_ref, "image_id": base_id}, signed_at=now_iso()),
         }
 
-    def packages(self, s: Session) -> list[str] | None:
+    def packages(self, s: Context) -> list[str] | None:
         """`dpkg-query -W` of the image: from the verification record, or from a container."""
         if isinstance(self.record.extra.get("packages"), list):
             return [str(p) for p in self.record.extra["packages"]]
@@ -139,7 +139,7 @@ class ContainerImage:
                 else None)
 
 
-def local_tag(s: Session, name: str) -> str | None:
+def local_tag(s: Context, name: str) -> str | None:
     """The immutable tag of the local build of `name`, or None when it is not built."""
     engine = s.need_engine()
     prepared = s.prepared(name)
@@ -169,7 +169,7 @@ class PullResult:
                 for k, v in ((k, getattr(self, k)) for k in self.__dataclass_fields__)}
 
 
-def pull(s: Session, spec: str) -> PullResult:
+def pull(s: Context, spec: str) -> PullResult:
     """Resolve to a digest, check signature and attestations, pull by digest, check the ID."""
     name, ref = parse_spec(spec)
     ref = ref or (s.config.channels[0])
@@ -195,7 +195,7 @@ def pull(s: Session, spec: str) -> PullResult:
     return PullResult(f"{remote}@{digest}", digest, image_id, tuple(local), summary, trust.key)
 
 
-def pull_trusted(s: Session, repo: str, trust: Trust) -> str:
+def pull_trusted(s: Context, repo: str, trust: Trust) -> str:
     """Pull a digest `check_trust` accepted into the engine, by digest; the image ID the engine
     got must be the one the signed record names."""
     remote, digest = f"{s.registry.host}/{repo}", trust.digest

@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from kiln.context import Context
 from kiln.registry import OCI_MANIFEST, RegistryError, sha256_digest
 from kiln.release.errors import PublishError
 from kiln.release.oci import EMPTY, EMPTY_TYPE
-from kiln.release.session import Session, checkpoint
+from kiln.release.session import checkpoint
 from kiln.signing import canonical_json
 
 LEASE_TYPE = "application/vnd.dev.kiln.lease.v1+json"
@@ -56,7 +57,7 @@ class Holder:
 
 @dataclass
 class Lease:
-    s: Session
+    s: Context
     repo: str
     tag: str
     owner: str
@@ -70,7 +71,7 @@ class Lease:
                                " (took too long); nothing was changed, re-run")
 
 
-def holder_of(s: Session, repo: str, tag: str) -> Holder | None:
+def holder_of(s: Context, repo: str, tag: str) -> Holder | None:
     found = s.registry.manifest(repo, tag)
     if found is None:
         return None
@@ -83,7 +84,7 @@ def holder_of(s: Session, repo: str, tag: str) -> Holder | None:
         return None
 
 
-def _claim(s: Session, owner: str, expires: float) -> bytes:
+def _claim(s: Context, owner: str, expires: float) -> bytes:
     return canonical_json({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": LEASE_TYPE,
         "config": {"mediaType": EMPTY_TYPE, "digest": sha256_digest(EMPTY), "size": len(EMPTY)},
@@ -93,7 +94,7 @@ def _claim(s: Session, owner: str, expires: float) -> bytes:
 
 
 @contextmanager
-def lease(s: Session, repo: str, name: str,
+def lease(s: Context, repo: str, name: str,
           precheck: Callable[[], None] | None = None) -> Iterator[Lease]:
     """Exclusive right to write tag `name` of `repo`, recorded in the registry as <name>.lease.
 

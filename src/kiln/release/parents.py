@@ -24,14 +24,13 @@ from kiln.registry import Manifest
 from kiln.release import chain
 from kiln.release.container import pull_trusted
 from kiln.release.errors import Tampered
-from kiln.release.session import Session
 from kiln.release.trust import Trust, check_kind, check_trust
 from kiln.report import ParentOutcome
 
 FINGERPRINT = "dev.kiln.fingerprint"  # the manifest annotation kiln publishes (container.push)
 
 
-def source(s: Session, channels: Iterable[str]) -> ParentSource:
+def source(s: Context, channels: Iterable[str]) -> ParentSource:
     """The pipeline's parent source (Context.parents): the registry is opened on the first
     parent looked up (Context.registry), so a run that needs none opens none."""
     looked_at = tuple(channels)
@@ -55,7 +54,7 @@ def outcomes(ctx: Context, name: str,
     return tuple(out)
 
 
-def fetch(s: Session, prepared: Prepared, channels: Iterable[str]) -> PulledParent | None:
+def fetch(s: Context, prepared: Prepared, channels: Iterable[str]) -> PulledParent | None:
     """The published image of `prepared`'s definitions, pulled and checked, or None."""
     name, fp = prepared.plan.image.name, prepared.fingerprint
     repo = s.config.repository(name)
@@ -75,7 +74,7 @@ def fetch(s: Session, prepared: Prepared, channels: Iterable[str]) -> PulledPare
                         image_id, size(manifest), time.monotonic() - started, channel)
 
 
-def published(s: Session, repo: str, fp: str,
+def published(s: Context, repo: str, fp: str,
               channels: Iterable[str]) -> tuple[str, Manifest] | None:
     """The first channel whose manifest is annotated with fingerprint `fp` (one GET each)."""
     for channel in dict.fromkeys(channels):

@@ -15,13 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kiln.context import Context
 from kiln.registry import OCI_MANIFEST, Manifest, sha256_digest
 from kiln.release import cosign
 from kiln.release.errors import ImmutableTagError
 from kiln.release.lease import lease
 from kiln.release.names import check_tag
 from kiln.release.oci import config_digest, full, read_back
-from kiln.release.session import Session, checkpoint
+from kiln.release.session import checkpoint
 from kiln.release.trust import refuse_revoked
 from kiln.signing import load_private
 
@@ -43,10 +44,10 @@ class Artifact(Protocol):
     @property
     def default_tag(self) -> str: ...
 
-    def push(self, s: Session, repo: str) -> bytes:
+    def push(self, s: Context, repo: str) -> bytes:
         """Push every blob, then the manifest by digest; return the manifest's bytes."""
 
-    def predicates(self, s: Session, repo: str, manifest: Manifest) -> dict[str, dict[str, Any]]:
+    def predicates(self, s: Context, repo: str, manifest: Manifest) -> dict[str, dict[str, Any]]:
         """predicateType -> predicate, for the attestations of the pushed manifest."""
 
 
@@ -67,7 +68,7 @@ class PublishResult:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def publish(s: Session, artifact: Artifact, tag: str | None = None) -> PublishResult:
+def publish(s: Context, artifact: Artifact, tag: str | None = None) -> PublishResult:
     started = time.monotonic()
     sent_before = (s.registry.counters.bytes_uploaded, s.registry.counters.blobs_uploaded)
     repo = s.config.repository(artifact.name)
@@ -99,7 +100,7 @@ def publish(s: Session, artifact: Artifact, tag: str | None = None) -> PublishRe
     return result("published", digest)
 
 
-def attach(s: Session, repo: str, manifest: Manifest, artifact: Artifact) -> None:
+def attach(s: Context, repo: str, manifest: Manifest, artifact: Artifact) -> None:
     """Sign and attest `manifest`; what is there already (by this key) is kept as is."""
     manifest = full(s.registry, repo, manifest)
     key = load_private(s.config.signing_key)
@@ -109,7 +110,7 @@ def attach(s: Session, repo: str, manifest: Manifest, artifact: Artifact) -> Non
         attach_file_manifest(s, artifact, repo, manifest)
 
 
-def attach_file_manifest(s: Session, artifact: Artifact, repo: str, manifest: Manifest) -> None:
+def attach_file_manifest(s: Context, artifact: Artifact, repo: str, manifest: Manifest) -> None:
     """The hook of issue 15: every file of the image, as one more signed attestation. Kept
     apart from `predicates` because it exports the image: only done when it is missing."""
     from kiln.fleet.attest import attach  # the fleet builds on the release: imported late
@@ -118,7 +119,7 @@ def attach_file_manifest(s: Session, artifact: Artifact, repo: str, manifest: Ma
         s.ui.step("file manifest attested (kiln drift)")
 
 
-def tag_immutably(s: Session, repo: str, tag: str, body: bytes, content_id: str) -> None:
+def tag_immutably(s: Context, repo: str, tag: str, body: bytes, content_id: str) -> None:
     """Put immutable `tag` on manifest `body` (pushed by digest already) under the tag's lease:
     refused when the tag names other content, read back afterwards."""
     digest = sha256_digest(body)
@@ -139,7 +140,7 @@ def tag_immutably(s: Session, repo: str, tag: str, body: bytes, content_id: str)
     s.ui.step(f"tagged {tag}, read back {digest[:19]}")
 
 
-def refuse_other(s: Session, repo: str, tag: str, found: Manifest, content_id: str,
+def refuse_other(s: Context, repo: str, tag: str, found: Manifest, content_id: str,
                  strict: bool = False) -> None:
     """The tag names this content (fine, unless `strict`: another manifest of it) or a refusal."""
     named = config_digest(full(s.registry, repo, found))

@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kiln.context import Context
 from kiln.registry import RegistryError
 from kiln.release import cosign, seen
 from kiln.release.errors import RevocationsMissing
 from kiln.release.lease import lease
 from kiln.release.names import REVOCATIONS, now_iso
 from kiln.release.oci import layers_of, put_artifact, read_back
-from kiln.release.session import Session
 from kiln.signing import load_private, load_public
 
 LIST_TYPE = "application/vnd.dev.kiln.revocations.v1+json"
@@ -26,7 +26,7 @@ class Revocations:
     entries: dict[str, dict[str, Any]]  # manifest digest -> {reason, at, by}
 
 
-def read(s: Session, repo: str) -> Revocations:
+def read(s: Context, repo: str) -> Revocations:
     where = f"{s.registry.host}/{repo}:{REVOCATIONS}"
     known = seen.high(s, f"{repo}#revocations")
     try:
@@ -61,7 +61,7 @@ def read(s: Session, repo: str) -> Revocations:
     return Revocations(version, entries)
 
 
-def add(s: Session, repo: str, digest: str, reason: str) -> int:
+def add(s: Context, repo: str, digest: str, reason: str) -> int:
     """Append `digest` to the list (under its lease); returns the new version."""
     key = load_private(s.config.signing_key)
     with lease(s, repo, REVOCATIONS) as held:

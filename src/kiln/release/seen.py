@@ -10,16 +10,16 @@ import re
 import tempfile
 from pathlib import Path
 
+from kiln.context import Context
 from kiln.records import state_dir
-from kiln.release.session import Session
 
 
-def _path(s: Session) -> Path:
+def _path(s: Context) -> Path:
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", s.registry.host)
     return state_dir(s.root) / "trust" / f"{safe}.json"
 
 
-def _load(s: Session) -> dict[str, int]:
+def _load(s: Context) -> dict[str, int]:
     try:
         data = json.loads(_path(s).read_text())
     except (FileNotFoundError, ValueError):
@@ -27,11 +27,11 @@ def _load(s: Session) -> dict[str, int]:
     return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def high(s: Session, key: str) -> int:
+def high(s: Context, key: str) -> int:
     return _load(s).get(key, 0)
 
 
-def raise_to(s: Session, key: str, value: int) -> None:
+def raise_to(s: Context, key: str, value: int) -> None:
     """Remember `value` for `key` unless a higher one is known (atomic replace)."""
     data = _load(s)
     if data.get(key, 0) >= value:

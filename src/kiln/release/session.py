@@ -1,5 +1,5 @@
-"""One run against the registry: the run's Context (kiln.context), which the release modules
-call `s`; and the checkpoints of release operations."""
+"""Opening the run's Context (kiln.context) with its registry at once, and the checkpoints of
+release operations. The release modules call the Context `s`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from kiln.context import Context
 from kiln.engine import Engine
 from kiln.load import Project
 from kiln.ui import UI
-
-Session = Context  # the release modules' name for the run's context: the same object
 
 
 def checkpoint(name: str) -> None:

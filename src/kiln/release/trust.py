@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kiln.context import Context
 from kiln.registry import RegistryAuthError, RegistryError, RegistryUnavailable
 from kiln.release import cosign, revocations
 from kiln.release.errors import (
@@ -20,7 +21,6 @@ from kiln.release.errors import (
 )
 from kiln.release.names import sidecar
 from kiln.release.provenance import PREDICATES, VERIFICATION
-from kiln.release.session import Session
 from kiln.signing import key_id, load_public
 
 VM_ARTIFACT_TYPE = "application/vnd.kiln.vm.disk.v1"
@@ -40,7 +40,7 @@ class Trust:
     artifact_type: str = ""  # "" for a container image, VM_ARTIFACT_TYPE for a disk
 
 
-def check_trust(s: Session, repo: str, digest: str) -> Trust:
+def check_trust(s: Context, repo: str, digest: str) -> Trust:
     where = f"{s.registry.host}/{repo}@{digest[:19]}"
     pin, have = s.config.key_id, key_id(load_public(s.config.public_key))
     if pin and have != pin:
@@ -94,12 +94,12 @@ def check_kind(trust: Trust, target: str) -> Trust:
     return trust
 
 
-def revocation(s: Session, repo: str, digest: str) -> dict[str, Any] | None:
+def revocation(s: Context, repo: str, digest: str) -> dict[str, Any] | None:
     """The entry of `digest` in the signed revocation list, or None (the list must read)."""
     return revocations.read(s, repo).entries.get(digest)
 
 
-def refuse_revoked(s: Session, repo: str, digest: str) -> None:
+def refuse_revoked(s: Context, repo: str, digest: str) -> None:
     """A revoked digest is never published again, whatever tag it would get."""
     revoked = revocation(s, repo, digest)
     if revoked is not None:

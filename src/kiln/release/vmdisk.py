@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kiln.context import Context
 from kiln.errors import KilnError
 from kiln.fingerprint import file_sha256
 from kiln.fleet.manifest import PREDICATE_TYPE as FILE_MANIFEST
@@ -39,7 +40,6 @@ from kiln.release.names import (
 )
 from kiln.release.provenance import CYCLONEDX, SLSA, VERIFICATION, cyclonedx, slsa
 from kiln.release.provenance import verification as verification_predicate
-from kiln.release.session import Session
 from kiln.release.trust import VM_ARTIFACT_TYPE, check_kind, check_trust
 from kiln.signing import canonical_json
 from kiln.vm import files
@@ -85,7 +85,7 @@ class VmDisk:
                              self.image_id) + VM_SUFFIX
 
     @classmethod
-    def local(cls, s: Session, name: str) -> VmDisk:
+    def local(cls, s: Context, name: str) -> VmDisk:
         """The local disk, if it passed boot verification (the publish gate)."""
         disk = local_disk(s, name)
         record = require_verified(s.root, name, disk.image_id, target="vm")
@@ -96,13 +96,13 @@ class VmDisk:
             raise PublishError(str(exc)) from None
         return cls(disk.name, disk.folder, disk.config, disk.created, record)
 
-    def push(self, s: Session, repo: str) -> bytes:
+    def push(self, s: Context, repo: str) -> bytes:
         if self.record is None:
             raise PublishError(f"{self.name}: the disk's verification was not checked (use "
                                "VmDisk.local)")
         return push_disk(s, self.name, repo, self, self.record)
 
-    def predicates(self, s: Session, repo: str, manifest: Manifest) -> dict[str, dict[str, Any]]:
+    def predicates(self, s: Context, repo: str, manifest: Manifest) -> dict[str, dict[str, Any]]:
         """From the artifact itself (its disk.json and record), plus the build's provenance."""
         doc = manifest.json
         config_digest = str(doc["config"]["digest"])
@@ -140,7 +140,7 @@ class VmDisk:
         }
 
 
-def local_disk(s: Session, name: str) -> VmDisk:
+def local_disk(s: Context, name: str) -> VmDisk:
     prepared = s.prepared(name)
     built = built_disk(s.root, name, prepared.fingerprint)
     if built is None or not built.qcow2.is_file():
@@ -151,7 +151,7 @@ def local_disk(s: Session, name: str) -> VmDisk:
     return VmDisk(name, built.folder, config, first_built(s.root, prepared.fingerprint))
 
 
-def local_tag(s: Session, name: str) -> str:
+def local_tag(s: Context, name: str) -> str:
     """The immutable tag of the locally built disk (what `promote <image> --target vm` means)."""
     return local_disk(s, name).default_tag
 
@@ -180,7 +180,7 @@ def check_record(record: VerifyRecord, disk: dict[str, Any], where: str) -> None
 
 
 # publish -------------------------------------------------------------------------------------
-def push_disk(s: Session, name: str, repo: str, disk: VmDisk, record: VerifyRecord) -> bytes:
+def push_disk(s: Context, name: str, repo: str, disk: VmDisk, record: VerifyRecord) -> bytes:
     """disk.json, the qcow2 (streamed from disk; the registry checks its digest), the record;
     then the manifest by digest. Returns the manifest bytes."""
     reg = s.registry
@@ -222,7 +222,7 @@ def push_disk(s: Session, name: str, repo: str, disk: VmDisk, record: VerifyReco
     return body
 
 
-def _container_manifest(s: Session, repo: str, disk: VmDisk) -> Manifest | None:
+def _container_manifest(s: Context, repo: str, disk: VmDisk) -> Manifest | None:
     """The container the disk was made from, when it is published here under its default tag."""
     tag = immutable_tag(str(disk.manifest["version"]), disk.created, disk.image_id)
     found = s.registry.manifest(repo, tag)
@@ -258,7 +258,7 @@ class DiskPull:
                 "boot": list(self.boot), "kernel": self.kernel, "verified": self.verified}
 
 
-def pull_disk(s: Session, spec: str, output: Path) -> DiskPull:
+def pull_disk(s: Context, spec: str, output: Path) -> DiskPull:
     """Resolve to a digest, check signature, provenance and the VM record, then download the
     qcow2 (streamed, checked against its digest and disk.json) to <output>/<image>.qcow2."""
     name, ref = parse_spec(spec)
