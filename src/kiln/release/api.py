@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from kiln.context import Context
-from kiln.errors import KilnError
 from kiln.release import chain, container, vmdisk
 from kiln.release.catalog import catalog
 from kiln.release.channels import Move, history, promote, revoke, rollback
@@ -15,7 +14,7 @@ from kiln.release.provenance import CYCLONEDX
 from kiln.release.publish import PublishResult
 from kiln.release.publish import publish as publish_artifact
 from kiln.release.session import open_session
-from kiln.release.trust import check_kind, check_trust
+from kiln.release.trust import check_kind, check_trust, published_digest
 from kiln.release.vmdisk import DiskPull, pull_disk
 
 __all__ = ["DiskPull", "Move", "PublishResult", "PullResult", "catalog",
@@ -45,11 +44,8 @@ def sbom(s: Context, spec: str, target: str = "container") -> dict[str, Any]:
     ref = ref or s.config.channels[0]
     if ref in s.config.channels and target == "vm":
         ref += VM_SUFFIX
-    found = s.registry.resolve(repo, ref)
-    if found is None:
-        raise KilnError(f"{s.registry.host}/{repo}:{ref} does not exist in the registry "
-                        "(see `kiln catalog`)")
-    trust = check_kind(check_trust(s, repo, found.digest), check_target(target))
+    digest = published_digest(s, repo, ref)
+    trust = check_kind(check_trust(s, repo, digest), check_target(target))
     if ref in {channel_tag(c, target) for c in s.config.channels}:
-        chain.check(s, repo, ref, found.digest)
+        chain.check(s, repo, ref, digest)
     return trust.attestations[CYCLONEDX]

@@ -10,7 +10,7 @@ from typing import Any
 
 from kiln.blobs import push_layer
 from kiln.context import Context, Prepared
-from kiln.errors import EngineError, KilnError
+from kiln.errors import EngineError
 from kiln.fingerprint import image_repository
 from kiln.records import VerifyRecord, first_built, require_verified, state_dir
 from kiln.registry import DIGEST_RE, OCI_MANIFEST, Manifest, sha256_digest
@@ -21,7 +21,7 @@ from kiln.release.oci import CONFIG_TYPE, export
 from kiln.release.provenance import CYCLONEDX, SLSA, VERIFICATION, cyclonedx, lineage, slsa
 from kiln.release.provenance import verification as verification_predicate
 from kiln.release.session import checkpoint
-from kiln.release.trust import Trust, check_kind, check_trust
+from kiln.release.trust import Trust, check_kind, check_trust, published_digest
 from kiln.signing import canonical_json
 
 
@@ -174,11 +174,7 @@ def pull(s: Context, spec: str) -> PullResult:
     name, ref = parse_spec(spec)
     ref = ref or (s.config.channels[0])
     repo = s.config.repository(name)
-    found = s.registry.resolve(repo, ref)
-    if found is None:
-        raise KilnError(f"{s.registry.host}/{repo}:{ref} does not exist in the registry "
-                        "(see `kiln catalog`)")
-    digest = found.digest
+    digest = published_digest(s, repo, ref)
     trust = check_kind(check_trust(s, repo, digest), "container")
     check_names(s.registry.host, repo, ref, trust.image_id)
     if ref in s.config.channels:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kiln.context import Context
+from kiln.errors import KilnError
 from kiln.registry import RegistryAuthError, RegistryError, RegistryUnavailable
 from kiln.release import cosign, revocations
 from kiln.release.errors import (
@@ -38,6 +39,16 @@ class Trust:
     key: str
     signed_at: str
     artifact_type: str = ""  # "" for a container image, VM_ARTIFACT_TYPE for a disk
+
+
+def published_digest(s: Context, repo: str, ref: str) -> str:
+    """The digest `ref` (a tag or a channel's tag) names in `repo`; an error saying so when it
+    names nothing."""
+    found = s.registry.resolve(repo, ref)
+    if found is None:
+        raise KilnError(f"{s.registry.host}/{repo}:{ref} does not exist in the registry "
+                        "(see `kiln catalog`)")
+    return found.digest
 
 
 def check_trust(s: Context, repo: str, digest: str) -> Trust:

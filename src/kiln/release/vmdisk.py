@@ -40,7 +40,7 @@ from kiln.release.names import (
 )
 from kiln.release.provenance import CYCLONEDX, SLSA, VERIFICATION, cyclonedx, slsa
 from kiln.release.provenance import verification as verification_predicate
-from kiln.release.trust import VM_ARTIFACT_TYPE, check_kind, check_trust
+from kiln.release.trust import VM_ARTIFACT_TYPE, check_kind, check_trust, published_digest
 from kiln.signing import canonical_json
 from kiln.vm import files
 from kiln.vm.build import MANIFEST, built_disk
@@ -266,11 +266,7 @@ def pull_disk(s: Context, spec: str, output: Path) -> DiskPull:
     if ref in s.config.channels:
         ref = channel_tag(ref, "vm")
     repo = s.config.repository(name)
-    found = s.registry.resolve(repo, ref)
-    if found is None:
-        raise KilnError(f"{s.registry.host}/{repo}:{ref} does not exist in the registry "
-                        "(see `kiln catalog`)")
-    digest = found.digest
+    digest = published_digest(s, repo, ref)
     where = f"{s.registry.host}/{repo}@{digest[:19]}"
     trust = check_kind(check_trust(s, repo, digest), "vm")
     if ref in {channel_tag(c, "vm") for c in s.config.channels}:
