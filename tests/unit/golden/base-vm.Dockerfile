@@ -65,6 +65,7 @@ COPY files/hardening-vm/journald.conf /etc/systemd/journald.conf.d/kiln.conf
 COPY files/hardening-vm/audit.rules /etc/audit/rules.d/kiln.rules
 COPY files/hardening-vm/usbguard.sed /usr/share/kiln/usbguard.sed
 COPY files/hardening-vm/usbguard-rules.conf /etc/usbguard/rules.conf
+COPY files/hardening-vm/usbguard-service.conf /etc/systemd/system/usbguard.service.d/kiln.conf
 COPY files/hardening-vm/tmp.mount /etc/systemd/system/tmp.mount
 RUN set -eu; mkdir -p /var/log/journal
 RUN set -eu; sed -i -f /usr/share/kiln/usbguard.sed /etc/usbguard/usbguard-daemon.conf && rm /usr/share/kiln/usbguard.sed && rmdir --ignore-fail-on-non-empty /usr/share/kiln
@@ -73,7 +74,7 @@ RUN set -eu; systemctl enable auditd.service usbguard.service tmp.mount && syste
 # --- image configuration ---
 WORKDIR /home/app
 USER 10001:10001
-LABEL dev.kiln.fingerprint="212f3f08406067f4b03ddf12c32c1742031e92a1b8aab78fd56e22eb1452cb6f" \
+LABEL dev.kiln.fingerprint="d42e43a5bbc26549e26574934de06ff8b54565ae2859870eb6eb578a8c77c493" \
       dev.kiln.image="base-vm" \
       dev.kiln.layers="minimal,core,hardening,user,vm-systemd,vm-kernel,vm-network,vm-sshd,vm,cloud-init,hardening-ssh,hardening-vm" \
       dev.kiln.version="0.1.0" \
