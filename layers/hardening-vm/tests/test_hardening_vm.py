@@ -58,27 +58,28 @@ def test_journal_is_persistent_and_bounded(host):
     assert host.file("/var/log/journal").is_directory
 
 
-def test_usb_devices_are_blocked_unless_allowed(host):
-    conf = host.file("/etc/usbguard/usbguard-daemon.conf")
+def test_usb_devices_are_blocked_unless_allowed(root_host):
+    # usbguard's files are root's alone (0600), as the daemon wants them
+    conf = root_host.file("/etc/usbguard/usbguard-daemon.conf")
     assert conf.user == "root" and conf.mode == 0o600
     found = settings(conf.content_string)
     assert {k: found.get(k) for k in USBGUARD} == USBGUARD
-    rules = host.file("/etc/usbguard/rules.conf")
+    rules = root_host.file("/etc/usbguard/rules.conf")
     # usbguard-daemon refuses a rule file that others can read or write
     assert rules.user == "root" and rules.mode == 0o600
     allowed = [line for line in rules.content_string.splitlines()
                if line.strip() and not line.startswith("#")]
     # hubs only: not the package's policy generated from the build machine's devices
     assert allowed == ["allow with-interface equals { 09:00:* }"]
-    assert host.service("usbguard").is_enabled
+    assert root_host.service("usbguard").is_enabled
     # skipped, not failed, on a kernel without USB (the drop-in says why)
-    dropin = host.file("/etc/systemd/system/usbguard.service.d/kiln.conf").content_string
+    dropin = root_host.file("/etc/systemd/system/usbguard.service.d/kiln.conf").content_string
     assert "ExecCondition=+/bin/sh -c 'modprobe -q usbcore" in dropin
-    assert host.file("/etc/systemd/system/usbguard-dbus.service").linked_to == "/dev/null"
+    assert root_host.file("/etc/systemd/system/usbguard-dbus.service").linked_to == "/dev/null"
 
 
-def test_audit_rules_watch_identity_sudo_sshd_clock_and_modules(host):
-    rules = host.file("/etc/audit/rules.d/kiln.rules")
+def test_audit_rules_watch_identity_sudo_sshd_clock_and_modules(root_host):
+    rules = root_host.file("/etc/audit/rules.d/kiln.rules")
     assert rules.user == "root" and rules.mode == 0o640
     keys = {line.split("-k ")[1].strip() for line in rules.content_string.splitlines()
             if "-k " in line and not line.startswith("#")}
@@ -86,7 +87,7 @@ def test_audit_rules_watch_identity_sudo_sshd_clock_and_modules(host):
     # no rule on every program start: it would slow every exec of a small VM
     assert not [line for line in rules.content_string.splitlines()
                 if "execve" in line and not line.startswith("#")]
-    assert host.service("auditd").is_enabled
+    assert root_host.service("auditd").is_enabled
 
 
 def test_tmp_is_its_own_noexec_file_system(host):
