@@ -88,6 +88,10 @@ def test_audit_rules_watch_identity_sudo_sshd_clock_and_modules(root_host):
     assert not [line for line in rules.content_string.splitlines()
                 if "execve" in line and not line.startswith("#")]
     assert root_host.service("auditd").is_enabled
+    # compiled at build time: auditd's start finds nothing to change (kiln drift stays clean)
+    compiled = root_host.file("/etc/audit/audit.rules").content_string
+    assert "-w /etc/passwd -p wa -k identity" in compiled
+    assert not root_host.file("/etc/audit/audit.rules.prev").exists
 
 
 def test_tmp_is_its_own_noexec_file_system(host):

@@ -69,12 +69,13 @@ COPY files/hardening-vm/usbguard-service.conf /etc/systemd/system/usbguard.servi
 COPY files/hardening-vm/tmp.mount /etc/systemd/system/tmp.mount
 RUN set -eu; mkdir -p /var/log/journal
 RUN set -eu; sed -i -f /usr/share/kiln/usbguard.sed /etc/usbguard/usbguard-daemon.conf && rm /usr/share/kiln/usbguard.sed && rmdir --ignore-fail-on-non-empty /usr/share/kiln
+RUN set -eu; augenrules && rm -f /etc/audit/audit.rules.prev
 RUN set -eu; systemctl enable auditd.service usbguard.service tmp.mount && systemctl disable usbguard-dbus.service && systemctl mask usbguard-dbus.service
 
 # --- image configuration ---
 WORKDIR /home/app
 USER 10001:10001
-LABEL dev.kiln.fingerprint="d42e43a5bbc26549e26574934de06ff8b54565ae2859870eb6eb578a8c77c493" \
+LABEL dev.kiln.fingerprint="b4e158eff7c76f8cce2eba1a973f0ffc64a37a9d2ce06d5e64de8054cbd32849" \
       dev.kiln.image="base-vm" \
       dev.kiln.layers="minimal,core,hardening,user,vm-systemd,vm-kernel,vm-network,vm-sshd,vm,cloud-init,hardening-ssh,hardening-vm" \
       dev.kiln.version="0.1.0" \
