@@ -10,7 +10,8 @@
   lynis index   with --vm: `kiln audit base-vm --target vm`, lynis in the booted disk (a
   (booted VM)   throwaway copy, as `kiln verify --target vm` boots it): goal >= 85; the row
                 says how long the audit took and lynis's slowest tests. Not in CI: one more
-                TCG boot plus lynis costs minutes there.
+                TCG boot plus lynis costs minutes there. The row has lynis's points (the index is
+                got * 100 // of) and the tests that missed the most.
 
 Images are built (and verified) when missing. Records go to a temporary state folder, so
 every sample is verified here whatever the checkout's records say.
@@ -106,12 +107,16 @@ def measure(args: argparse.Namespace) -> None:
         build_disk(ctx, "base-vm")
         audit = audit_vm(ctx, "base-vm")
         slowest = ", ".join(f"{t['test']} {t['seconds']}s" for t in audit.extra["slowest"][:5])
+        points = audit.extra["points"]
+        missed = ", ".join(f"{m['test']} {m['points']}" for m in points["missed"][:8])
         rows.append({"goal": "lynis index (booted VM)", "subject": "base-vm",
                      "value": audit.index, "target": f">= {VM_INDEX_GOAL}",
                      "met": audit.index >= VM_INDEX_GOAL,
-                     "detail": f"{len(audit.warnings)} warnings, {len(audit.suggestions)} "
+                     "detail": f"{points['got']} of {points['of']} points, "
+                               f"{len(audit.warnings)} warnings, {len(audit.suggestions)} "
                                f"suggestions; {audit.seconds:.0f}s (boot {audit.extra['boot']}, "
-                               f"{audit.extra.get('accel', '?')}); slowest: {slowest}"})
+                               f"{audit.extra.get('accel', '?')}); slowest: {slowest}; "
+                               f"points missed: {missed}"})
     for name, target in targets.items():
         run = verify(ctx.engine, ctx.project.root, target, ui)
         record = run.record

@@ -84,3 +84,28 @@ def test_slowest_lynis_tests_come_from_the_log_times():
                                   {"test": "BOOT-5104", "seconds": 7}]
     assert slowest_tests(log, 1) == [{"test": "CRYP-7902", "seconds": 14}]
     assert slowest_tests("") == []
+
+
+def test_hardening_points_and_where_they_were_missed_come_from_the_log():
+    from kiln.audit_vm import hardening_points
+
+    log = "\n".join([  # the lines as lynis 3.0.8 writes them (AddHP in include/functions)
+        "2026-12-02 10:48:41 Performing test ID USB-3000 (Check for presence of USBGuard)",
+        "2026-12-02 10:48:41 Hardening: assigned partial number of hardening points (0 of 8). "
+        "Currently having 0 points (out of 8)",
+        "2026-12-02 10:48:42 Performing test ID SSH-7408 (Check SSH specific defined options)",
+        "2026-12-02 10:48:42 Hardening: assigned maximum number of hardening points for this "
+        "item (3). Currently having 3 points (out of 11)",
+        "2026-12-02 10:48:43 Hardening: assigned partial number of hardening points (1 of 3). "
+        "Currently having 4 points (out of 14)",
+        "2026-12-02 10:48:44 Hardening: assigned partial number of hardening points (0 of 3). "
+        "Currently having 4 points (out of 17)",
+        "2026-12-02 10:48:45 Performing test ID KRNL-6000 (Check sysctl key pairs)",
+        "2026-12-02 10:48:45 Hardening: assigned partial number of hardening points (0 of 1). "
+        "Currently having 4 points (out of 18)",
+    ])
+    assert hardening_points(log) == {
+        "got": 4, "of": 18,
+        "missed": [{"test": "USB-3000", "points": 8}, {"test": "SSH-7408", "points": 5},
+                   {"test": "KRNL-6000", "points": 1}]}
+    assert hardening_points("") == {"got": 0, "of": 0, "missed": []}

@@ -47,6 +47,9 @@ def test_no_forwarding_and_few_tries(root_host):
                 "permituserenvironment"):
         assert conf[key] == "no", key
     assert int(conf["maxauthtries"]) <= 4
+    # at most two sessions multiplexed over one connection (CIS 5.2.x: 10 or fewer; lynis
+    # SSH-7408 wants 2); kiln's verifier and audit open one at a time
+    assert conf["maxsessions"] == "2"
     assert conf["loglevel"] == "VERBOSE"
 
 

@@ -18,6 +18,7 @@ def test_sshd_runs_with_the_policy(root_host, params):
     assert conf["authenticationmethods"] == "publickey"
     assert conf["passwordauthentication"] == "no"
     assert conf["x11forwarding"] == conf["allowtcpforwarding"] == "no"
+    assert conf["maxsessions"] == "2"
     assert conf["banner"] == params["ssh_banner"]
 
 

@@ -55,15 +55,27 @@ COPY files/hardening-ssh/sshd.conf /etc/ssh/sshd_config.d/05-kiln-hardening.conf
 RUN set -eu; sed -i -e "s|@PERMIT_ROOT_LOGIN@|no|" -e "s|@BANNER@|/etc/issue.net|" /etc/ssh/sshd_config.d/05-kiln-hardening.conf && grep -q '^Include /etc/ssh/sshd_config.d/\*.conf' /etc/ssh/sshd_config
 
 # --- layer: hardening-vm ---
+RUN --mount=type=bind,source=debs/hardening-vm,target=/tmp/kiln-debs \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      /tmp/kiln-debs/auditd_1%3a3.0.9-1_amd64.deb /tmp/kiln-debs/libauparse0_1%3a3.0.9-1_amd64.deb /tmp/kiln-debs/libglib2.0-0_2.74.6-2+deb12u9_amd64.deb /tmp/kiln-debs/libpcap0.8_1.10.3-1_amd64.deb /tmp/kiln-debs/libpolkit-gobject-1-0_122-3_amd64.deb /tmp/kiln-debs/libprotobuf32_3.21.12-3+deb12u1_amd64.deb /tmp/kiln-debs/libqb100_2.0.6-2_amd64.deb /tmp/kiln-debs/libsodium23_1.0.18-1+deb12u1_amd64.deb /tmp/kiln-debs/libumockdev0_0.17.16-1_amd64.deb /tmp/kiln-debs/libusbguard1_1.1.2+ds-3+b1_amd64.deb /tmp/kiln-debs/usbguard_1.1.2+ds-3+b1_amd64.deb \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
 COPY files/hardening-vm/sysctl.conf /etc/sysctl.d/zz-kiln-hardening.conf
 COPY files/hardening-vm/coredump.conf /etc/systemd/coredump.conf.d/kiln.conf
 COPY files/hardening-vm/journald.conf /etc/systemd/journald.conf.d/kiln.conf
+COPY files/hardening-vm/audit.rules /etc/audit/rules.d/kiln.rules
+COPY files/hardening-vm/usbguard.sed /usr/share/kiln/usbguard.sed
+COPY files/hardening-vm/usbguard-rules.conf /etc/usbguard/rules.conf
+COPY files/hardening-vm/usbguard-service.conf /etc/systemd/system/usbguard.service.d/kiln.conf
+COPY files/hardening-vm/tmp.mount /etc/systemd/system/tmp.mount
 RUN set -eu; mkdir -p /var/log/journal
+RUN set -eu; sed -i -f /usr/share/kiln/usbguard.sed /etc/usbguard/usbguard-daemon.conf && rm /usr/share/kiln/usbguard.sed && rmdir --ignore-fail-on-non-empty /usr/share/kiln
+RUN set -eu; augenrules && rm -f /etc/audit/audit.rules.prev
+RUN set -eu; systemctl enable auditd.service usbguard.service tmp.mount && systemctl disable usbguard-dbus.service && systemctl mask usbguard-dbus.service
 
 # --- image configuration ---
 WORKDIR /home/app
 USER 10001:10001
-LABEL dev.kiln.fingerprint="98951c0b2f931018336e844e4c632842a357a5ee2cc360d17c6f334e7e7c7524" \
+LABEL dev.kiln.fingerprint="b4e158eff7c76f8cce2eba1a973f0ffc64a37a9d2ce06d5e64de8054cbd32849" \
       dev.kiln.image="base-vm" \
       dev.kiln.layers="minimal,core,hardening,user,vm-systemd,vm-kernel,vm-network,vm-sshd,vm,cloud-init,hardening-ssh,hardening-vm" \
       dev.kiln.version="0.1.0" \
