@@ -7,6 +7,8 @@ import signal
 import time
 import urllib.request
 
+from enginescope import session_containers
+
 from kiln.engine import Engine
 from kiln.pipeline import build_image
 from kiln.run import free_port
@@ -28,7 +30,9 @@ def files(port: int) -> dict[str, str]:
 
 
 def runs(engine: Engine) -> list[str]:
-    return [c.name for c in engine.containers() if c.labels.get("dev.kiln.purpose") == "run"]
+    """This session's `kiln run` containers (the engine may hold other people's)."""
+    return [c.name for c in session_containers(engine)
+            if c.labels.get("dev.kiln.purpose") == "run"]
 
 
 def test_run_publishes_on_loopback_follows_logs_and_removes(make_project, kiln_ctx, engine,

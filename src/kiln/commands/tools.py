@@ -11,6 +11,7 @@ from pathlib import Path
 from invoke import Exit, task
 from invoke.context import Context as InvokeContext
 
+from kiln import session
 from kiln.commands.common import kiln_task
 from kiln.context import Context
 from kiln.errors import KilnError
@@ -98,8 +99,10 @@ def run(c: InvokeContext, image: str, publish: list[str] | None = None) -> None:
         ctx.ui.info(f"{image}: {exposed} on 127.0.0.1:{host_port}")
     name = f"kiln-run-{image}-{target.image_id[7:15]}"
     ctx.ui.info(f"running {target.ref} as {name} (Ctrl-C stops and removes it)")
-    argv = [cli, "run", "--rm", "--name", name, "--label", "dev.kiln.managed=1",
-            "--label", "dev.kiln.purpose=run", *ports]
+    labels = {"dev.kiln.managed": "1", "dev.kiln.purpose": "run", **session.labels()}
+    argv = [cli, "run", "--rm", "--name", name,
+            *(arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")),
+            *ports]
     if sys.stdin.isatty():
         argv.append("-it")
     try:
