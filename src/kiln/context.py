@@ -11,7 +11,7 @@
       .results .verified ...       what the run did so far (kiln.pipeline fills them)
 
 The build, the verification, the release and the nightly take this one object: the release
-modules call it `s` (it was `release.session.Session`, which is now this class).
+modules call it `s` (it replaced their `release.session.Session`).
 """
 
 from __future__ import annotations
@@ -185,9 +185,6 @@ class Context:
     @engine.setter
     def engine(self, engine: Engine) -> None:
         self._engine = engine
-
-    def need_engine(self) -> Engine:
-        return self.engine
 
     @property
     def registry(self) -> Registry:

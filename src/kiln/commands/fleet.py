@@ -63,7 +63,7 @@ def drift(c: InvokeContext, containers: str, json: bool = False, prom: bool = Fa
                 _show(s.ui, r)
         drifted = [ref for ref, r in zip(container, reports, strict=True) if r.drifted]
         if replace:
-            engine = s.need_engine()
+            engine = s.engine
             services = {str((engine.inspect_container(ref).get("Config") or {}).get(
                 "Labels", {}).get(SWARM_SERVICE, "")) for ref in drifted}
             if "" in services:

@@ -30,7 +30,7 @@ def attach(s: Context, name: str, repo: str, image: Manifest, image_id: str) -> 
     if PREDICATE_TYPE in cosign.attestations(s.registry, repo, image.digest, public):
         return False
     plan = s.prepared(name).plan
-    files = of_image(s.need_engine(), image_id, mutable_paths(plan))
+    files = of_image(s.engine, image_id, mutable_paths(plan))
     cosign.attest(s.registry, repo, image.digest, load_private(s.config.signing_key),
                   {PREDICATE_TYPE: files.predicate()})
     return True

@@ -79,7 +79,7 @@ def deploy(s: Context, service: str, spec: str, *, replicas: int = 1,
     started = time.monotonic()
     repo, digest, follows = pinned(s, spec)
     image = f"{s.registry.host}/{repo}@{digest}"
-    swarm = Swarm(s.need_engine())
+    swarm = Swarm(s.engine)
     swarm.require()
     labels = {FOLLOWS: follows, REPOSITORY: f"{s.registry.host}/{repo}", DIGEST: digest}
     current = swarm.service(service)
@@ -156,7 +156,7 @@ def _failed(swarm: Swarm, service: str, image: str, follows: str, rollout: Rollo
 def replace(s: Context, service: str, timeout: float = TIMEOUT) -> Deployed:
     """Recreate every task from the pinned image (rolling, health-gated): never patch."""
     started = time.monotonic()
-    swarm = Swarm(s.need_engine())
+    swarm = Swarm(s.engine)
     swarm.require()
     image = swarm.running_image(service)
     digest = _digest_of(image)
@@ -184,7 +184,7 @@ def replace(s: Context, service: str, timeout: float = TIMEOUT) -> Deployed:
 def followers(s: Context, name: str, channel: str) -> list[str]:
     """Services that follow `<name>:<channel>` of this registry (a swarm may run services of
     the same image name from another registry: a channel move here must not roll them)."""
-    swarm = Swarm(s.need_engine())
+    swarm = Swarm(s.engine)
     ours = f"{s.registry.host}/{s.config.repository(name)}"
     return sorted(str(svc["Spec"]["Name"]) for svc in swarm.services(f"{FOLLOWS}={name}:{channel}")
                   if (svc["Spec"].get("Labels") or {}).get(REPOSITORY) == ours)

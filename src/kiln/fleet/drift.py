@@ -169,7 +169,7 @@ def signed_reference(s: Context, engine: Engine, container: Mapping[str, Any]) -
 def judge_container(s: Context, ref: str) -> Drift:
     """Drift of one container against its signed image; DriftError when it cannot judge."""
     started = time.monotonic()
-    engine = s.need_engine()
+    engine = s.engine
     info = engine.inspect_container(ref)
     repo, digest = signed_reference(s, engine, info)
     try:

@@ -37,7 +37,7 @@ class ContainerImage:
     @classmethod
     def local(cls, s: Context, name: str) -> ContainerImage:
         """The image built for `name`'s current definitions, if it passed verification."""
-        engine = s.need_engine()
+        engine = s.engine
         prepared = s.prepared(name)
         image_id = engine.image_id(prepared.ref)
         if image_id is None:
@@ -77,7 +77,7 @@ class ContainerImage:
 
             def exported(digest: str) -> Path:
                 if not files:  # the first blob the registry lacks: save the image once
-                    files.update(export(s.need_engine(), self.content_id,
+                    files.update(export(s.engine, self.content_id,
                                         {self.content_id, *diff_ids}, Path(tmp)))
                 if digest not in files:
                     raise PublishError(f"docker save of {self.content_id[:19]} lacks blob "
@@ -109,7 +109,7 @@ class ContainerImage:
 
     def predicates(self, s: Context, repo: str, manifest: Manifest) -> dict[str, dict[str, Any]]:
         prepared, plan = self.prepared, self.prepared.plan
-        engine = s.need_engine()
+        engine = s.engine
         base_id = engine.image_id(prepared.base_ref)
         packages = self.packages(s)
         return {
@@ -130,7 +130,7 @@ class ContainerImage:
         script = ("command -v dpkg-query >/dev/null || exit 3; "
                   "exec dpkg-query -W -f='${Package}=${Version}\\n'")
         try:
-            ran = s.need_engine().run_once(
+            ran = s.engine.run_once(
                 self.content_id, ["/bin/sh", "-c", script], timeout=120,
                 name=s.temp_prefix("dpkg-query") + self.content_id[7:19])
         except EngineError:
@@ -141,7 +141,7 @@ class ContainerImage:
 
 def local_tag(s: Context, name: str) -> str | None:
     """The immutable tag of the local build of `name`, or None when it is not built."""
-    engine = s.need_engine()
+    engine = s.engine
     prepared = s.prepared(name)
     image_id = engine.image_id(prepared.ref)
     if image_id is None:
@@ -180,7 +180,7 @@ def pull(s: Context, spec: str) -> PullResult:
     if ref in s.config.channels:
         chain.check(s, repo, ref, digest)
     remote = f"{s.registry.host}/{repo}"
-    engine = s.need_engine()
+    engine = s.engine
     image_id = pull_trusted(s, repo, trust)
     local = [] if DIGEST_RE.match(ref) else [f"{remote}:{ref}", f"{image_repository(name)}:{ref}"]
     for target in local:
@@ -197,7 +197,7 @@ def pull_trusted(s: Context, repo: str, trust: Trust) -> str:
     remote, digest = f"{s.registry.host}/{repo}", trust.digest
     with s.ui.task(f"pull {remote}@{digest[:19]} (signature and attestations checked, "
                    f"key {trust.key})"):
-        image_id = s.need_engine().pull(f"{remote}@{digest}", s.registry.credentials)
+        image_id = s.engine.pull(f"{remote}@{digest}", s.registry.credentials)
     if image_id != trust.image_id:
         raise DigestMismatch(f"{remote}@{digest}: the engine pulled {image_id[:19]}, but the "
                              f"signed record names {trust.image_id[:19]}")

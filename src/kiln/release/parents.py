@@ -69,7 +69,7 @@ def fetch(s: Context, prepared: Prepared, channels: Iterable[str]) -> PulledPare
     image_id = pull_trusted(s, repo, trust)
     # Named as `kiln pull <image>:<channel>` names it: removing this tag also drops the
     # engine's digest reference, so the pulled image is never left unnamed.
-    s.need_engine().tag(image_id, f"{s.registry.host}/{repo}:{channel}")
+    s.engine.tag(image_id, f"{s.registry.host}/{repo}:{channel}")
     return PulledParent(name, f"{s.registry.host}/{repo}@{manifest.digest}", manifest.digest,
                         image_id, size(manifest), time.monotonic() - started, channel)
 

@@ -111,7 +111,7 @@ class VmDisk:
         record = VerifyRecord.from_json(json.loads(s.registry.blob(repo, record_layer["digest"])))
         prepared = s.prepared(self.name)
         plan = prepared.plan
-        base_id = s.need_engine().image_id(prepared.base_ref)
+        base_id = s.engine.image_id(prepared.base_ref)
         packages = record.extra.get("packages")
         listed = files.load(self.folder)
         if listed.image_id != disk["image_id"]:
