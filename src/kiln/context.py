@@ -25,13 +25,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from kiln import lockfile
 from kiln.compose import compose
 from kiln.config import Config, load_config
 from kiln.engine import Engine
-from kiln.fingerprint import base_ref, fingerprint, image_ref
+from kiln.fingerprint import base_ref, digest_json, image_ref, inputs
 from kiln.load import Project
 from kiln.model import ImageBase, Plan
 from kiln.records import VerifyRecord, state_dir
@@ -54,6 +55,7 @@ class Prepared:
     base_ref: str
     rendered: Rendered
     entries: tuple[ContextEntry, ...]
+    inputs: Mapping[str, str]  # every input by name (kiln.fingerprint.inputs): fingerprinted
 
     @property
     def ref(self) -> str:
@@ -64,11 +66,12 @@ def prepare(project: Project, name: str) -> Prepared:
     """Compose, fingerprint (hashing every context file), read the lock, render. Callers with
     a Context use `ctx.prepared(name)`, which does this once per image."""
     plan = compose(project, name)
-    fp = fingerprint(project.root, plan)
+    named = inputs(project.root, plan)
+    fp = digest_json(named)
     ref = base_ref(project.root, plan)
     lock = lockfile.read(project.root, name)
     return Prepared(plan, fp, ref, render_dockerfile(plan, ref, fp, lock),
-                    tuple(context_entries(project.root, plan)))
+                    tuple(context_entries(project.root, plan)), MappingProxyType(named))
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from kiln.compose import compose_all
 from kiln.config import Config
 from kiln.context import BuildResult, Context
 from kiln.errors import KilnError
-from kiln.fingerprint import digest_json, inputs
+from kiln.fingerprint import digest_json
 from kiln.lockchanges import commit_message, input_diff, is_security, lock_diff
 from kiln.lockfile import Lock
 from kiln.model import ImageBase, Plan
@@ -242,7 +242,7 @@ def release(night: Night, name: str, built: BuildResult, previous: dict[str, Any
     write_json(journal_path, {"image_id": built.image_id, "tag": done.tag,
                                "digest": done.digest, "registry": where,
                                "channels": list(channels)})
-    new_inputs = inputs(night.root, night.ctx.prepared(name).plan)
+    new_inputs = night.ctx.prepared(name).inputs
     packages = input_diff((previous or {}).get("inputs", {}), new_inputs,
                           lockfile.read(night.root, name)) if previous else ()
     return ImageOutcome(name, "rebuilt", why, packages, done.tag, done.digest, tuple(moved),
@@ -257,8 +257,9 @@ def rebuild_reason(night: Night, name: str, built: BuildResult,
                 else "its inputs changed")
     if previous is None:
         return "never built here"
-    plan = night.ctx.prepared(name).plan
-    found = planner.changes(previous.get("inputs", {}), inputs(night.root, plan))
+    prepared = night.ctx.prepared(name)
+    plan = prepared.plan
+    found = planner.changes(previous.get("inputs", {}), dict(prepared.inputs))
     if found and all(c.kind == "base" for c in found):
         return f"its base image '{_parent(plan)}' was rebuilt"
     packages = [c for c in found if c.kind == "lock entry"]

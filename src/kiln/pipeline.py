@@ -18,7 +18,7 @@ from kiln.compose import compose_all
 from kiln.context import Action, BuildResult, Context, ParentSource, Prepared, PulledParent
 from kiln.engine import Engine
 from kiln.errors import BuildError, KilnError
-from kiln.fingerprint import image_repository, inputs
+from kiln.fingerprint import image_repository
 from kiln.load import Project
 from kiln.model import BootstrapBase, ImageBase, Plan, RefBase, RootfsBase
 from kiln.normalize import normalize_image
@@ -97,7 +97,7 @@ def pull_parent(ctx: Context, name: str, source: ParentSource) -> None:
         return  # not published: build_image builds it
     tag_image(ctx, prepared, pulled.image_id)
     planner.record(ctx.project.root, name, prepared.fingerprint,
-                   inputs(ctx.project.root, prepared.plan), pulled.image_id)
+                   dict(prepared.inputs), pulled.image_id)
     ctx.pulled[name] = pulled
     ctx.results[name] = dataclasses.replace(
         _result(prepared, pulled.image_id, "pulled", pulled.seconds), tags=(prepared.ref,))
@@ -171,15 +171,17 @@ def normalize(ctx: Context, prepared: Prepared) -> str:
     done = normalize_image(ctx.engine, prepared.ref, keep_layers=base_layers,
                            drop=hermetic.mount_points(prepared.plan),
                            memo=state_dir(ctx.project.root) / "normalized")
-    ctx.ui.step(f"normalised {done.rewritten} layers and the config -> {done.image_id[:19]}"
-                if done.rewritten else f"normalised before (same raw image) -> "
-                f"{done.image_id[:19]}")
+    if done.rewritten:
+        ctx.ui.step(f"normalised {done.rewritten} layers and the config -> "
+                    f"{done.image_id[:19]} ({done.timing()})")
+    else:
+        ctx.ui.step(f"normalised before (same raw image) -> {done.image_id[:19]}")
     return done.image_id
 
 
 def tag_image(ctx: Context, prepared: Prepared, image_id: str) -> None:
     """The immutable tag (the fingerprint's), which names these inputs whatever the verdict."""
-    ctx.engine.tag(image_id, prepared.ref)
+    ctx.engine.ensure_tags(image_id, (prepared.ref,))
 
 
 def move_tags(ctx: Context, prepared: Prepared, result: BuildResult) -> BuildResult:
@@ -196,8 +198,7 @@ def move_tags(ctx: Context, prepared: Prepared, result: BuildResult) -> BuildRes
 
 
 def move_verified_tags(engine: Engine, prepared: Prepared, image_id: str) -> None:
-    for ref in _tags(prepared)[1:]:
-        engine.tag(image_id, ref)
+    engine.ensure_tags(image_id, _tags(prepared)[1:])
 
 
 def verify_image(ctx: Context, prepared: Prepared, image_id: str) -> None:
@@ -228,7 +229,7 @@ def remember_noop(ctx: Context, prepared: Prepared, result: BuildResult, before:
 def record_inputs(ctx: Context, prepared: Prepared, image_id: str) -> None:
     """Remember what this image was made of, so `invoke plan` can say what changed since."""
     planner.record(ctx.project.root, prepared.plan.image.name, prepared.fingerprint,
-                   inputs(ctx.project.root, prepared.plan), image_id)
+                   dict(prepared.inputs), image_id)
     records.first_built(ctx.project.root, prepared.fingerprint)  # the immutable tag's date
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from kiln.compose import compose_all
 from kiln.engine import Engine
 from kiln.errors import KilnError
-from kiln.fingerprint import fingerprint, image_ref, inputs
+from kiln.fingerprint import digest_json, image_ref, inputs
 from kiln.load import Project
 from kiln.model import ImageBase, Plan
 from kiln.records import state_dir, write_json
@@ -168,7 +168,7 @@ def _decide(project: Project, p: Plan, rows: dict[str, ImagePlan],
             engine: Engine | None) -> ImagePlan:
     name = p.image.name
     named = inputs(project.root, p)
-    fp = fingerprint(project.root, p)
+    fp = digest_json(named)
     parent = p.image.base.image if isinstance(p.image.base, ImageBase) else None
     row = ImagePlan(name, fp, image_ref(name, fp), rows[parent].level + 1 if parent else 0,
                     parent)

@@ -5,7 +5,7 @@ they are read to the end here and raise EngineError."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,14 @@ class ImageOps(Connection):
             self.api.tag(image_id, repository, tag)
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot tag {image_id[:19]} as {ref}: {_reason(exc)}") from None
+
+    def ensure_tags(self, image_id: str, refs: Iterable[str]) -> None:
+        """Tag the image as each of `refs` that does not name it already: one inspect, and
+        no tag request at all when nothing moved (a no-op build)."""
+        named = set(self.inspect_image(image_id).get("RepoTags") or ())
+        for ref in refs:
+            if ref not in named:
+                self.tag(image_id, ref)
 
     def remove_image(self, ref: str) -> None:
         try:
