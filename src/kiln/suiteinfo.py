@@ -13,6 +13,7 @@ from kiln.model import RuntimeConfig
 
 INFO_ENV = "KILN_VERIFY_INFO"  # names the JSON file that tells the plugin what is under test
 SCHEME = "kiln"  # testinfra's backend scheme for kiln's containers: --hosts=kiln://<id>
+SSH_SCHEME = "kiln-ssh"  # and for a booted VM: --hosts=kiln-ssh://<ssh-config host>
 
 
 def config_to_json(config: RuntimeConfig) -> dict[str, Any]:

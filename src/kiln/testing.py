@@ -1,7 +1,7 @@
 """The pytest plugin behind `kiln verify`: testinfra's `host`, served fast, plus kiln's fixtures.
 
 kiln.testsuite runs the suite in a pytest subprocess with `-p kiln.testing`, for a container
-(`--hosts=kiln://<container>`, kiln.verify) or a booted VM (`--hosts=paramiko://...`,
+(`--hosts=kiln://<container>`, kiln.verify) or a booted VM (`--hosts=kiln-ssh://...`,
 kiln.vm.verify); KILN_VERIFY_INFO names a JSON file with what the tests may know (the image,
 its resolved params and config, the target, a VM's seed) and where to write the results. The
 fixtures (`host`, `root_host`, `params`, `image`, `cloud`) mean the same on both targets.
@@ -17,6 +17,11 @@ Each command still runs in its own `/bin/sh -c`, with the container's user, envi
 working folder (as `docker exec` would), so `exit`, `cd` or `set -e` cannot leak between
 commands, and it cannot eat the protocol from stdin. TOKEN is random per command, so output
 cannot fake the end of another command. A command costs one fork in the container, ~1 ms.
+
+The `kiln-ssh` backend does the same on a booted VM: testinfra's paramiko connection, and one
+`/bin/sh` on one SSH channel, started through `sudo -n` once when the login is not root.
+testinfra's paramiko backend opens a channel and runs sudo for every command: ~0.7 s each on a
+TCG guest, most of a VM's verification; through the shell a command costs a fork.
 """
 
 from __future__ import annotations
@@ -25,24 +30,28 @@ import dataclasses
 import json
 import os
 import secrets
+import select
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import paramiko
 import pytest
 import testinfra.backend
 import testinfra.host
 from testinfra.backend import base
+from testinfra.backend.paramiko import ParamikoBackend
 
 from kiln.errors import KilnError
 from kiln.model import Healthcheck, ParamValue, RuntimeConfig
-from kiln.suiteinfo import INFO_ENV, SCHEME
+from kiln.suiteinfo import INFO_ENV, SCHEME, SSH_SCHEME
 from kiln.testkit import HttpResponse, engine, http_get, listening, service_logs
 from kiln.testowners import describe
 
 # testinfra finds backends by URL scheme in this table (module path, class name).
 testinfra.backend.BACKENDS[SCHEME] = f"{__name__}.KilnBackend"
+testinfra.backend.BACKENDS[SSH_SCHEME] = f"{__name__}.KilnSshBackend"
 
 
 @dataclass(frozen=True)
@@ -105,19 +114,25 @@ COMMANDS: list[Command] = []  # every command the suite ran, for the report and 
 SESSIONS: list[ShellSession] = []  # closed when the suite ends
 
 
-class ShellSession:
-    """One long-lived /bin/sh in a container, fed a command per line (see the module doc)."""
+class Channel(Protocol):
+    """Where a ShellSession's shell runs: its stdin, and its output as (1 or 2, bytes) pieces."""
 
-    def __init__(self, container: str, user: str | None) -> None:
-        self.container = container
-        self.sock = engine().exec_attached(container, ["/bin/sh"], user)
-        self.pending = b""
+    def write(self, data: bytes) -> None: ...
+    def piece(self) -> tuple[int, bytes]: ...
+    def close(self) -> None: ...
+
+
+class ShellSession:
+    """One long-lived /bin/sh, fed a command per line (see the module doc)."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
 
     def run(self, command: bytes) -> tuple[int, bytes, bytes]:
         token = secrets.token_hex(16).encode()
         line = (b"/bin/sh -c " + _quote(command) + b" </dev/null; printf '\\n%s %d\\n' " + token
                 + b" $?; printf '\\n%s\\n' " + token + b" >&2\n")
-        self._write(line)
+        self.channel.write(line)
         out, err = bytearray(), bytearray()
         out_end, err_end = b"\n" + token + b" ", b"\n" + token + b"\n"
         while True:
@@ -125,22 +140,33 @@ class ShellSession:
             if done_out >= 0 and out.endswith(b"\n") and err.find(err_end) >= 0:
                 code = int(out[done_out + len(out_end):].strip())
                 return code, bytes(out[:done_out]), bytes(err[:err.find(err_end)])
-            stream, payload = self._frame()
+            stream, payload = self.channel.piece()
             (err if stream == 2 else out).extend(payload)
 
     def close(self) -> None:
         try:
-            self._write(b"exit 0\n")
-            self.sock.close()
-        except OSError:
+            self.channel.write(b"exit 0\n")
+            self.channel.close()
+        except (OSError, EOFError):
             pass
 
-    def _write(self, data: bytes) -> None:
+
+class ContainerChannel:
+    """A shell in a container: `docker exec` with stdin attached (multiplexed stream frames)."""
+
+    def __init__(self, container: str, user: str | None) -> None:
+        self.container = container
+        self.sock = engine().exec_attached(container, ["/bin/sh"], user)
+
+    def write(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def _frame(self) -> tuple[int, bytes]:
+    def piece(self) -> tuple[int, bytes]:
         header = self._read(8)
         return header[0], self._read(int.from_bytes(header[4:8], "big"))
+
+    def close(self) -> None:
+        self.sock.close()
 
     def _read(self, size: int) -> bytes:
         data = bytearray()
@@ -153,8 +179,48 @@ class ShellSession:
         return bytes(data)
 
 
+class SshChannel:
+    """A shell on a machine: one SSH session channel, as root through one `sudo -n` when the
+    login is not root. Per command, a new channel and a sudo cost ~0.7 s on a TCG guest; a
+    command through this shell costs a fork."""
+
+    def __init__(self, client: paramiko.SSHClient, sudo: bool, where: str) -> None:
+        transport = client.get_transport()
+        if transport is None:
+            raise KilnError(f"{where}: the SSH connection is closed")
+        self.where = where
+        self.chan = transport.open_session()
+        self.chan.exec_command("sudo -n /bin/sh" if sudo else "/bin/sh")
+
+    def write(self, data: bytes) -> None:
+        self.chan.sendall(data)
+
+    def piece(self) -> tuple[int, bytes]:
+        while True:
+            if self.chan.recv_stderr_ready():
+                return 2, self.chan.recv_stderr(1 << 16)
+            if self.chan.recv_ready():
+                return 1, self.chan.recv(1 << 16)
+            if self.chan.eof_received or self.chan.closed:
+                raise KilnError(f"the shell kiln runs checks through on {self.where} ended "
+                                f"(exit status {self.chan.recv_exit_status()}; did the machine "
+                                "stop, or does the login lack passwordless sudo?)")
+            select.select([self.chan], [], [], 1.0)  # readable when either stream has data
+
+    def close(self) -> None:
+        self.chan.close()
+
+
 def _quote(command: bytes) -> bytes:
     return b"'" + command.replace(b"'", b"'\\''") + b"'"
+
+
+def _through(session: ShellSession, command: bytes, user: str | None) -> tuple[int, bytes, bytes]:
+    started = time.perf_counter()
+    code, out, err = session.run(command)
+    COMMANDS.append(Command(command.decode(errors="replace"), user,
+                            time.perf_counter() - started))
+    return code, out, err
 
 
 class KilnBackend(base.BaseBackend):  # type: ignore[misc]
@@ -174,13 +240,33 @@ class KilnBackend(base.BaseBackend):  # type: ignore[misc]
 
     def run(self, command: str, *args: str, **kwargs: Any) -> base.CommandResult:
         cmd = self.encode(self.get_command(command, *args))
-        started = time.perf_counter()
         if self._session is None:
-            self._session = ShellSession(self.name, self.user)
+            self._session = ShellSession(ContainerChannel(self.name, self.user))
             SESSIONS.append(self._session)
-        code, out, err = self._session.run(cmd)
-        COMMANDS.append(Command(cmd.decode(errors="replace"), self.user,
-                                time.perf_counter() - started))
+        code, out, err = _through(self._session, cmd, self.user)
+        return self.result(code, cmd, out, err)
+
+
+class KilnSshBackend(ParamikoBackend):  # type: ignore[misc]
+    """testinfra backend `kiln-ssh://host` (a booted VM, with --ssh-config and maybe --sudo):
+    testinfra's paramiko connection, commands through a ShellSession on one channel."""
+
+    NAME = SSH_SCHEME
+
+    def __init__(self, hostspec: str, *args: Any, **kwargs: Any) -> None:
+        self._session: ShellSession | None = None
+        super().__init__(hostspec, *args, **kwargs)
+
+    def get_command(self, command: str, *args: str) -> str:
+        return str(self.quote(command, *args))  # the session's shell already is root
+
+    def run(self, command: str, *args: str, **kwargs: Any) -> base.CommandResult:
+        cmd = self.encode(self.get_command(command, *args))
+        if self._session is None:
+            self._session = ShellSession(SshChannel(self.client, bool(self.sudo),
+                                                    self.host.name))
+            SESSIONS.append(self._session)
+        code, out, err = _through(self._session, cmd, "root" if self.sudo else None)
         return self.result(code, cmd, out, err)
 
 

@@ -232,7 +232,7 @@ def test_sample_vm_boots_as_a_cloud_would_and_passes_its_suite(vm_project, vm_di
                                    "vm").digest
     # the cloud checks ran (the cloud fixture skips without a seed) and passed
     cloud = [c for c in record.checks if "test_vm_cloud_init.py::" in c.test]
-    # test ids end in the host's parameter: ...::test_runcmd_ran[paramiko://kiln-vm]
+    # test ids end in the host's parameter: ...::test_runcmd_ran[kiln-ssh://kiln-vm]
     outcomes = {name: [c.outcome for c in cloud if c.test.split("[")[0].endswith(name)]
                 for name in CLOUD_CHECKS}
     assert outcomes == {name: ["passed"] for name in CLOUD_CHECKS}

@@ -104,7 +104,7 @@ def test_failure_reason_names_the_failed_checks_and_empty_runs() -> None:
     from kiln.records import CheckResult
 
     passed = CheckResult("py", "layers/py/tests/test_py.py::test_a[kiln://web]", "passed")
-    failed = CheckResult("app", "layers/app/tests/test_app.py::test_b[paramiko://kiln-vm]",
+    failed = CheckResult("app", "layers/app/tests/test_app.py::test_b[kiln-ssh://kiln-vm]",
                          "failed")
     assert failure_reason((passed,), 0) == ""
     assert failure_reason((passed, failed), 1) == "1 check failed: layer 'app': test_app.py::test_b"

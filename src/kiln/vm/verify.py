@@ -7,11 +7,12 @@ it), with a NoCloud seed (kiln.vm.seed: the key, a hostname, a runcmd marker); a
 cloud-init boots a sparse copy of disk.raw with the key written into it with debugfs. The
 machine boots through its own loader (SeaBIOS or OVMF, then grub); once SSH answers, the
 image's suite for the vm target (kiln.testsuite: the layers' and the image's own tests, with
-the same fixtures as in a container) runs with testinfra's paramiko backend (one connection
-for the whole suite). With a seed, the suite logs in as the seed's account (kiln.vm.seed.USER:
-root may not log in over SSH) and runs its commands through sudo (testinfra's --sudo); the
-raw copy lets root in with the injected key. The built disk is never written to, and carries no
-test key. The result is kiln.testsuite's record with target "vm", saved like a container's.
+the same fixtures as in a container) runs through kiln's `kiln-ssh` backend (kiln.testing:
+one connection and one shell for the whole suite). With a seed, the suite logs in as the seed's
+account (kiln.vm.seed.USER: root may not log in over SSH) and its shell is started through
+`sudo -n` (testinfra's --sudo); the raw copy lets root in with the injected key. The built
+disk is never written to, and carries no test key. The result is kiln.testsuite's record with
+target "vm", saved like a container's.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from kiln.errors import KilnError
 from kiln.model import Plan
 from kiln.records import CheckResult, VerifyRecord
 from kiln.run import run
+from kiln.suiteinfo import SSH_SCHEME
 from kiln.testsuite import Suite, Target, VerifyError
 from kiln.vm import disk, formats, qemu, seed
 from kiln.vm.build import DiskResult, built_disk
@@ -102,9 +104,9 @@ def ssh_config(work: Path, port: int, key: Path, user: str = "root") -> Path:
 
 
 def suite_hosts(work: Path, port: int, key: Path, user: str) -> list[str]:
-    """testinfra's arguments: one paramiko connection; commands as root through sudo when the
-    login is not root (the seed's account)."""
-    hosts = [f"--hosts=paramiko://{HOST_ALIAS}",
+    """testinfra's arguments: kiln's SSH backend (kiln.testing: one paramiko connection, one
+    shell), as root through one sudo when the login is not root (the seed's account)."""
+    hosts = [f"--hosts={SSH_SCHEME}://{HOST_ALIAS}",
              f"--ssh-config={ssh_config(work, port, key, user)}"]
     return hosts if user == "root" else [*hosts, "--sudo"]
 
