@@ -7,8 +7,9 @@ config, and loads the result under the same name:
 
 * layer tars: entries sorted by name, mtimes clamped to SOURCE_DATE_EPOCH, owner names and
   access/change times dropped (numeric owners and xattrs kept), hard links pointing to the
-  first name of their set, files that only record the build dropped, and the `lastchange`
-  day of /etc/shadow set to the epoch's day;
+  first name of their set, files that only record the build dropped, files that a later
+  added layer deletes or replaces dropped (`shadowed`), and the `lastchange` day of
+  /etc/shadow set to the epoch's day;
 * config: `created` and every history entry's `created` set to the epoch; what only the
   classic builder records about its build container (`container`, `container_config`) and the
   engine's version dropped; diff_ids replaced by the rewritten layers' digests.
@@ -27,12 +28,14 @@ import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from kiln import RENDER_VERSION
 from kiln.chunks import ChunkReader
 from kiln.engine import Engine
 from kiln.errors import KilnError
@@ -63,6 +66,12 @@ class Normalized:
     image_id: str
     rewritten: int  # layers rewritten (the base's layers are kept as they are)
     dropped: tuple[str, ...]  # paths removed from the rewritten layers
+    # Where the time went: "save" (the engine's `docker save` of the whole image, read as it
+    # streams), "rewrite" (the added layers and the config), "load" (the new layers only).
+    seconds: Mapping[str, float] = field(default_factory=dict)
+
+    def timing(self) -> str:
+        return ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
 
 
 def epoch() -> int:
@@ -79,7 +88,8 @@ def normalize_image(engine: Engine, ref: str, *, keep_layers: int = 0,
     when = epoch()
     patterns = (*DROP, *(p.lstrip("/") for p in drop))
     raw = engine.image_id(ref)
-    key = hashlib.sha256(json.dumps([raw, keep_layers, patterns, when]).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([RENDER_VERSION, raw, keep_layers, patterns, when]
+                                    ).encode()).hexdigest()
     if memo is not None and (memo / key).is_file():
         known = (memo / key).read_text().strip()
         if engine.image_id(known):
@@ -94,15 +104,25 @@ def normalize_image(engine: Engine, ref: str, *, keep_layers: int = 0,
 
 def _normalize(engine: Engine, ref: str, keep_layers: int, patterns: tuple[str, ...],
                when: int) -> Normalized:
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name], clock = round(now - clock, 3), now
+
     with tempfile.TemporaryDirectory(prefix="kiln-normalize-") as tmp:
         work = Path(tmp)
         saved = work / "saved"
         _extract(engine.save(ref), saved)
+        lap("save")
         manifest = json.loads((saved / "manifest.json").read_text())[0]
         config = json.loads((saved / manifest["Config"]).read_text())
         out = work / "out"
         out.mkdir()
         layers, diff_ids, dropped = [], [], []
+        hidden = shadowed([saved / layer for layer in manifest["Layers"][keep_layers:]])
         for i, layer in enumerate(manifest["Layers"]):
             old_id = config["rootfs"]["diff_ids"][i]
             if i < keep_layers:
@@ -111,7 +131,8 @@ def _normalize(engine: Engine, ref: str, keep_layers: int, patterns: tuple[str, 
                 diff_ids.append(old_id)
                 continue
             staging = out / f"layer-{i}.tar"
-            digest, gone = rewrite_layer(saved / layer, staging, when, patterns)
+            digest, gone = rewrite_layer(saved / layer, staging, when, patterns,
+                                         hidden[i - keep_layers])
             dropped += gone
             folder = out / digest
             folder.mkdir(exist_ok=True)
@@ -127,14 +148,16 @@ def _normalize(engine: Engine, ref: str, keep_layers: int, patterns: tuple[str, 
         bundle = work / "load.tar"
         _pack(out, bundle)
         shutil.rmtree(out)
+        lap("rewrite")
         old = engine.image_id(ref)
         engine.load_image(bundle)
+        lap("load")
     new = f"sha256:{config_id}"
     if engine.image_id(ref) != new:
         raise KilnError(f"{ref}: the normalised image did not load as {new[:19]}")
     if old and old != new:
         engine.remove_unused(old)
-    return Normalized(new, len(manifest["Layers"]) - keep_layers, tuple(dropped))
+    return Normalized(new, len(manifest["Layers"]) - keep_layers, tuple(dropped), seconds)
 
 
 def normalize_config(config: dict[str, Any], diff_ids: list[str], when: int) -> bytes:
@@ -158,24 +181,78 @@ class _Hashing:
         return self.f.write(data)
 
 
-def rewrite_layer(source: Path, target: Path, when: int,
-                  drop: tuple[str, ...]) -> tuple[str, list[str]]:
-    """Write the normalised layer; return its sha256 and the paths dropped."""
+def _name(m: tarfile.TarInfo) -> str:
+    return m.name.removeprefix("./").rstrip("/")
+
+
+def _whiteout(name: str) -> bool:
+    return name.rpartition("/")[2].startswith(".wh.")
+
+
+def shadowed(layers: list[Path]) -> list[frozenset[str]]:
+    """For each of an image's added layers (oldest first), the files in it that a later added
+    layer deletes or replaces: nobody can ever see them in the image, yet they would ship in
+    its layers. A package's maintainer script makes such files all the time (openssh-server's
+    host keys, which a later step deletes; the kernel's initramfs, which a later step makes
+    again reproducibly): they would carry secrets and the build's randomness into the image.
+
+    Only files, links and devices are shadowed, never folders or whiteouts; nor a file that a
+    later layer's hard link names."""
+    exact: set[str] = set()  # names a later layer holds, or deletes
+    subtrees: set[str] = set()  # folders a later layer deletes, or makes opaque
+    linked: set[str] = set()  # hard link targets named by later layers
+    out: list[frozenset[str]] = []
+    for path in reversed(layers):
+        with tarfile.open(path, "r:") as tar:
+            members = [m for m in tar.getmembers() if _name(m) not in ("", ".")]
+        out.append(frozenset(
+            name for m in members if not m.isdir() and not _whiteout(name := _name(m))
+            and name not in linked and (name in exact or _under(name, subtrees))))
+        for m in members:
+            name = _name(m)
+            folder, _, base = name.rpartition("/")
+            if base == ".wh..wh..opq":
+                subtrees.add(folder)
+            elif base.startswith(".wh."):
+                gone = f"{folder}/{base[4:]}" if folder else base[4:]
+                exact.add(gone)
+                subtrees.add(gone)
+            elif not m.isdir():
+                exact.add(name)
+            if m.islnk():
+                linked.add(m.linkname.removeprefix("./"))
+    return out[::-1]
+
+
+def _under(name: str, folders: set[str]) -> bool:
+    parent = name.rpartition("/")[0]
+    while parent:
+        if parent in folders:
+            return True
+        parent = parent.rpartition("/")[0]
+    return "" in folders
+
+
+def rewrite_layer(source: Path, target: Path, when: int, drop: tuple[str, ...],
+                  hidden: frozenset[str] = frozenset()) -> tuple[str, list[str]]:
+    """Write the normalised layer; return its sha256 and the paths dropped. `hidden`: files a
+    later layer deletes or replaces (see `shadowed`), dropped too."""
     dropped: list[str] = []
     with tarfile.open(source, "r:") as src:
         members = [m for m in src.getmembers() if m.name not in ("", ".", "./")]
         keep = []
         for m in members:
-            name = m.name.removeprefix("./").rstrip("/")
+            name = _name(m)
             # A whiteout (.wh.<name>) deletes a file of a lower layer: always kept.
-            if not name.rpartition("/")[2].startswith(".wh.") and any(
-                    fnmatch.fnmatchcase(name, p) for p in drop) and not _first_boot_marker(
-                    src, m, name):
+            recorded = not _whiteout(name) and any(
+                fnmatch.fnmatchcase(name, p) for p in drop) and not _first_boot_marker(
+                src, m, name)
+            if name in hidden or recorded:
                 dropped.append(name)
             else:
                 keep.append(m)
         keep.sort(key=lambda m: m.name.removeprefix("./").encode())
-        canonical = _hardlink_heads(keep)
+        canonical = _hardlink_heads(keep, members)
         with target.open("wb") as raw:
             out = _Hashing(raw)
             with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
@@ -193,13 +270,17 @@ def _first_boot_marker(src: tarfile.TarFile, m: tarfile.TarInfo, name: str) -> b
     return data is not None and data.read().strip() in (b"", FIRST_BOOT)
 
 
-def _hardlink_heads(members: list[tarfile.TarInfo]) -> dict[str, tuple[str, tarfile.TarInfo]]:
-    """name -> (the first name of its hard link set, the member holding the data)."""
-    data_of = {m.name: m for m in members if m.isreg()}
+def _hardlink_heads(members: list[tarfile.TarInfo], every: list[tarfile.TarInfo]
+                    ) -> dict[str, tuple[str, tarfile.TarInfo]]:
+    """name -> (the first name of its hard link set, the member holding the data). `every`:
+    the layer's members before any was dropped (a set's data may be under a dropped name)."""
+    data_of = {m.name: m for m in every if m.isreg()}
+    kept = {m.name for m in members}
     sets: dict[str, list[str]] = {}
     for m in members:
         if m.islnk() and m.linkname in data_of:
-            sets.setdefault(m.linkname, [m.linkname]).append(m.name)
+            sets.setdefault(m.linkname, [m.linkname] if m.linkname in kept else []).append(
+                m.name)
     heads: dict[str, tuple[str, tarfile.TarInfo]] = {}
     for target, names in sets.items():
         first = min(names, key=lambda n: n.removeprefix("./").encode())

@@ -1,5 +1,5 @@
-# Rendered by kiln 0.1.0 (render 2) from images/base-vm.yaml. Do not edit: change the definitions and run `invoke render`.
-FROM kiln/base:508d55a7c8927b19
+# Rendered by kiln 0.1.0 (render 3) from images/base-vm.yaml. Do not edit: change the definitions and run `invoke render`.
+FROM kiln/base:8de29322f8fdefb0
 USER 0:0
 
 # --- layer: vm-systemd ---
@@ -75,7 +75,7 @@ RUN set -eu; systemctl enable auditd.service usbguard.service tmp.mount && syste
 # --- image configuration ---
 WORKDIR /home/app
 USER 10001:10001
-LABEL dev.kiln.fingerprint="b4e158eff7c76f8cce2eba1a973f0ffc64a37a9d2ce06d5e64de8054cbd32849" \
+LABEL dev.kiln.fingerprint="a9fe9c2f8afbe55a357d234cf5023882327c55f0cd26bc1123184e9b00add729" \
       dev.kiln.image="base-vm" \
       dev.kiln.layers="minimal,core,hardening,user,vm-systemd,vm-kernel,vm-network,vm-sshd,vm,cloud-init,hardening-ssh,hardening-vm" \
       dev.kiln.version="0.1.0" \

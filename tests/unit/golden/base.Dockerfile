@@ -1,4 +1,4 @@
-# Rendered by kiln 0.1.0 (render 2) from images/base.yaml. Do not edit: change the definitions and run `invoke render`.
+# Rendered by kiln 0.1.0 (render 3) from images/base.yaml. Do not edit: change the definitions and run `invoke render`.
 FROM kiln-bootstrap/bookworm-minbase:061826fa2cb6d104
 
 # --- layer: minimal ---
@@ -37,7 +37,7 @@ RUN groupadd --gid 10001 app \
 # --- image configuration ---
 WORKDIR /home/app
 USER 10001:10001
-LABEL dev.kiln.fingerprint="508d55a7c8927b198e2a2e494c9511b469f650f69b9d368904fbe63fc607e7bd" \
+LABEL dev.kiln.fingerprint="8de29322f8fdefb0e0ba603aa796dce63485e9dc7d4532ab233fa9db321e5a1a" \
       dev.kiln.image="base" \
       dev.kiln.layers="minimal,core,hardening,user" \
       dev.kiln.version="0.1.0" \

@@ -1,5 +1,5 @@
-# Rendered by kiln 0.1.0 (render 2) from images/nginx.yaml. Do not edit: change the definitions and run `invoke render`.
-FROM kiln/base:508d55a7c8927b19
+# Rendered by kiln 0.1.0 (render 3) from images/nginx.yaml. Do not edit: change the definitions and run `invoke render`.
+FROM kiln/base:8de29322f8fdefb0
 USER 0:0
 
 # --- layer: nginx ---
@@ -18,7 +18,7 @@ STOPSIGNAL SIGQUIT
 HEALTHCHECK --interval=10s --timeout=3s --start-period=2s --retries=3 CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q '200 OK' <&3"]
 ENTRYPOINT ["nginx", "-e", "stderr", "-g", "daemon off;"]
 USER 10001:10001
-LABEL dev.kiln.fingerprint="e1e50d3cbed7ce017ed2f7efce44865d15f6aae9af4f2715a48b8c30da222765" \
+LABEL dev.kiln.fingerprint="bb50cce2147208cd06ce0637244340bccfc53b096515ca94c216b60ed18029d8" \
       dev.kiln.image="nginx" \
       dev.kiln.layers="minimal,core,hardening,user,nginx" \
       dev.kiln.version="0.1.0" \

@@ -1,5 +1,5 @@
-# Rendered by kiln 0.1.0 (render 2) from images/python.yaml. Do not edit: change the definitions and run `invoke render`.
-FROM kiln/base:508d55a7c8927b19
+# Rendered by kiln 0.1.0 (render 3) from images/python.yaml. Do not edit: change the definitions and run `invoke render`.
+FROM kiln/base:8de29322f8fdefb0
 USER 0:0
 
 # --- layer: python ---
@@ -13,7 +13,7 @@ RUN --mount=type=bind,source=debs/python,target=/tmp/kiln-debs \
 WORKDIR /home/app
 CMD ["python3"]
 USER 10001:10001
-LABEL dev.kiln.fingerprint="084d656d565bf72ef9fa8329607ad8a54c972c518b954c1f5a38d57c9f44c3b7" \
+LABEL dev.kiln.fingerprint="90522990b72ad5d9b992b1ba45cb9587f8093d8d740b4a39043e71af28e06dd8" \
       dev.kiln.image="python" \
       dev.kiln.layers="minimal,core,hardening,user,python" \
       dev.kiln.version="0.1.0" \

@@ -1,5 +1,5 @@
-# Rendered by kiln 0.1.0 (render 2) from images/redis.yaml. Do not edit: change the definitions and run `invoke render`.
-FROM kiln/base:508d55a7c8927b19
+# Rendered by kiln 0.1.0 (render 3) from images/redis.yaml. Do not edit: change the definitions and run `invoke render`.
+FROM kiln/base:8de29322f8fdefb0
 USER 0:0
 
 # --- layer: redis ---
@@ -17,7 +17,7 @@ VOLUME ["/data"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=2s --retries=3 CMD ["redis-cli", "-p", "6379", "ping"]
 ENTRYPOINT ["redis-server", "/etc/kiln/redis.conf"]
 USER 10001:10001
-LABEL dev.kiln.fingerprint="01439c277f944bcd3a52a7cd8d27ee00ed390194b32dab09828d60004eca9820" \
+LABEL dev.kiln.fingerprint="f97a382f4392c041937a90f90381e6708f8d4a4216df00a4ef06e7aae7c2314a" \
       dev.kiln.image="redis" \
       dev.kiln.layers="minimal,core,hardening,user,redis" \
       dev.kiln.version="0.1.0" \
