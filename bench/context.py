@@ -88,14 +88,14 @@ def night(kind: type[Context], root: Path, engine: Engine) -> tuple[float, Count
         calls[name] += 1
         return prepare(project, name)
 
-    context.prepare = counting  # type: ignore[assignment]
+    context.prepare = counting
     try:
         ctx = kind(Project(root), engine, UI(quiet=True))
         start = time.perf_counter()
         result = run_nightly(ctx, Options())
         seconds = time.perf_counter() - start
     finally:
-        context.prepare = prepare  # type: ignore[assignment]
+        context.prepare = prepare
     assert {o.status for o in result.report.outcomes} == {"unchanged"}, result.report.summary()
     return seconds, calls
 

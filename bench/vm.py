@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from kiln.context import Context
 from kiln.engine import Engine
@@ -29,12 +29,14 @@ from kiln.vm.build import build_disk
 from kiln.vm.disk import to_qcow2
 from kiln.vm.verify import verify_vm
 
+ACCELS = ("auto", "kvm", "tcg")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default="base-vm")
     parser.add_argument("--boot", default="bios", help="bios, uefi or bios+uefi")
-    parser.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+    parser.add_argument("--accel", default="auto", choices=ACCELS)
     parser.add_argument("--disk-format", default="raw", help="the file verification boots")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -50,18 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     parent = project.image(args.image).base
     if hasattr(parent, "image"):
         build_image(warm, parent.image)
-    cold = Context(project=project, engine=engine, ui=ui, nocache=True,
-                   results=dict(warm.results))
+    cold = Context(project=project, engine=engine, ui=ui, nocache=True)
+    cold.results.update(warm.results)
     t = time.monotonic()
     image = build_image(cold, args.image)
     figures["container_build_s"] = round(time.monotonic() - t, 1)
 
-    disk_ctx = Context(project=project, engine=engine, ui=ui, force=True,
-                       results={args.image: image, **warm.results})
+    disk_ctx = Context(project=project, engine=engine, ui=ui, force=True)
+    disk_ctx.results.update({args.image: image, **warm.results})
     disk = build_disk(disk_ctx, args.image)
     figures["disk_steps_s"] = {k: round(v, 1) for k, v in disk.seconds.items() if k != "build"}
 
-    verified = verify_vm(disk_ctx, args.image, boot=args.boot, accel=args.accel,  # type: ignore[arg-type]
+    verified = verify_vm(disk_ctx, args.image, boot=args.boot,
+                         accel=cast(Literal["auto", "kvm", "tcg"], args.accel),
                          disk_format=args.disk_format)
     figures["boots"] = [b.to_json() for b in verified.boots]
 
