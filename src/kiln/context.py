@@ -226,18 +226,17 @@ class Context:
 
     def sweep(self) -> None:
         """Remove what killed (SIGKILL) kiln runs on this host left: their temp folders and
-        their named containers. A run that is still alive keeps its own."""
+        their named containers (the engine is connected for it). A run that is still alive
+        keeps its own."""
         pattern = re.compile(rf"^kiln-[a-z-]+-{re.escape(_host())}-(\d+)-")
         for path in self.tmp_parent().iterdir():
             found = pattern.match(path.name)
             if found and not _alive(int(found.group(1))):
                 shutil.rmtree(path, ignore_errors=True)
-        if self._engine is None:
-            return
-        for container in self._engine.containers():
+        for container in self.engine.containers():
             found = pattern.match(f"{container.name}-")
             if found and not _alive(int(found.group(1))):
-                self._engine.remove_container(str(container.name))
+                self.engine.remove_container(str(container.name))
 
 
 def open_registry(config: Config, ui: UI) -> Registry:

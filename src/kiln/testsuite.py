@@ -38,7 +38,7 @@ from kiln.suiteinfo import INFO_ENV, config_to_json
 from kiln.testowners import describe, overrides
 
 # The files only one target runs, by name prefix.
-ONLY: dict[str, str] = {"vm": "test_vm_", "container": "test_container_"}
+ONLY: dict[TargetKind, str] = {"vm": "test_vm_", "container": "test_container_"}
 
 
 class VerifyError(KilnError):

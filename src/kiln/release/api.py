@@ -26,7 +26,6 @@ def publish(s: Context, name: str, tag: str | None = None,
             target: str = "container") -> PublishResult:
     """Publish the local, verified build of `name` (its container, or its VM disk); then move
     the auto-promote channel, when one is set."""
-    s.engine  # noqa: B018 (connected first, so that the sweep also removes containers)
     s.sweep()  # what a killed run left on this host
     artifact: container.ContainerImage | vmdisk.VmDisk = (
         vmdisk.VmDisk.local(s, name) if check_target(target) == "vm"

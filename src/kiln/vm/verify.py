@@ -153,10 +153,10 @@ def verify_vm(ctx: Context, name: str, *, boot: str | None = None,
     started = datetime.now(UTC).isoformat(timespec="seconds")
     disk_facts = {"disk_sha256": built.manifest["sha256"], "kernel": built.manifest["kernel"]}
     if not suite.has_tests:  # refused before minutes of booting, and recorded like a container
+        refusal = testsuite.no_tests(target)
         records.save(project.root, testsuite.record(target, suite, started, False,
-                                                    reason=str(testsuite.no_tests(target)),
-                                                    extra=disk_facts))
-        raise testsuite.no_tests(target)
+                                                    reason=str(refusal), extra=disk_facts))
+        raise refusal
     t0 = time.monotonic()
     state = records.state_dir(project.root)
     (state / "tmp").mkdir(parents=True, exist_ok=True)
