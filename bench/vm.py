@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     figures["mib"] = {k: round(v / 2**20, 1) for k, v in sizes.items()}
     steps = figures["disk_steps_s"]
     boot = verified.boots[0]
-    vm_total = (figures["container_build_s"] + sum(steps.values()) + boot.ssh_seconds
+    # the suite starts when the boot is over (systemd "running"), not when SSH first answers
+    vm_total = (figures["container_build_s"] + sum(steps.values()) + boot.booted_seconds
                 + boot.test_seconds)
     figures["summary_s"] = {
         "container_only": figures["container_build_s"],
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                                + steps.get("qcow2", 0) + steps.get("checksum", 0), 1),
         "boot_to_ssh": round(boot.ssh_seconds, 1),
         "boot_to_ssh_qemu_cpu": round(boot.ssh_cpu_seconds, 1),
+        "boot_finished": round(boot.booted_seconds, 1),
         "tests": round(boot.test_seconds, 1),
         "accel": boot.accel,
         "definitions_to_verified_disk": round(vm_total, 1),

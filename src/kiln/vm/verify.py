@@ -59,6 +59,7 @@ class BootReport:
     accel: str = ""
     ssh_seconds: float = 0.0
     ssh_cpu_seconds: float = 0.0  # qemu's CPU time until SSH answered (load-independent)
+    booted_seconds: float = 0.0  # until systemd said the boot was over (the suite starts)
     test_seconds: float = 0.0
     console: str = ""  # where the console log was kept (failures only)
     checks: tuple[CheckResult, ...] = ()
@@ -72,6 +73,7 @@ class BootReport:
         return {"mode": self.mode, "disk_format": self.disk_format, "accel": self.accel,
                 "ssh_seconds": round(self.ssh_seconds, 1),
                 "ssh_cpu_seconds": round(self.ssh_cpu_seconds, 1),
+                "booted_seconds": round(self.booted_seconds, 1),
                 "test_seconds": round(self.test_seconds, 1), "console": self.console,
                 "startup": self.startup, "blame": list(self.blame),
                 "error": self.error.splitlines()[0] if self.error else ""}
@@ -260,7 +262,8 @@ def _boot_and_test(ctx: Context, built: DiskResult, spec: DiskSpec, mode: BootMo
                 report.ssh_cpu_seconds = machine.cpu_seconds()
                 ctx.ui.step(f"SSH after {report.ssh_seconds:.1f}s ({report.accel})")
                 state = machine.wait_until_booted(key, max(limit - machine.elapsed(), 60))
-                ctx.ui.step(f"boot finished ({state}) after {machine.elapsed():.1f}s")
+                report.booted_seconds = machine.elapsed()
+                ctx.ui.step(f"boot finished ({state}) after {report.booted_seconds:.1f}s")
                 t = time.monotonic()
                 hosts = suite_hosts(work, machine.spec.ssh_port, key, machine.spec.user)
                 try:
