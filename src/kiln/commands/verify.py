@@ -112,8 +112,14 @@ def verify_disk(image: str, *, boot: str | None, accel: str, timeout: float | No
     if json:
         ctx.ui.json(record.to_json())
         return
-    ctx.ui.table(f"kiln verify {image} --target vm", ["boot", "accel", "ssh (s)", "tests (s)"], [
-        (b.mode, b.accel, f"{b.ssh_seconds:.1f}", f"{b.test_seconds:.1f}") for b in result.boots])
+    ctx.ui.table(f"kiln verify {image} --target vm: boots",
+                 ["boot", "accel", "ssh (s)", "booted (s)", "tests (s)"],
+                 [(b.mode, b.accel, f"{b.ssh_seconds:.1f}", f"{b.booted_seconds:.1f}",
+                   f"{b.test_seconds:.1f}") for b in result.boots])
+    ctx.ui.table(f"kiln verify {image} --target vm: checks",
+                 ["layer", "passed", "failed", "errors", "skipped"], per_layer(record))
+    for line in override_lines(record):
+        ctx.ui.out.print(line, markup=False, highlight=False)
     counts = record.counts
     ctx.ui.result(f"{image}: verified as a VM, {counts['passed']} checks passed "
                   f"({record.seconds:.0f}s)")
